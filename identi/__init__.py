@@ -1,0 +1,18 @@
+"""identi: identifiable interpretability of generative models, in JAX.
+
+Sub-packages: `identi.sae` (the SAE family), `identi.metrics` (quality and identifiability),
+`identi.data` (activation sources), `identi.generators` (data with known latent concepts),
+`identi.train` (the sharded trainer and checkpoints).
+"""
+
+from identi import data, errors, generators, metrics, sae, train
+from identi.errors import CheckpointError, ConfigError, DataError, IdentiError, NonFiniteError
+from identi.train import default_config, evaluate, load_trained, train_and_evaluate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError", "ConfigError", "DataError", "IdentiError", "NonFiniteError", "data",
+    "default_config", "errors", "evaluate", "generators", "load_trained", "metrics", "sae",
+    "train", "train_and_evaluate",
+]

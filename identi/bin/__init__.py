@@ -1,0 +1,1 @@
+"""Command-line binaries: thin absl wrappers around one library function each."""

@@ -1,0 +1,87 @@
+"""What every identi binary shares: one-line errors instead of tracebacks, config loading, tables."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Callable, Mapping, Sequence
+
+import ml_collections
+from absl import app, flags
+
+from identi.errors import IdentiError
+from identi.train.config import default_config
+
+
+def _unknown_override(argv: Sequence[str]) -> str | None:
+  """The first `--config.a.b=...` override whose key is not in the schema, if any."""
+  schema = default_config()
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    node: Any = schema
+    path = arg[len("--config."):].split("=", 1)[0]
+    for part in path.split("."):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        return path
+      node = node[part]
+  return None
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {e}")
+  except (AttributeError, KeyError) as e:
+    key = _unknown_override(argv)
+    if key is None:
+      raise
+    sys.exit(f"error: unknown config key '{key}' in --config.{key}=...; fix the spelling "
+             "(the keys are listed in identi/train/config.py)")
+
+
+def load_config(config_flag) -> ml_collections.ConfigDict:
+  """The value of a config_flags flag, with a one-line error if its file failed to load."""
+  try:
+    return config_flag.value.copy_and_resolve_references()
+  except IOError as e:
+    cause = e.__cause__ or e
+    raise IdentiError(f"cannot load the config file ({cause}); pass "
+                      "--config=configs/NAME.py[:VARIANT] with an existing file") from e
+
+
+def run(main: Callable[[list[str]], Any]) -> None:
+  """`absl.app.run` that prints identi's errors as one line and exits with status 2."""
+
+  def guarded(argv):
+    for handler in logging.getLogger().handlers + logging.getLogger("absl").handlers:
+      handler.addFilter(_QuietLibraries())
+    try:
+      return main(argv)
+    except IdentiError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(guarded, flags_parser=_parse_flags)
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+  """A fixed-width text table of `rows` (floats with 4 significant digits)."""
+
+  def fmt(v):
+    if isinstance(v, float):
+      return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+  cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+  widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+  line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))
+  return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+class _QuietLibraries(logging.Filter):
+  """Drops INFO chatter of orbax and absl-logged JAX internals; warnings still pass."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or "orbax" not in record.pathname

@@ -1,0 +1,64 @@
+"""Atomic file output: a reader never sees a half-written JSON, JSONL or .npy file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Iterable
+
+import numpy as np
+
+
+def _atomic_write(path: str, write) -> None:
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
+  try:
+    with os.fdopen(fd, "wb") as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes `obj` as indented JSON, atomically."""
+  data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+  _atomic_write(path, lambda f: f.write(data))
+
+
+def write_jsonl(path: str, records: Iterable[dict[str, Any]]) -> None:
+  """Rewrites a JSONL file with `records`, atomically."""
+  data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
+  _atomic_write(path, lambda f: f.write(data))
+
+
+def append_jsonl(path: str, record: dict[str, Any]) -> None:
+  """Appends one record as a single line (one write call, so a kill leaves whole lines)."""
+  with open(path, "a", encoding="utf-8") as f:
+    f.write(json.dumps(record, sort_keys=True) + "\n")
+    f.flush()
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+  """Reads a JSONL file, skipping a torn last line left by a killed writer."""
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        break
+  return records
+
+
+def save_npy(path: str, array: np.ndarray) -> None:
+  """Saves an array as .npy, atomically."""
+  _atomic_write(path, lambda f: np.save(f, np.asarray(array)))

@@ -1,0 +1,23 @@
+"""Training: config schema, optimiser, data-parallel trainer, evaluation and checkpoints."""
+
+from identi.train.checkpoint import Checkpointer
+from identi.train.config import default_config, load_config, validate_config
+from identi.train.evaluation import encode_batches, evaluate
+from identi.train.inference import encode_file, evaluate_workdir, load_trained
+from identi.train.optimizer import learning_rate_schedule, make_optimizer, sparsity_schedule
+from identi.train.sharding import data_mesh, initialize_distributed
+from identi.train.trainer import (
+    abstract_state,
+    build_model,
+    build_sources,
+    make_train_step,
+    train_and_evaluate,
+)
+
+__all__ = [
+    "Checkpointer", "abstract_state", "build_model", "build_sources", "data_mesh",
+    "default_config", "encode_batches", "encode_file", "evaluate", "evaluate_workdir",
+    "initialize_distributed", "learning_rate_schedule", "load_config", "load_trained",
+    "make_optimizer", "make_train_step", "sparsity_schedule", "train_and_evaluate",
+    "validate_config",
+]

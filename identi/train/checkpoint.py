@@ -1,0 +1,89 @@
+"""Checkpointing: the one module of identi that calls orbax.
+
+A checkpoint is the whole training state pytree (step, parameters, statistics, optimiser state,
+dead-latent counters), saved under `WORKDIR/checkpoints/<step>`. Orbax writes each checkpoint to a
+temporary directory and renames it when complete, so a run killed mid-save leaves the previous
+checkpoint as the latest valid one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from identi.errors import CheckpointError
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class Checkpointer:
+  """Saves and restores training-state pytrees in `workdir/checkpoints`."""
+
+  def __init__(self, workdir: str, *, max_to_keep: int = 3, async_save: bool = True,
+               read_only: bool = False):
+    self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+    if read_only and not os.path.isdir(self.directory):
+      raise CheckpointError(
+          f"no checkpoint directory at {self.directory}; train first with "
+          f"`python -m identi.bin.train --config=... --workdir={workdir}`")
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        enable_async_checkpointing=async_save and not read_only,
+        create=not read_only,
+        read_only=read_only,
+    )
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    """The step of the newest complete checkpoint, or None."""
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def save(self, step: int, state: Any) -> None:
+    """Saves `state` at `step` (asynchronously if configured); an existing step is kept."""
+    if step in self._manager.all_steps():
+      return
+    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+  def restore(self, abstract_state: Any, step: int | None = None) -> Any:
+    """Restores the checkpoint at `step` (default: latest) into the structure of `abstract_state`.
+
+    `abstract_state` is a pytree of arrays or `jax.ShapeDtypeStruct`s with shardings, e.g. a freshly
+    initialised state; restored arrays take its shardings.
+    """
+    if step is None:
+      step = self.latest_step()
+    if step is None:
+      raise CheckpointError(
+          f"no checkpoint in {self.directory}; train first with `python -m identi.bin.train`")
+    target = jax.tree.map(_abstract, abstract_state)
+    path = os.path.join(self.directory, str(step))
+    try:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as e:  # orbax raises many types for unreadable data.
+      first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      older = [s for s in self.all_steps() if s < step]
+      fallback = (f"delete {path} to resume from step {max(older)}" if older
+                  else f"delete {path} to start over")
+      raise CheckpointError(
+          f"checkpoint {path} is unreadable or does not match the config "
+          f"({type(e).__name__}: {first_line[:200]}); {fallback}, or use a new workdir") from e
+
+  def wait(self) -> None:
+    """Blocks until pending asynchronous saves are on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def _abstract(x: Any) -> Any:
+  if isinstance(x, jax.Array):
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+  return x

@@ -1,0 +1,210 @@
+"""The training config schema: every field, its type and its default, and validation.
+
+Experiment configs (`configs/*.py`) start from `default_config()` and change fields. Validation
+compares a config against this schema, so that a typo in a config file or a value of the wrong
+type fails at once with a one-line message that names the key, instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+import ml_collections
+
+from identi.errors import ConfigError
+
+SAE_KINDS = ("relu", "topk", "batchtopk", "jumprelu")
+DATA_SOURCES = ("superposition", "npy")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Returns the full schema with defaults (a TopK SAE on sparse superposition data)."""
+  c = ml_collections.ConfigDict()
+
+  c.sae = ml_collections.ConfigDict()
+  c.sae.kind = "topk"  # One of SAE_KINDS.
+  c.sae.d_sae = 1024  # Dictionary size (number of latents).
+  c.sae.k = 32  # Active latents per sample (topk, batchtopk).
+  c.sae.k_aux = 0  # AuxK latents; 0 means min(d_sae // 2, 512).
+  c.sae.aux_alpha = 1.0 / 32.0  # Weight of the AuxK loss.
+  c.sae.l1_coeff = 1.0  # ReLU-L1 sparsity coefficient.
+  c.sae.l0_coeff = 1e-3  # JumpReLU L0 coefficient.
+  c.sae.bandwidth = 1e-3  # JumpReLU straight-through kernel bandwidth.
+  c.sae.init_threshold = 1e-3  # JumpReLU initial threshold.
+  c.sae.threshold_momentum = 0.01  # BatchTopK inference-threshold running-estimate rate.
+  c.sae.normalize_decoder = True  # Unit-norm decoder rows, parallel gradient removed.
+  c.sae.init_sample_size = 4096  # Examples used for input scaling and the b_dec median.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "superposition"  # One of DATA_SOURCES.
+  c.data.path = ""  # Shard directory or .npy file, for source='npy'.
+  c.data.num_eval = 4096  # Held-out examples for evaluation.
+  c.data.split_seed = 0  # Seed of the train/eval split.
+  c.data.superposition = ml_collections.ConfigDict()
+  c.data.superposition.num_samples = 65536
+  c.data.superposition.num_features = 256
+  c.data.superposition.d = 64
+  c.data.superposition.active_per_sample = 4.0
+  c.data.superposition.magnitude = "lognormal"
+  c.data.superposition.noise_std = 0.0
+  c.data.superposition.seed = 0
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 2000
+  c.train.batch_size = 1024
+  c.train.learning_rate = 1e-3
+  c.train.warmup_steps = 100  # Linear learning-rate warm-up from 0.
+  c.train.decay_fraction = 0.2  # Final fraction of steps with linear decay to 0.
+  c.train.b1 = 0.9
+  c.train.b2 = 0.999
+  c.train.grad_clip = 1.0  # Global-norm clipping; 0 disables.
+  c.train.sparsity_warmup_steps = 0  # Linear warm-up of l1_coeff / l0_coeff from 0.
+  c.train.dead_window_tokens = 1_000_000  # A latent silent this many tokens counts as dead.
+  c.train.seed = 0
+  c.train.log_every_steps = 100
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 500
+  c.checkpoint.max_to_keep = 3
+  c.checkpoint.async_save = True
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 4096
+  c.eval.mcc_method = "pearson"  # 'pearson' or 'spearman', when true latents are known.
+  return c
+
+
+_CHOICES = {
+    "sae.kind": SAE_KINDS,
+    "data.source": DATA_SOURCES,
+    "data.superposition.magnitude": ("lognormal", "uniform"),
+    "eval.mcc_method": ("pearson", "spearman"),
+}
+_POSITIVE = (
+    "sae.d_sae", "sae.k", "sae.bandwidth", "sae.init_threshold", "sae.init_sample_size",
+    "train.num_steps", "train.batch_size", "train.learning_rate", "train.log_every_steps",
+    "train.dead_window_tokens", "checkpoint.every_steps", "checkpoint.max_to_keep",
+    "eval.batch_size", "data.num_eval",
+)
+_NON_NEGATIVE = (
+    "sae.k_aux", "sae.aux_alpha", "sae.l1_coeff", "sae.l0_coeff", "train.warmup_steps",
+    "train.grad_clip", "train.sparsity_warmup_steps",
+)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in d.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      out.update(_flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def _type_ok(value: Any, expected: Any) -> bool:
+  if isinstance(expected, bool) or isinstance(value, bool):
+    return isinstance(value, bool) and isinstance(expected, bool)
+  if isinstance(expected, float):
+    return isinstance(value, (int, float))
+  return isinstance(value, type(expected))
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the key for unknown keys, wrong types and impossible values."""
+  schema = _flatten(default_config())
+  flat = _flatten(config)
+  for name, value in flat.items():
+    if name not in schema:
+      section = name.rsplit(".", 1)[0] if "." in name else ""
+      known = sorted(k.rsplit(".", 1)[-1] for k in schema
+                     if (k.rsplit(".", 1)[0] if "." in k else "") == section)
+      raise ConfigError(
+          f"unknown config key '{name}'; known keys here: {', '.join(known)} "
+          "(fix the spelling in the config file or the --config override)")
+    expected = schema[name]
+    if not _type_ok(value, expected):
+      raise ConfigError(
+          f"config key '{name}' has type {type(value).__name__} ({value!r}); "
+          f"expected {type(expected).__name__} like the default {expected!r}")
+  for name in schema:
+    if name not in flat:
+      raise ConfigError(
+          f"config key '{name}' is missing; start configs from "
+          "identi.train.config.default_config() so that every key has a value")
+  for name, choices in _CHOICES.items():
+    if flat[name] not in choices:
+      raise ConfigError(
+          f"config key '{name}' is {flat[name]!r}; choose one of {', '.join(choices)}")
+  for name in _POSITIVE:
+    if not flat[name] > 0:
+      raise ConfigError(f"config key '{name}' is {flat[name]!r}; it must be > 0")
+  for name in _NON_NEGATIVE:
+    if not flat[name] >= 0:
+      raise ConfigError(f"config key '{name}' is {flat[name]!r}; it must be >= 0")
+  if not 0 <= flat["train.decay_fraction"] <= 1:
+    raise ConfigError(
+        f"config key 'train.decay_fraction' is {flat['train.decay_fraction']!r}; "
+        "it must lie in [0, 1]")
+  if flat["sae.kind"] in ("topk", "batchtopk") and flat["sae.k"] > flat["sae.d_sae"]:
+    raise ConfigError(
+        f"config key 'sae.k' is {flat['sae.k']} but sae.d_sae is {flat['sae.d_sae']}; "
+        "k must be <= d_sae")
+  if flat["data.source"] == "npy" and not flat["data.path"]:
+    raise ConfigError(
+        "config key 'data.path' is empty but data.source is 'npy'; "
+        "pass --config.data.path=SHARD_DIR")
+
+
+def sae_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The keyword arguments of `identi.sae.make_sae` for the configured kind."""
+  s = config.sae
+  if s.kind == "relu":
+    return {}
+  if s.kind in ("topk", "batchtopk"):
+    hp = {"k": s.k, "aux_alpha": s.aux_alpha, "k_aux": s.k_aux or None}
+    if s.kind == "batchtopk":
+      hp["threshold_momentum"] = s.threshold_momentum
+    return hp
+  return {"bandwidth": s.bandwidth, "init_threshold": s.init_threshold}
+
+
+def sparsity_coeff(config: ml_collections.ConfigDict) -> float:
+  """The configured coefficient of the sparsity penalty (0 for TopK-style SAEs)."""
+  return {"relu": config.sae.l1_coeff, "jumprelu": config.sae.l0_coeff}.get(config.sae.kind, 0.0)
+
+
+def config_variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies a `:variant` of a config file: '' (full run) or 'smoke' (seconds on CPU, for tests)."""
+  if not arg:
+    return config
+  if arg != "smoke":
+    raise ConfigError(f"unknown config variant ':{arg}'; use no variant or ':smoke'")
+  config.sae.d_sae = 64
+  config.sae.k = min(config.sae.k, 4)
+  config.sae.init_sample_size = 512
+  config.data.num_eval = 512
+  s = config.data.superposition
+  s.num_samples, s.num_features, s.d, s.active_per_sample = 4096, 32, 16, 3.0
+  config.train.num_steps = 60
+  config.train.batch_size = 64
+  config.train.warmup_steps = 10
+  config.train.log_every_steps = 20
+  config.train.dead_window_tokens = 2048
+  config.checkpoint.every_steps = 20
+  config.eval.batch_size = 256
+  return config
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads `path/to/config.py[:variant]` the way `--config=` does (for scripts and tests)."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ConfigError(f"config file {path} does not exist; pass configs/NAME.py[:VARIANT]")
+  module_spec = importlib.util.spec_from_file_location("identi_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)

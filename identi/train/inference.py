@@ -1,0 +1,93 @@
+"""Using a trained workdir: restore the SAE, evaluate it, encode activation files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from identi import data as data_lib
+from identi import io
+from identi.errors import ConfigError, DataError
+from identi.train import sharding
+from identi.train.checkpoint import Checkpointer
+from identi.train.evaluation import encode_batches, evaluate
+from identi.train.trainer import RUN_FILE, abstract_state, build_model, build_sources, load_run
+
+EVAL_FILE = "eval.json"
+
+
+def load_trained(workdir: str):
+  """Restores `(config, model, variables)` from the latest checkpoint of a training workdir."""
+  workdir = os.path.abspath(workdir)
+  if not os.path.isdir(workdir):
+    raise ConfigError(f"workdir {workdir} does not exist; pass the --workdir of a training run")
+  saved = load_run(workdir)
+  if saved is None:
+    raise ConfigError(f"{workdir} holds no {RUN_FILE}, so it is not an identi training workdir; "
+                      "train with `python -m identi.bin.train --workdir=...` first")
+  config = ml_collections.ConfigDict(saved["config"])
+  d_in = saved["d_in"]
+  repl = sharding.replicated(sharding.data_mesh())
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
+                        abstract_state(config, d_in))
+  checkpointer = Checkpointer(workdir, read_only=True)
+  state = checkpointer.restore(target)
+  checkpointer.close()
+  return config, build_model(config, d_in), {"params": state["params"], "stats": state["stats"]}
+
+
+def _checked_source(path: str, d_in: int):
+  source = data_lib.open_source(path)
+  if source.dim != d_in:
+    raise DataError(f"{path} has {source.dim} features per example but the SAE was trained on "
+                    f"{d_in}; pass activations of the layer the SAE was trained on")
+  return source
+
+
+def evaluate_workdir(workdir: str, data_path: str | None = None) -> dict[str, Any]:
+  """Evaluates the trained SAE on its held-out split, or on `data_path`; writes eval.json."""
+  config, model, variables = load_trained(workdir)
+  if data_path:
+    source = _checked_source(data_path, model.d_in)
+  else:
+    _, source = build_sources(config)
+  result = evaluate(model, variables, source, config.eval.batch_size,
+                    mcc_method=config.eval.mcc_method)
+  result.update(kind=config.sae.kind, data=data_path or "held-out split")
+  if jax.process_index() == 0:
+    io.write_json(os.path.join(os.path.abspath(workdir), EVAL_FILE), result)
+  return result
+
+
+def encode_file(workdir: str, input_path: str, output_path: str) -> tuple[int, int]:
+  """Writes the codes of every row of `input_path` to `output_path` (.npy, float32, atomic).
+
+  Streams: the input is memory-mapped and the output written batch by batch. Returns its shape.
+  """
+  if not output_path.endswith(".npy"):
+    raise ConfigError(f"output path {output_path} must end in .npy")
+  config, model, variables = load_trained(workdir)
+  source = _checked_source(input_path, model.d_in)
+  shape = (source.num_examples, model.d_sae)
+  directory = os.path.dirname(os.path.abspath(output_path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npy")
+  os.close(fd)
+  try:
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    row = 0
+    for _, codes, _, _ in encode_batches(model, variables, source, config.eval.batch_size):
+      out[row:row + len(codes)] = codes
+      row += len(codes)
+    out.flush()
+    del out
+    os.replace(tmp, output_path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return shape

@@ -1,0 +1,55 @@
+"""Forces 8 CPU devices before JAX starts, so that sharding is tested on every machine."""
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402  (must come after XLA_FLAGS)
+
+assert jax.device_count() == 8, "tests expect 8 forced CPU devices; is JAX imported before conftest?"
+
+import os.path  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def smoke_config(name: str = "sae_topk", **overrides):
+  """The `:smoke` variant of configs/<name>.py with dotted-key overrides ('train__num_steps')."""
+  from identi.train import load_config
+
+  config = load_config(os.path.join(ROOT, "configs", f"{name}.py:smoke"))
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split("__")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def run_module(module: str, *args: str, devices: int = 8, check: bool = True,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+  """Runs `python -m module args` from the repo root with `devices` forced CPU devices."""
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+  return proc
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(tmp_path_factory):
+  """A workdir with a finished TopK smoke run, shared by tests that only read it."""
+  from identi.train import train_and_evaluate
+
+  workdir = str(tmp_path_factory.mktemp("trained"))
+  train_and_evaluate(smoke_config("sae_topk"), workdir)
+  return workdir

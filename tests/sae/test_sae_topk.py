@@ -1,0 +1,125 @@
+"""Tests of the TopK SAE and the shared AuxK loss (identi/sae/topk.py)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from identi.errors import ConfigError
+from identi.sae import TopKSAE, auxk_loss, init_sae
+
+D_IN, D_SAE, K = 5, 12, 3
+
+
+def _setup(b_enc=0.0):
+  model = TopKSAE(d_in=D_IN, d_sae=D_SAE, k=K, k_aux=4)
+  x = 3.0 * jax.random.normal(jax.random.key(0), (16, D_IN))
+  variables = init_sae(model, jax.random.key(1), x)
+  params = {**variables["params"], "b_enc": jnp.full((D_SAE,), b_enc)}
+  return model, {**variables, "params": params}, x
+
+
+def _pre(variables, x):
+  p, s = variables["params"], variables["stats"]["input_scale"]
+  return np.asarray((x * s - p["b_dec"]) @ p["W_enc"] + p["b_enc"])
+
+
+def test_exactly_k_largest_activations_survive():
+  model, variables, x = _setup(b_enc=5.0)  # every pre-activation positive
+  codes = np.asarray(model.apply(variables, x, method="encode"))
+  np.testing.assert_array_equal((codes != 0).sum(axis=1), K)
+  pre = _pre(variables, x)
+  expected = np.zeros_like(pre)
+  top = np.argsort(-pre, axis=1)[:, :K]
+  np.put_along_axis(expected, top, np.take_along_axis(pre, top, axis=1), axis=1)
+  np.testing.assert_allclose(codes, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fewer_positive_than_k_keeps_only_positive():
+  model, variables, x = _setup(b_enc=-100.0)  # nothing positive
+  codes = model.apply(variables, x, method="encode")
+  assert int(jnp.count_nonzero(codes)) == 0
+
+
+def test_code_gradient_reaches_only_kept_latents():
+  model, variables, x = _setup(b_enc=5.0)
+
+  def total_codes(b_enc):
+    params = {**variables["params"], "b_enc": b_enc}
+    return jnp.sum(model.apply({**variables, "params": params}, x[:1], method="encode"))
+
+  grad = jax.grad(total_codes)(variables["params"]["b_enc"])
+  kept = np.asarray(model.apply(variables, x[:1], method="encode"))[0] != 0
+  np.testing.assert_array_equal(np.asarray(grad), kept.astype(np.float32))
+
+
+@pytest.mark.parametrize("k", [0, 13, -1, True])
+def test_k_outside_1_to_d_sae_raises_config_error(k):
+  with pytest.raises(ConfigError, match="'k'"):
+    TopKSAE(d_in=D_IN, d_sae=D_SAE, k=k)
+
+
+def test_bad_k_aux_or_alpha_raise_config_error():
+  with pytest.raises(ConfigError, match="'k_aux' is 0"):
+    TopKSAE(d_in=D_IN, d_sae=D_SAE, k=2, k_aux=0)
+  with pytest.raises(ConfigError, match="'aux_alpha' is -1"):
+    TopKSAE(d_in=D_IN, d_sae=D_SAE, k=2, aux_alpha=-1.0)
+
+
+@pytest.mark.parametrize("d_sae,k_aux,expected", [(2048, None, 512), (12, None, 6), (1, None, 1),
+                                                   (12, 100, 12), (12, 4, 4)])
+def test_effective_k_aux(d_sae, k_aux, expected):
+  assert TopKSAE(d_in=4, d_sae=d_sae, k=1, k_aux=k_aux).effective_k_aux == expected
+
+
+def test_sparsity_coeff_is_ignored_and_total_is_mse_plus_alpha_auxk():
+  model, variables, x = _setup()
+  dead = jnp.arange(D_SAE) >= 8
+  total0, terms0, _ = model.apply(variables, x, method="loss", dead_mask=dead)
+  total1, _, _ = model.apply(variables, x, method="loss", dead_mask=dead, sparsity_coeff=10.0)
+  np.testing.assert_allclose(total0, total1)
+  np.testing.assert_allclose(total0, terms0["mse"] + terms0["auxk"] / 32, rtol=1e-6)
+
+
+def test_auxk_is_zero_without_dead_latents_and_matches_numpy_with_them():
+  model, variables, x = _setup()
+  for dead in (None, jnp.zeros((D_SAE,), bool)):
+    total, terms, _ = model.apply(variables, x, method="loss", dead_mask=dead)
+    assert float(terms["auxk"]) == 0.0
+    np.testing.assert_allclose(total, terms["mse"])
+  dead = np.arange(D_SAE) % 3 == 0  # 4 dead latents, k_aux = 4 uses all positive ones
+  _, terms, codes = model.apply(variables, x, method="loss", dead_mask=jnp.asarray(dead))
+  p, s = variables["params"], float(variables["stats"]["input_scale"])
+  x_s = np.asarray(x) * s
+  e = x_s - (np.asarray(codes) @ np.asarray(p["W_dec"]) + np.asarray(p["b_dec"]))
+  aux_codes = np.where(dead, np.maximum(_pre(variables, x), 0.0), 0.0)
+  e_hat = aux_codes @ np.asarray(p["W_dec"])
+  expected = np.mean((e - e_hat) ** 2) / np.mean(e ** 2)
+  assert expected > 0
+  np.testing.assert_allclose(terms["auxk"], expected, rtol=1e-4)
+
+
+def test_auxk_keeps_only_top_k_aux_dead_activations():
+  acts = jnp.array([[3.0, 1.0, 2.0, 5.0]])
+  w_dec = jnp.eye(4)
+  residual = jnp.array([[3.0, 1.0, 2.0, 5.0]])
+  dead = jnp.array([True, True, True, False])
+  # k_aux=2 keeps latents 0 and 2 (3 and 2); e_hat = [3, 0, 2, 0]; error [0, 1, 0, 5].
+  expected = (1.0 + 25.0) / (9.0 + 1.0 + 4.0 + 25.0)
+  np.testing.assert_allclose(auxk_loss(acts, residual, w_dec, dead, 2), expected, rtol=1e-6)
+
+
+def test_auxk_gradient_reaches_only_dead_latents():
+  model, variables, x = _setup()
+  dead = jnp.arange(D_SAE) >= 8
+
+  def auxk(params):
+    return model.apply({**variables, "params": params}, x, method="loss", dead_mask=dead)[1]["auxk"]
+
+  grads = jax.grad(auxk)(variables["params"])
+  col_norms = np.linalg.norm(np.asarray(grads["W_enc"]), axis=0)
+  np.testing.assert_array_equal(col_norms[:8], 0.0)
+  assert np.all(col_norms[8:] > 0), col_norms
+  row_norms = np.linalg.norm(np.asarray(grads["W_dec"]), axis=1)
+  np.testing.assert_array_equal(row_norms[:8], 0.0)
+  assert np.all(row_norms[8:] > 0), row_norms

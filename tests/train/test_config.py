@@ -1,0 +1,80 @@
+"""Config schema validation: typos, wrong types and impossible values fail with the key named."""
+
+import pytest
+
+from conftest import ROOT, smoke_config
+from identi.errors import ConfigError
+from identi.train import default_config, load_config, validate_config
+
+
+@pytest.mark.parametrize("name", ["sae_relu", "sae_topk", "sae_batchtopk", "sae_jumprelu"])
+def test_shipped_configs_validate(name):
+  validate_config(load_config(f"{ROOT}/configs/{name}.py"))
+  smoke = load_config(f"{ROOT}/configs/{name}.py:smoke")
+  validate_config(smoke)
+  assert smoke.sae.kind == name.removeprefix("sae_")
+  assert smoke.train.num_steps < 100
+
+
+def test_unknown_key_is_named_with_its_neighbours():
+  config = default_config()
+  config.sae.kk = 3
+  with pytest.raises(ConfigError, match=r"unknown config key 'sae.kk'.*d_sae"):
+    validate_config(config)
+
+
+def test_wrong_type_is_named():
+  config = default_config()
+  config.unlock()
+  del config.train["batch_size"]
+  config.train.batch_size = "64"
+  with pytest.raises(ConfigError, match=r"'train.batch_size' has type str"):
+    validate_config(config)
+
+
+def test_int_accepted_where_float_expected():
+  config = default_config()
+  config.unlock()
+  del config.train["learning_rate"]
+  config.train.learning_rate = 1
+  validate_config(config)
+
+
+@pytest.mark.parametrize("key,value,pattern", [
+    ("sae.kind", "gated", "choose one of relu, topk"),
+    ("train.num_steps", 0, "must be > 0"),
+    ("sae.k", 5000, "k must be <= d_sae"),
+    ("train.decay_fraction", 1.5, r"\[0, 1\]"),
+    ("sae.l1_coeff", -1.0, ">= 0"),
+])
+def test_impossible_values(key, value, pattern):
+  config = default_config()
+  section, leaf = key.split(".")
+  config[section][leaf] = value
+  with pytest.raises(ConfigError, match=pattern):
+    validate_config(config)
+
+
+def test_npy_source_needs_a_path():
+  config = default_config()
+  config.data.source = "npy"
+  with pytest.raises(ConfigError, match="data.path"):
+    validate_config(config)
+
+
+def test_missing_key_is_named():
+  config = default_config()
+  del config.eval["mcc_method"]
+  with pytest.raises(ConfigError, match="'eval.mcc_method' is missing"):
+    validate_config(config)
+
+
+def test_unknown_variant_and_missing_file():
+  with pytest.raises(ConfigError, match="unknown config variant ':tiny'"):
+    load_config(f"{ROOT}/configs/sae_topk.py:tiny")
+  with pytest.raises(ConfigError, match="does not exist"):
+    load_config(f"{ROOT}/configs/nope.py")
+
+
+def test_smoke_config_helper_overrides():
+  assert smoke_config("sae_relu", train__num_steps=7).train.num_steps == 7
