@@ -46,7 +46,7 @@ def load_config(config_flag) -> ml_collections.ConfigDict:
   try:
     return config_flag.value.copy_and_resolve_references()
   except IOError as e:
-    cause = e.__cause__ or e
+    cause = " ".join(str(e.__cause__ or e).split())
     raise IdentiError(f"cannot load the config file ({cause}); pass "
                       "--config=configs/NAME.py[:VARIANT] with an existing file") from e
 
@@ -81,7 +81,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
 
 
 class _QuietLibraries(logging.Filter):
-  """Drops INFO chatter of orbax and absl-logged JAX internals; warnings still pass."""
+  """Drops orbax's INFO and WARNING chatter (errors still pass)."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or "orbax" not in record.pathname
+    return record.levelno >= logging.ERROR or "orbax" not in record.pathname

@@ -66,12 +66,13 @@ def abstract_state(config: ml_collections.ConfigDict, d_in: int) -> dict[str, An
 
   def make():
     variables = model.init(jax.random.key(0), jnp.zeros((1, d_in), jnp.float32))
-    return _new_state(variables, tx, config.sae.d_sae)
+    return init_state(variables, tx, config.sae.d_sae)
 
   return jax.eval_shape(make)
 
 
-def _new_state(variables, tx, d_sae: int) -> dict[str, Any]:
+def init_state(variables, tx, d_sae: int) -> dict[str, Any]:
+  """The training state pytree for SAE `variables` and optimiser `tx`, at step 0."""
   params = variables["params"]
   return {
       "step": jnp.zeros((), jnp.int32),
@@ -242,7 +243,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     init_idx = data_lib.batch_indices(train_src.num_examples, n_init, 0, config.train.seed + 1)
     variables = sae_lib.init_sae(model, jax.random.key(config.train.seed),
                                  train_src.get(init_idx))
-    state = jax.device_put(_new_state(variables, tx, config.sae.d_sae), repl)
+    state = jax.device_put(init_state(variables, tx, config.sae.d_sae), repl)
     start = 0
   else:
     target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
