@@ -1,8 +1,8 @@
-"""ReLU SAE with the decoder-norm-weighted L1 penalty on sparse superposition data.
+"""ReLU SAE with the decoder-norm-weighted L1 penalty (l1_coeff = 0.05) on superposition data.
 
   python -m identi.bin.train --config=configs/sae_relu.py --workdir=runs/sae_relu
 
-Expected (2-core CPU, ~1 min): see README "Measured results".
+Expected on a 2-core CPU (under 1 min): MCC 0.881, FVU 0.264, L0 7.7 (README "Measured results").
 Smoke variant for tests: --config=configs/sae_relu.py:smoke
 """
 
@@ -12,8 +12,6 @@ from identi.train.config import config_variant, default_config
 def get_config(arg=None):
   config = default_config()
   config.sae.kind = "relu"
-  config.sae.d_sae = 512
   config.sae.normalize_decoder = False  # The L1 term is weighted by the decoder norms instead.
-  config.sae.l1_coeff = 0.1
   config.train.sparsity_warmup_steps = 200
   return config_variant(config, arg)

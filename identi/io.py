@@ -10,7 +10,7 @@ from typing import Any, Iterable
 import numpy as np
 
 
-def _atomic_write(path: str, write) -> None:
+def _atomic_write(path, write) -> None:
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
@@ -59,6 +59,6 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
   return records
 
 
-def save_npy(path: str, array: np.ndarray) -> None:
-  """Saves an array as .npy, atomically."""
-  _atomic_write(path, lambda f: np.save(f, np.asarray(array)))
+def save_npy(path, array: np.ndarray) -> None:
+  """Saves an array as .npy, atomically (the temp name never ends in .npy)."""
+  _atomic_write(path, lambda f: np.save(f, np.asarray(array), allow_pickle=False))

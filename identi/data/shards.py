@@ -18,13 +18,12 @@ Layout::
 Shards are opened with ``np.load(mmap_mode='r')``: opening reads only headers, and ``get`` reads
 only the requested rows, so datasets larger than memory stream from disk.
 """
-import os
 import pathlib
-import tempfile
 
 import ml_dtypes
 import numpy as np
 
+from identi import io
 from identi.data.sources import (ActivationSource, check_finite_rows, check_float_dtype,
                                  check_indices)
 from identi.errors import ConfigError, DataError
@@ -163,21 +162,6 @@ def open_source(path) -> NpyShardSource:
   return NpyShardSource(path)
 
 
-def _save_atomic(path: pathlib.Path, array: np.ndarray) -> None:
-  """Writes ``array`` to ``path`` via a temp file in the same directory and os.replace."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.save(f, array, allow_pickle=False)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def write_shards(directory, x, z=None, rows_per_shard: int = 65536,
                  prefix: str = "shard") -> list[pathlib.Path]:
   """Writes activations ``x`` (and latents ``z``) in the identi shard format.
@@ -228,8 +212,8 @@ def write_shards(directory, x, z=None, rows_per_shard: int = 65536,
   paths = []
   for i, name in enumerate(names):
     rows = slice(i * rows_per_shard, (i + 1) * rows_per_shard)
-    _save_atomic(directory / name, x[rows])
+    io.save_npy(directory / name, x[rows])
     if z is not None:
-      _save_atomic(latents_dir / name, z[rows])
+      io.save_npy(latents_dir / name, z[rows])
     paths.append(directory / name)
   return paths

@@ -45,12 +45,17 @@ def auxk_loss(acts: jax.Array, residual: jax.Array, w_dec: jax.Array, dead_mask:
     mean((e - e_hat)^2) / mean(e^2), or 0 when no latent is dead.
   """
   residual = jax.lax.stop_gradient(residual)
-  dead_acts = jnp.where(dead_mask, acts, 0.0)
-  aux_codes = topk_codes(dead_acts, min(k_aux, acts.shape[-1]))
-  e_hat = aux_codes @ w_dec
-  normalised = jnp.mean(jnp.square(residual - e_hat)) / jnp.maximum(
-      jnp.mean(jnp.square(residual)), jnp.finfo(jnp.float32).tiny)
-  return jnp.where(jnp.any(dead_mask), normalised, 0.0)
+
+  def normalised_mse(acts, residual, w_dec):
+    dead_acts = jnp.where(dead_mask, acts, 0.0)
+    aux_codes = topk_codes(dead_acts, min(k_aux, acts.shape[-1]))
+    e_hat = aux_codes @ w_dec
+    return jnp.mean(jnp.square(residual - e_hat)) / jnp.maximum(
+        jnp.mean(jnp.square(residual)), jnp.finfo(jnp.float32).tiny)
+
+  # The top-k_aux selection costs a partial sort per sample: skip it while no latent is dead.
+  return jax.lax.cond(jnp.any(dead_mask), normalised_mse,
+                      lambda *_: jnp.zeros((), jnp.float32), acts, residual, w_dec)
 
 
 class KSparseSAE(SAE):

@@ -20,19 +20,19 @@ DATA_SOURCES = ("superposition", "npy")
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Returns the full schema with defaults (a TopK SAE on sparse superposition data)."""
+  """Returns the full schema with defaults: a TopK SAE on the demo's sparse superposition data."""
   c = ml_collections.ConfigDict()
 
   c.sae = ml_collections.ConfigDict()
   c.sae.kind = "topk"  # One of SAE_KINDS.
-  c.sae.d_sae = 1024  # Dictionary size (number of latents).
-  c.sae.k = 32  # Active latents per sample (topk, batchtopk).
+  c.sae.d_sae = 512  # Dictionary size (number of latents).
+  c.sae.k = 6  # Active latents per sample (topk, batchtopk).
   c.sae.k_aux = 0  # AuxK latents; 0 means min(d_sae // 2, 512).
   c.sae.aux_alpha = 1.0 / 32.0  # Weight of the AuxK loss.
-  c.sae.l1_coeff = 1.0  # ReLU-L1 sparsity coefficient.
-  c.sae.l0_coeff = 1e-3  # JumpReLU L0 coefficient.
-  c.sae.bandwidth = 1e-3  # JumpReLU straight-through kernel bandwidth.
-  c.sae.init_threshold = 1e-3  # JumpReLU initial threshold.
+  c.sae.l1_coeff = 0.05  # ReLU-L1 sparsity coefficient.
+  c.sae.l0_coeff = 1e-2  # JumpReLU L0 coefficient.
+  c.sae.bandwidth = 0.1  # JumpReLU straight-through kernel bandwidth (scaled units).
+  c.sae.init_threshold = 0.3  # JumpReLU initial threshold (scaled units).
   c.sae.threshold_momentum = 0.01  # BatchTopK inference-threshold running-estimate rate.
   c.sae.normalize_decoder = True  # Unit-norm decoder rows, parallel gradient removed.
   c.sae.init_sample_size = 4096  # Examples used for input scaling and the b_dec median.
@@ -40,10 +40,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.source = "superposition"  # One of DATA_SOURCES.
   c.data.path = ""  # Shard directory or .npy file, for source='npy'.
-  c.data.num_eval = 4096  # Held-out examples for evaluation.
+  c.data.num_eval = 8192  # Held-out examples for evaluation.
   c.data.split_seed = 0  # Seed of the train/eval split.
   c.data.superposition = ml_collections.ConfigDict()
-  c.data.superposition.num_samples = 65536
+  c.data.superposition.num_samples = 131072
   c.data.superposition.num_features = 256
   c.data.superposition.d = 64
   c.data.superposition.active_per_sample = 4.0
@@ -52,9 +52,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.superposition.seed = 0
 
   c.train = ml_collections.ConfigDict()
-  c.train.num_steps = 2000
-  c.train.batch_size = 1024
-  c.train.learning_rate = 1e-3
+  c.train.num_steps = 4000
+  c.train.batch_size = 2048
+  c.train.learning_rate = 3e-3
   c.train.warmup_steps = 100  # Linear learning-rate warm-up from 0.
   c.train.decay_fraction = 0.2  # Final fraction of steps with linear decay to 0.
   c.train.b1 = 0.9
@@ -63,10 +63,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.sparsity_warmup_steps = 0  # Linear warm-up of l1_coeff / l0_coeff from 0.
   c.train.dead_window_tokens = 1_000_000  # A latent silent this many tokens counts as dead.
   c.train.seed = 0
-  c.train.log_every_steps = 100
+  c.train.log_every_steps = 500
 
   c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every_steps = 500
+  c.checkpoint.every_steps = 1000
   c.checkpoint.max_to_keep = 3
   c.checkpoint.async_save = True
 
@@ -177,7 +177,8 @@ def sparsity_coeff(config: ml_collections.ConfigDict) -> float:
   return {"relu": config.sae.l1_coeff, "jumprelu": config.sae.l0_coeff}.get(config.sae.kind, 0.0)
 
 
-def config_variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+def config_variant(config: ml_collections.ConfigDict,
+                   arg: str | None) -> ml_collections.ConfigDict:
   """Applies a `:variant` of a config file: '' (full run) or 'smoke' (seconds on CPU, for tests)."""
   if not arg:
     return config
@@ -192,6 +193,7 @@ def config_variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_col
   config.train.num_steps = 60
   config.train.batch_size = 64
   config.train.warmup_steps = 10
+  config.train.sparsity_warmup_steps = min(config.train.sparsity_warmup_steps, 20)
   config.train.log_every_steps = 20
   config.train.dead_window_tokens = 2048
   config.checkpoint.every_steps = 20

@@ -251,6 +251,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = checkpointer.restore(target, start)
     logging.info("resumed from checkpoint at step %d in %s", start, workdir)
 
+  logging.info("training %s SAE (d_in=%d, d_sae=%d) on %d devices in %d processes, steps %d-%d",
+               config.sae.kind, d_in, config.sae.d_sae, jax.device_count(), jax.process_count(),
+               start, config.train.num_steps)
   metrics_path = os.path.join(workdir, METRICS_FILE)
   if lead:
     # Drop records a killed run logged after its last checkpoint; they are about to be redone.

@@ -54,3 +54,12 @@ def test_missing_npy_path(tmp_path):
                     "--config.data.source=npy", f"--config.data.path={tmp_path}/absent",
                     check=False)
   assert f"{tmp_path}/absent" in _error_line(proc)
+
+
+def test_missing_or_unwritable_workdir(tmp_path):
+  proc = run_module("identi.bin.train", CONFIG, check=False)
+  assert "--workdir" in _error_line(proc)
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  proc = run_module("identi.bin.train", CONFIG, f"--workdir={blocker}/sub", check=False)
+  assert f"cannot create workdir {blocker}/sub" in _error_line(proc)

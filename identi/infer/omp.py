@@ -1,0 +1,213 @@
+"""Non-negative orthogonal matching pursuit (NN-OMP): the sparsest non-negative code of x.
+
+Causal minimality says the identifiable representation is the sparsest code that explains the
+data. An SAE's one-layer encoder only approximates it; greedy sparse inference with the SAE's own
+decoder gets much closer. For each sample, with dictionary rows d_j and x_c = x - b_dec:
+
+1. Select the atom outside the support with the largest cosine between d_j and the residual r.
+2. Solve the non-negative least squares (NNLS) problem min ||x_c - sum_S c_j d_j||, c >= 0, on the
+   support S exactly, by the Lawson-Hanson active-set method warm-started from the previous
+   solution: solve the unconstrained LS on the passive set (Cholesky of the masked Gram submatrix
+   D_S D_S^T); while a coefficient is <= 0, step back along the segment from the previous feasible
+   point until the first coefficient hits 0, drop it from the support and re-solve. Each step drops
+   at least one atom, so at most ``max_atoms`` steps are needed. With the new atom added (its
+   correlation with r is positive), this is one outer step of Lawson-Hanson NNLS truncated at
+   ``max_atoms`` atoms, so the coefficients are the exact NNLS solution on the final support.
+3. Stop adding atoms for a sample when ||r||^2 <= tol * ||x_c||^2, when no atom has a cosine with
+   r above float32 round-off (1e-6), or when the support holds ``max_atoms`` atoms.
+
+The support lives in ``max_atoms`` slots per sample, so everything has a static shape: a
+fixed-length ``lax.fori_loop`` of ``max_atoms`` selection steps with masks, vmapped over the batch.
+An atom dropped by NNLS frees its slot and may be selected again later.
+"""
+
+import functools
+import numbers
+
+import jax
+import jax.numpy as jnp
+
+from identi.errors import ConfigError, DataError
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+#: Minimum cosine between an atom and the residual for the atom to be added (float32 round-off).
+_MIN_COSINE = 1e-6
+#: Relative ridge added to the Gram diagonal so that Cholesky survives nearly collinear atoms.
+_GRAM_RIDGE = 1e-6
+
+
+def check_problem(x, dictionary, b_dec, *, owner: str) -> tuple[jax.Array, jax.Array]:
+  """Validates shapes (trace-time only) and returns float32 (x - b_dec, dictionary).
+
+  Args:
+    x: (batch, d) inputs.
+    dictionary: (n_atoms, d) atoms as rows (an SAE's W_dec).
+    b_dec: None or (d,) offset subtracted from x (an SAE's b_dec).
+    owner: name of the calling function, for error messages.
+  """
+  x_shape, d_shape = tuple(jnp.shape(x)), tuple(jnp.shape(dictionary))
+  if len(d_shape) != 2 or 0 in d_shape:
+    raise DataError(f"{owner} dictionary has shape {d_shape}; it must be 2-D (n_atoms, d) with "
+                    "atoms as rows: pass an SAE's W_dec, or transpose a (d, n_atoms) matrix")
+  d = d_shape[1]
+  if len(x_shape) != 2:
+    raise DataError(f"{owner} input x has shape {x_shape}; it must be 2-D (batch, {d}): "
+                    f"reshape it to (-1, {d})")
+  if x_shape[1] != d:
+    raise DataError(f"{owner} input x has {x_shape[1]} features but the dictionary atoms have "
+                    f"{d}: pass x in the dictionary's space (for an SAE, x * input_scale)")
+  x = jnp.asarray(x, jnp.float32)
+  if b_dec is not None:
+    if tuple(jnp.shape(b_dec)) != (d,):
+      raise DataError(f"{owner} b_dec has shape {tuple(jnp.shape(b_dec))}; it must be ({d},), "
+                      "one offset per feature (an SAE's b_dec) or None")
+    x = x - jnp.asarray(b_dec, jnp.float32)
+  return x, jnp.asarray(dictionary, jnp.float32)
+
+
+def check_positive_int(name: str, value, owner: str) -> int:
+  """Returns `value` as int, or raises ConfigError unless it is a positive integer."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    raise ConfigError(f"{owner} argument {name}={value!r} is invalid: pass an integer >= 1")
+  return int(value)
+
+
+def _masked_gram(gram: jax.Array, passive: jax.Array) -> jax.Array:
+  """Gram restricted to the passive slots, identity elsewhere, with a tiny relative ridge."""
+  both = passive[:, None] & passive[None, :]
+  diag = jnp.diagonal(gram)
+  ridge = jnp.where(passive, diag * (1.0 + _GRAM_RIDGE) + 1e-12, 1.0)
+  return jnp.where(both, gram, 0.0) * (1.0 - jnp.eye(gram.shape[0])) + jnp.diag(ridge)
+
+
+def _least_squares(gram: jax.Array, rhs: jax.Array, passive: jax.Array) -> jax.Array:
+  """Unconstrained LS coefficients on the passive slots (0 on the others)."""
+  chol = jnp.linalg.cholesky(_masked_gram(gram, passive))
+  sol = jax.scipy.linalg.cho_solve((chol, True), jnp.where(passive, rhs, 0.0))
+  return jnp.where(passive, sol, 0.0)
+
+
+def nnls_slots(gram: jax.Array, rhs: jax.Array, passive: jax.Array,
+               coef: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Lawson-Hanson inner loop: NNLS on the slots, from a feasible start.
+
+  Args:
+    gram: (k, k) Gram matrix of the slot atoms.
+    rhs: (k,) correlations of the slot atoms with the target.
+    passive: (k,) bool, the slots in the support.
+    coef: (k,) feasible start (>= 0, 0 outside `passive`).
+
+  Returns:
+    (passive, coef): the support with the atoms whose coefficient reached 0 removed, and the LS
+    solution on it, all > 0.
+  """
+  k = gram.shape[0]
+  tiny = jnp.finfo(jnp.float32).tiny
+
+  def cond(state):
+    step, _, _, feasible = state
+    return (~feasible) & (step < k)
+
+  def body(state):
+    step, passive, coef, _ = state
+    sol = _least_squares(gram, rhs, passive)
+    neg = passive & (sol <= 0.0)
+    feasible = ~jnp.any(neg)
+    ratio = jnp.where(neg, coef / jnp.maximum(coef - sol, tiny), jnp.inf)
+    alpha = jnp.minimum(jnp.min(ratio), 1.0)
+    stepped = coef + alpha * (sol - coef)
+    keep = passive & (stepped > 0.0) & ~(neg & (ratio <= alpha))
+    new_passive = jnp.where(feasible, passive, keep)
+    new_coef = jnp.where(feasible, sol, jnp.where(keep, stepped, 0.0))
+    return step + 1, new_passive, new_coef, feasible
+
+  _, passive, coef, _ = jax.lax.while_loop(cond, body, (0, passive, coef, jnp.array(False)))
+  return passive, coef
+
+
+def _omp_one(x: jax.Array, dictionary: jax.Array, inv_norms: jax.Array, init_idx: jax.Array,
+             init_in: jax.Array, tol: jax.Array, max_atoms: int) -> jax.Array:
+  """NN-OMP for one centred sample x (d,); returns its (n_atoms,) code."""
+  n_atoms = dictionary.shape[0]
+  corr_x = jnp.matmul(dictionary, x, precision=_HIGHEST)
+  target = tol * jnp.sum(jnp.square(x))
+
+  def solve(idx, passive, coef):
+    atoms = dictionary[idx]
+    gram = jnp.matmul(atoms, atoms.T, precision=_HIGHEST)
+    return nnls_slots(gram, corr_x[idx], passive, coef)
+
+  def step(_, state):
+    idx, passive, coef = state
+    resid = x - jnp.matmul(coef, dictionary[idx], precision=_HIGHEST)
+    energy = jnp.sum(jnp.square(resid))
+    cosine = jnp.matmul(dictionary, resid, precision=_HIGHEST) * inv_norms
+    used = jnp.zeros((n_atoms,), jnp.int32).at[idx].max(passive.astype(jnp.int32)) > 0
+    cosine = jnp.where(used, -jnp.inf, cosine)
+    best = jnp.argmax(cosine)
+    add = ((energy > target) & (cosine[best] > _MIN_COSINE * jnp.sqrt(energy))
+           & (jnp.sum(passive) < max_atoms))
+    slot = jnp.argmin(passive)
+    new_idx = idx.at[slot].set(best.astype(idx.dtype))
+    new_passive = passive.at[slot].set(True)
+    new_passive, new_coef = solve(new_idx, new_passive, coef.at[slot].set(0.0))
+    return (jnp.where(add, new_idx, idx), jnp.where(add, new_passive, passive),
+            jnp.where(add, new_coef, coef))
+
+  passive, coef = solve(init_idx, init_in, jnp.zeros((max_atoms,), jnp.float32))
+  idx, passive, coef = jax.lax.fori_loop(0, max_atoms, step, (init_idx, passive, coef))
+  return jnp.zeros((n_atoms,), jnp.float32).at[idx].add(jnp.where(passive, coef, 0.0))
+
+
+@functools.partial(jax.jit, static_argnames=("max_atoms",))
+def _omp(x: jax.Array, dictionary: jax.Array, init: jax.Array | None, tol: jax.Array, *,
+         max_atoms: int) -> jax.Array:
+  norms = jnp.linalg.norm(dictionary, axis=-1)
+  inv_norms = jnp.where(norms > 0, 1.0 / jnp.where(norms > 0, norms, 1.0), 0.0)
+  if init is None:
+    init_idx = jnp.zeros((x.shape[0], max_atoms), jnp.int32)
+    init_in = jnp.zeros((x.shape[0], max_atoms), bool)
+  else:
+    values, init_idx = jax.lax.top_k(init, max_atoms)
+    init_in = values > 0
+  one = functools.partial(_omp_one, max_atoms=max_atoms)
+  return jax.vmap(one, in_axes=(0, None, None, 0, 0, None))(x, dictionary, inv_norms, init_idx,
+                                                             init_in, tol)
+
+
+def omp(x: jax.Array, dictionary: jax.Array, *, max_atoms: int, tol: float = 1e-4,
+        b_dec: jax.Array | None = None, init_support: jax.Array | None = None) -> jax.Array:
+  """Non-negative orthogonal matching pursuit codes of a batch (see the module docstring).
+
+  Jit-compiled (``max_atoms`` static) and usable inside ``jax.jit``.
+
+  Args:
+    x: (batch, d) inputs, in the dictionary's space (for an SAE, x * input_scale).
+    dictionary: (n_atoms, d) atoms as rows (an SAE's W_dec); atoms need not have unit norm.
+    max_atoms: most atoms per sample, in [1, n_atoms].
+    tol: stop adding atoms once ||r||^2 <= tol * ||x - b_dec||^2, in [0, 1).
+    b_dec: optional (d,) offset subtracted from x first (an SAE's b_dec).
+    init_support: optional (batch, n_atoms) warm start: entries > 0 mark atoms to start from (the
+      ``max_atoms`` largest if there are more), e.g. an SAE encoder's codes. Atoms whose NNLS
+      coefficient on this support is not positive are dropped before the greedy steps.
+
+  Returns:
+    float32 (batch, n_atoms) non-negative codes c with x ~ c @ dictionary + b_dec.
+  """
+  x, dictionary = check_problem(x, dictionary, b_dec, owner="omp")
+  max_atoms = check_positive_int("max_atoms", max_atoms, "omp")
+  n_atoms = dictionary.shape[0]
+  if max_atoms > n_atoms:
+    raise ConfigError(f"omp argument max_atoms={max_atoms} exceeds the {n_atoms} dictionary atoms: "
+                      f"pass max_atoms <= {n_atoms}")
+  if isinstance(tol, numbers.Real) and not 0.0 <= tol < 1.0:
+    raise ConfigError(f"omp argument tol={tol!r} is outside [0, 1): pass a relative residual "
+                      "energy such as 1e-4")
+  init = None
+  if init_support is not None:
+    if tuple(jnp.shape(init_support)) != (x.shape[0], n_atoms):
+      raise DataError(f"omp init_support has shape {tuple(jnp.shape(init_support))}; it must be "
+                      f"{(x.shape[0], n_atoms)} (batch, n_atoms): pass e.g. the SAE encoder's "
+                      "codes of the same batch")
+    init = jnp.asarray(init_support, jnp.float32)
+  return _omp(x, dictionary, init, jnp.asarray(tol, jnp.float32), max_atoms=max_atoms)
