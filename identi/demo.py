@@ -23,7 +23,7 @@ FIGURE_STEM = "identifiability"
 
 
 def run_demo(config, workdir: str) -> dict[str, Any]:
-  """Trains, evaluates and draws the identifiability of the configured SAE; returns the table row."""
+  """Trains, evaluates and draws the identifiability of the configured SAE; returns its row."""
   if config.data.source != "superposition":
     raise ConfigError("the demo needs data with known concepts: set data.source='superposition'")
   final = train_and_evaluate(config, workdir)

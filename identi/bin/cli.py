@@ -1,4 +1,4 @@
-"""What every identi binary shares: one-line errors instead of tracebacks, config loading, tables."""
+"""What every identi binary shares: one-line errors (no tracebacks), config loading, tables."""
 
 from __future__ import annotations
 

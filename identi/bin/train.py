@@ -11,7 +11,8 @@ from ml_collections import config_flags
 from identi.bin import cli
 from identi.train import initialize_distributed, train_and_evaluate
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sae_topk.py:smoke.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/sae_topk.py:smoke.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (created if missing).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "Multi-host: HOST:PORT of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-host: number of processes.")

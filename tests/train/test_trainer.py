@@ -110,8 +110,8 @@ def test_nonfinite_batch_stops_and_keeps_last_good_checkpoint(tmp_path):
   x = np.random.default_rng(0).normal(size=(2048, 16)).astype(np.float32)
   # Call 1 draws the init sample; training step s uses call s + 2, so step 45 is the first bad one.
   source = _PoisonedSource(x, poison_after=46)
-  with pytest.raises(NonFiniteError,
-                     match=r"non-finite input batch .* at step 45.*checkpoint \(step 40\) is intact"):
+  expected = r"non-finite input batch .* at step 45.*checkpoint \(step 40\) is intact"
+  with pytest.raises(NonFiniteError, match=expected):
     train_and_evaluate(smoke_config("sae_topk", data__num_eval=256), str(tmp_path), source=source)
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
   params = _params(tmp_path)
