@@ -15,10 +15,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from identi import io
-from identi.bin.cli import format_table
+from identi.bin import cli
 from identi.train import default_config, make_optimizer, make_train_step
 from identi.train import sharding
 from identi.train.trainer import build_model, init_state
@@ -98,12 +98,12 @@ def main(argv):
       rows.append(row)
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
         f"measured matmul peak {peak / 1e9:.1f} GFLOP/s")
-  print(format_table(rows, ["kind", "d_in", "d_sae", "k", "batch", "compile_s", "step_ms",
-                            "tokens_per_s", "roofline_fraction"]))
+  print(cli.format_table(rows, ["kind", "d_in", "d_sae", "k", "batch", "compile_s", "step_ms",
+                                "tokens_per_s", "roofline_fraction"]))
   if _OUTPUT.value:
     io.write_json(_OUTPUT.value, {"device": jax.devices()[0].device_kind,
                                   "matmul_flops_per_s": peak, "rows": rows})
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -8,7 +8,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402  (must come after XLA_FLAGS)
 
-assert jax.device_count() == 8, "tests expect 8 forced CPU devices; is JAX imported before conftest?"
+assert jax.device_count() == 8, "tests expect 8 forced CPU devices; was JAX imported earlier?"
 
 import os.path  # noqa: E402
 import subprocess  # noqa: E402

@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 from absl import app, flags
+from absl import logging as absl_logging
 
 from identi.errors import IdentiError
 from identi.train.config import default_config
@@ -55,8 +56,9 @@ def run(main: Callable[[list[str]], Any]) -> None:
   """`absl.app.run` that prints identi's errors as one line and exits with status 2."""
 
   def guarded(argv):
-    for handler in logging.getLogger().handlers + logging.getLogger("absl").handlers:
-      handler.addFilter(_QuietLibraries())
+    # identi's own progress lines at INFO; the libraries (orbax above all) at WARNING.
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("identi").setLevel(logging.INFO)
     try:
       return main(argv)
     except IdentiError as e:
@@ -79,9 +81,3 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
   line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))
   return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
-
-class _QuietLibraries(logging.Filter):
-  """Drops orbax's INFO and WARNING chatter (errors still pass)."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.ERROR or "orbax" not in record.pathname

@@ -13,12 +13,21 @@ decoder gets much closer. For each sample, with dictionary rows d_j and x_c = x 
    at least one atom, so at most ``max_atoms`` steps are needed. With the new atom added (its
    correlation with r is positive), this is one outer step of Lawson-Hanson NNLS truncated at
    ``max_atoms`` atoms, so the coefficients are the exact NNLS solution on the final support.
-3. Stop adding atoms for a sample when ||r||^2 <= tol * ||x_c||^2, when no atom has a cosine with
-   r above float32 round-off (1e-6), or when the support holds ``max_atoms`` atoms.
+3. Drop atoms whose contribution c_j ||d_j|| is below float32 round-off (1e-5 ||x_c||): they are
+   no part of the sparsest code, e.g. a wrong warm-start atom whose exact coefficient is 0.
+4. Stop adding atoms for a sample when ||r||^2 <= tol * ||x_c||^2, when no atom outside the support
+   has a correlation with r above float32 round-off (1e-5 ||x_c|| per unit atom norm), or when the
+   support holds ``max_atoms`` atoms.
 
-The support lives in ``max_atoms`` slots per sample, so everything has a static shape: a
-fixed-length ``lax.fori_loop`` of ``max_atoms`` selection steps with masks, vmapped over the batch.
-An atom dropped by NNLS frees its slot and may be selected again later.
+The support lives in ``max_atoms`` slots per sample, so every array has a static shape and the
+per-sample loop is vmapped over the batch with masks. An atom dropped by NNLS frees its slot and may
+be selected again, so the selection loop runs until every sample has stopped, capped at
+2 * ``max_atoms`` steps (a ``lax.while_loop``; under vmap it runs while any sample is still adding
+and leaves finished samples untouched). LS solves use the Cholesky factor of the Gram submatrix
+plus one corrected-semi-normal-equations step, which keeps float32 accuracy close to QR's.
+
+Warm start: with ``init_support``, step 0 puts those atoms in the slots and runs the NNLS inner loop
+from c = 0, which drops every atom whose coefficient is not positive; greedy steps follow.
 """
 
 import functools
@@ -30,8 +39,11 @@ import jax.numpy as jnp
 from identi.errors import ConfigError, DataError
 
 _HIGHEST = jax.lax.Precision.HIGHEST
-#: Minimum cosine between an atom and the residual for the atom to be added (float32 round-off).
-_MIN_COSINE = 1e-6
+#: An atom is added only if its correlation with the residual, divided by its norm, exceeds this
+#: fraction of ||x - b_dec|| (float32 round-off leaves correlations of about 1e-6 ||x||).
+_MIN_CORRELATION = 1e-5
+#: Selection steps per sample are capped at this multiple of max_atoms (NNLS drops need extra).
+_STEP_FACTOR = 2
 #: Relative ridge added to the Gram diagonal so that Cholesky survives nearly collinear atoms.
 _GRAM_RIDGE = 1e-6
 
@@ -80,20 +92,29 @@ def _masked_gram(gram: jax.Array, passive: jax.Array) -> jax.Array:
   return jnp.where(both, gram, 0.0) * (1.0 - jnp.eye(gram.shape[0])) + jnp.diag(ridge)
 
 
-def _least_squares(gram: jax.Array, rhs: jax.Array, passive: jax.Array) -> jax.Array:
-  """Unconstrained LS coefficients on the passive slots (0 on the others)."""
-  chol = jnp.linalg.cholesky(_masked_gram(gram, passive))
-  sol = jax.scipy.linalg.cho_solve((chol, True), jnp.where(passive, rhs, 0.0))
-  return jnp.where(passive, sol, 0.0)
+def _least_squares(atoms: jax.Array, x: jax.Array, chol: jax.Array,
+                   passive: jax.Array) -> jax.Array:
+  """LS coefficients on the passive slots (0 on the others) from the Cholesky factor of their Gram.
+
+  One corrected-semi-normal-equations step (re-solving for the residual's correlations) recovers
+  the accuracy that forming the Gram matrix loses in float32.
+  """
+
+  def solve(target):
+    rhs = jnp.where(passive, jnp.matmul(atoms, target, precision=_HIGHEST), 0.0)
+    return jnp.where(passive, jax.scipy.linalg.cho_solve((chol, True), rhs), 0.0)
+
+  coef = solve(x)
+  return coef + solve(x - jnp.matmul(coef, atoms, precision=_HIGHEST))
 
 
-def nnls_slots(gram: jax.Array, rhs: jax.Array, passive: jax.Array,
+def nnls_slots(atoms: jax.Array, x: jax.Array, passive: jax.Array,
                coef: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Lawson-Hanson inner loop: NNLS on the slots, from a feasible start.
+  """Lawson-Hanson inner loop: NNLS of x on the slot atoms, from a feasible start.
 
   Args:
-    gram: (k, k) Gram matrix of the slot atoms.
-    rhs: (k,) correlations of the slot atoms with the target.
+    atoms: (k, d) the atoms in the k slots.
+    x: (d,) target.
     passive: (k,) bool, the slots in the support.
     coef: (k,) feasible start (>= 0, 0 outside `passive`).
 
@@ -101,8 +122,9 @@ def nnls_slots(gram: jax.Array, rhs: jax.Array, passive: jax.Array,
     (passive, coef): the support with the atoms whose coefficient reached 0 removed, and the LS
     solution on it, all > 0.
   """
-  k = gram.shape[0]
+  k = atoms.shape[0]
   tiny = jnp.finfo(jnp.float32).tiny
+  gram = jnp.matmul(atoms, atoms.T, precision=_HIGHEST)
 
   def cond(state):
     step, _, _, feasible = state
@@ -110,7 +132,7 @@ def nnls_slots(gram: jax.Array, rhs: jax.Array, passive: jax.Array,
 
   def body(state):
     step, passive, coef, _ = state
-    sol = _least_squares(gram, rhs, passive)
+    sol = _least_squares(atoms, x, jnp.linalg.cholesky(_masked_gram(gram, passive)), passive)
     neg = passive & (sol <= 0.0)
     feasible = ~jnp.any(neg)
     ratio = jnp.where(neg, coef / jnp.maximum(coef - sol, tiny), jnp.inf)
@@ -125,37 +147,39 @@ def nnls_slots(gram: jax.Array, rhs: jax.Array, passive: jax.Array,
   return passive, coef
 
 
-def _omp_one(x: jax.Array, dictionary: jax.Array, inv_norms: jax.Array, init_idx: jax.Array,
+def _omp_one(x: jax.Array, dictionary: jax.Array, norms: jax.Array, init_idx: jax.Array,
              init_in: jax.Array, tol: jax.Array, max_atoms: int) -> jax.Array:
   """NN-OMP for one centred sample x (d,); returns its (n_atoms,) code."""
   n_atoms = dictionary.shape[0]
-  corr_x = jnp.matmul(dictionary, x, precision=_HIGHEST)
+  inv_norms = jnp.where(norms > 0, 1.0 / jnp.where(norms > 0, norms, 1.0), 0.0)
   target = tol * jnp.sum(jnp.square(x))
+  min_corr = _MIN_CORRELATION * jnp.linalg.norm(x)
+  warm = jnp.any(init_in)
 
-  def solve(idx, passive, coef):
-    atoms = dictionary[idx]
-    gram = jnp.matmul(atoms, atoms.T, precision=_HIGHEST)
-    return nnls_slots(gram, corr_x[idx], passive, coef)
+  def cond(state):
+    step, _, _, _, active = state
+    return active & (step <= _STEP_FACTOR * max_atoms)
 
-  def step(_, state):
-    idx, passive, coef = state
+  def body(state):
+    step, idx, passive, coef, _ = state
     resid = x - jnp.matmul(coef, dictionary[idx], precision=_HIGHEST)
     energy = jnp.sum(jnp.square(resid))
-    cosine = jnp.matmul(dictionary, resid, precision=_HIGHEST) * inv_norms
+    score = jnp.matmul(dictionary, resid, precision=_HIGHEST) * inv_norms
     used = jnp.zeros((n_atoms,), jnp.int32).at[idx].max(passive.astype(jnp.int32)) > 0
-    cosine = jnp.where(used, -jnp.inf, cosine)
-    best = jnp.argmax(cosine)
-    add = ((energy > target) & (cosine[best] > _MIN_COSINE * jnp.sqrt(energy))
-           & (jnp.sum(passive) < max_atoms))
+    score = jnp.where(used, -jnp.inf, score)
+    best = jnp.argmax(score)
+    add = ((energy > target) & (score[best] > min_corr) & (jnp.sum(passive) < max_atoms)
+           & ((step > 0) | ~warm))
     slot = jnp.argmin(passive)
-    new_idx = idx.at[slot].set(best.astype(idx.dtype))
-    new_passive = passive.at[slot].set(True)
-    new_passive, new_coef = solve(new_idx, new_passive, coef.at[slot].set(0.0))
-    return (jnp.where(add, new_idx, idx), jnp.where(add, new_passive, passive),
-            jnp.where(add, new_coef, coef))
+    idx = jnp.where(add, idx.at[slot].set(best.astype(idx.dtype)), idx)
+    passive = passive | (add & (jnp.arange(max_atoms) == slot))
+    passive, coef = nnls_slots(dictionary[idx], x, passive, jnp.where(passive, coef, 0.0))
+    passive = passive & (coef * norms[idx] > min_corr)
+    return step + 1, idx, passive, jnp.where(passive, coef, 0.0), add | (step == 0)
 
-  passive, coef = solve(init_idx, init_in, jnp.zeros((max_atoms,), jnp.float32))
-  idx, passive, coef = jax.lax.fori_loop(0, max_atoms, step, (init_idx, passive, coef))
+  # With a warm start, step 0 only solves the NNLS of its support (from the feasible coef = 0).
+  state = (0, init_idx, init_in, jnp.zeros((max_atoms,), jnp.float32), jnp.array(True))
+  _, idx, passive, coef, _ = jax.lax.while_loop(cond, body, state)
   return jnp.zeros((n_atoms,), jnp.float32).at[idx].add(jnp.where(passive, coef, 0.0))
 
 
@@ -163,7 +187,6 @@ def _omp_one(x: jax.Array, dictionary: jax.Array, inv_norms: jax.Array, init_idx
 def _omp(x: jax.Array, dictionary: jax.Array, init: jax.Array | None, tol: jax.Array, *,
          max_atoms: int) -> jax.Array:
   norms = jnp.linalg.norm(dictionary, axis=-1)
-  inv_norms = jnp.where(norms > 0, 1.0 / jnp.where(norms > 0, norms, 1.0), 0.0)
   if init is None:
     init_idx = jnp.zeros((x.shape[0], max_atoms), jnp.int32)
     init_in = jnp.zeros((x.shape[0], max_atoms), bool)
@@ -171,7 +194,7 @@ def _omp(x: jax.Array, dictionary: jax.Array, init: jax.Array | None, tol: jax.A
     values, init_idx = jax.lax.top_k(init, max_atoms)
     init_in = values > 0
   one = functools.partial(_omp_one, max_atoms=max_atoms)
-  return jax.vmap(one, in_axes=(0, None, None, 0, 0, None))(x, dictionary, inv_norms, init_idx,
+  return jax.vmap(one, in_axes=(0, None, None, 0, 0, None))(x, dictionary, norms, init_idx,
                                                              init_in, tol)
 
 

@@ -2,7 +2,7 @@
 
 from identi.train.checkpoint import Checkpointer
 from identi.train.config import default_config, load_config, validate_config
-from identi.train.evaluation import encode_batches, evaluate
+from identi.train.evaluation import encode_batches, evaluate, score_codes
 from identi.train.inference import encode_file, evaluate_workdir, load_trained
 from identi.train.optimizer import learning_rate_schedule, make_optimizer, sparsity_schedule
 from identi.train.sharding import data_mesh, initialize_distributed
@@ -18,6 +18,6 @@ __all__ = [
     "Checkpointer", "abstract_state", "build_model", "build_sources", "data_mesh",
     "default_config", "encode_batches", "encode_file", "evaluate", "evaluate_workdir",
     "initialize_distributed", "learning_rate_schedule", "load_config", "load_trained",
-    "make_optimizer", "make_train_step", "sparsity_schedule", "train_and_evaluate",
-    "validate_config",
+    "make_optimizer", "make_train_step", "score_codes", "sparsity_schedule",
+    "train_and_evaluate", "validate_config",
 ]

@@ -113,28 +113,41 @@ def _type_ok(value: Any, expected: Any) -> bool:
   return isinstance(value, type(expected))
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError naming the key for unknown keys, wrong types and impossible values."""
-  schema = _flatten(default_config())
+def check_keys(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict,
+               skip: tuple[str, ...] = ()) -> dict[str, Any]:
+  """Checks that `config` has exactly the keys of `schema`, with the schema's value types.
+
+  Raises ConfigError naming the first unknown, missing or mistyped key; keys under a prefix in
+  `skip` are not checked. Returns the flattened config ({'section.key': value}).
+  """
+  schema_flat = {k: v for k, v in _flatten(schema).items() if not k.startswith(skip)}
   flat = _flatten(config)
   for name, value in flat.items():
-    if name not in schema:
+    if name.startswith(skip):
+      continue
+    if name not in schema_flat:
       section = name.rsplit(".", 1)[0] if "." in name else ""
-      known = sorted(k.rsplit(".", 1)[-1] for k in schema
+      known = sorted(k.rsplit(".", 1)[-1] for k in schema_flat
                      if (k.rsplit(".", 1)[0] if "." in k else "") == section)
       raise ConfigError(
           f"unknown config key '{name}'; known keys here: {', '.join(known)} "
           "(fix the spelling in the config file or the --config override)")
-    expected = schema[name]
+    expected = schema_flat[name]
     if not _type_ok(value, expected):
       raise ConfigError(
           f"config key '{name}' has type {type(value).__name__} ({value!r}); "
           f"expected {type(expected).__name__} like the default {expected!r}")
-  for name in schema:
+  for name in schema_flat:
     if name not in flat:
       raise ConfigError(
-          f"config key '{name}' is missing; start configs from "
-          "identi.train.config.default_config() so that every key has a value")
+          f"config key '{name}' is missing; start configs from the schema's defaults "
+          "(identi.train.default_config() or identi.verify.default_verify_config())")
+  return flat
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the key for unknown keys, wrong types and impossible values."""
+  flat = check_keys(config, default_config())
   for name, choices in _CHOICES.items():
     if flat[name] not in choices:
       raise ConfigError(
@@ -177,19 +190,18 @@ def sparsity_coeff(config: ml_collections.ConfigDict) -> float:
   return {"relu": config.sae.l1_coeff, "jumprelu": config.sae.l0_coeff}.get(config.sae.kind, 0.0)
 
 
-def config_variant(config: ml_collections.ConfigDict,
-                   arg: str | None) -> ml_collections.ConfigDict:
-  """Applies a `:variant` of a config file: '' (full run) or 'smoke' (seconds on CPU, for tests)."""
-  if not arg:
-    return config
-  if arg != "smoke":
+def check_variant(arg: str | None) -> bool:
+  """True for the ':smoke' variant, False for none; ConfigError for anything else."""
+  if arg and arg != "smoke":
     raise ConfigError(f"unknown config variant ':{arg}'; use no variant or ':smoke'")
+  return bool(arg)
+
+
+def shrink_training(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Smoke sizes (seconds on CPU) of the sae, train, checkpoint and eval sections."""
   config.sae.d_sae = 64
   config.sae.k = min(config.sae.k, 4)
   config.sae.init_sample_size = 512
-  config.data.num_eval = 512
-  s = config.data.superposition
-  s.num_samples, s.num_features, s.d, s.active_per_sample = 4096, 32, 16, 3.0
   config.train.num_steps = 60
   config.train.batch_size = 64
   config.train.warmup_steps = 10
@@ -198,6 +210,18 @@ def config_variant(config: ml_collections.ConfigDict,
   config.train.dead_window_tokens = 2048
   config.checkpoint.every_steps = 20
   config.eval.batch_size = 256
+  return config
+
+
+def config_variant(config: ml_collections.ConfigDict,
+                   arg: str | None) -> ml_collections.ConfigDict:
+  """Applies a `:variant` of a config file: '' (full run) or 'smoke' (seconds on CPU, for tests)."""
+  if not check_variant(arg):
+    return config
+  shrink_training(config)
+  config.data.num_eval = 512
+  s = config.data.superposition
+  s.num_samples, s.num_features, s.d, s.active_per_sample = 4096, 32, 16, 3.0
   return config
 
 

@@ -60,7 +60,19 @@ def evaluate(model, variables, source, batch_size: int, mcc_method: str = "pears
       all_z.append(z)
   result = metrics_lib.quality_result(state)
   if all_z:
-    mcc = metrics_lib.mcc(np.concatenate(all_z), np.concatenate(all_codes), method=mcc_method)
-    result["mcc"] = float(mcc.mcc)
-    result["mcc_method"] = mcc_method
+    result.update(_mcc_terms(np.concatenate(all_z), np.concatenate(all_codes), mcc_method))
+  return result
+
+
+def _mcc_terms(z, codes, mcc_method: str) -> dict[str, Any]:
+  return {"mcc": float(metrics_lib.mcc(z, codes, method=mcc_method).mcc),
+          "mcc_method": mcc_method}
+
+
+def score_codes(x, x_hat, codes, z=None, mcc_method: str = "pearson") -> dict[str, Any]:
+  """The metrics of `evaluate` for codes and reconstructions held in memory (any estimator)."""
+  state = metrics_lib.quality_init(x.shape[1], codes.shape[1])
+  result = metrics_lib.quality_result(metrics_lib.quality_update(state, x, x_hat, codes))
+  if z is not None:
+    result.update(_mcc_terms(z, codes, mcc_method))
   return result

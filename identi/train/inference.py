@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 from identi import data as data_lib
-from identi import io
+from identi import infer, io
 from identi.errors import ConfigError, DataError
 from identi.train import sharding
 from identi.train.checkpoint import Checkpointer
@@ -64,13 +64,21 @@ def evaluate_workdir(workdir: str, data_path: str | None = None) -> dict[str, An
   return result
 
 
-def encode_file(workdir: str, input_path: str, output_path: str) -> tuple[int, int]:
+ENCODE_MODES = ("encoder", "minimal")
+
+
+def encode_file(workdir: str, input_path: str, output_path: str,
+                mode: str = "encoder") -> tuple[int, int]:
   """Writes the codes of every row of `input_path` to `output_path` (.npy, float32, atomic).
 
-  Streams: the input is memory-mapped and the output written batch by batch. Returns its shape.
+  mode 'encoder' gives the SAE encoder's codes; 'minimal' the sparsest non-negative codes over
+  the SAE's decoder (`identi.infer.minimal_codes`, OMP warm-started from the encoder). Streams:
+  the input is memory-mapped and the output written batch by batch. Returns the output's shape.
   """
   if not output_path.endswith(".npy"):
     raise ConfigError(f"output path {output_path} must end in .npy")
+  if mode not in ENCODE_MODES:
+    raise ConfigError(f"encode mode {mode!r} is unknown; use one of {', '.join(ENCODE_MODES)}")
   config, model, variables = load_trained(workdir)
   source = _checked_source(input_path, model.d_in)
   shape = (source.num_examples, model.d_sae)
@@ -81,7 +89,9 @@ def encode_file(workdir: str, input_path: str, output_path: str) -> tuple[int, i
   try:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     row = 0
-    for _, codes, _, _ in encode_batches(model, variables, source, config.eval.batch_size):
+    for x, codes, _, _ in encode_batches(model, variables, source, config.eval.batch_size):
+      if mode == "minimal":
+        codes = infer.minimal_codes(model, variables, x)
       out[row:row + len(codes)] = codes
       row += len(codes)
     out.flush()

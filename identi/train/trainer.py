@@ -12,6 +12,7 @@ checkpoints/<step>/ (orbax), final.json (final metrics, written atomically at th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import Any
@@ -20,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from absl import logging
 
 from identi import data as data_lib
 from identi import generators, io
@@ -40,6 +40,8 @@ FINAL_FILE = "final.json"
 # Config keys that may change when a run is resumed; anything else must match the saved run.
 _RESUMABLE_CHANGES = ("train.log_every_steps", "checkpoint.", "eval.")
 _FAILURES = {1: "input batch", 2: "loss", 3: "gradient"}
+
+logger = logging.getLogger(__name__)
 
 
 def build_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
@@ -249,9 +251,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
                           abstract_state(config, d_in))
     state = checkpointer.restore(target, start)
-    logging.info("resumed from checkpoint at step %d in %s", start, workdir)
+    logger.info("resumed from checkpoint at step %d in %s", start, workdir)
 
-  logging.info("training %s SAE (d_in=%d, d_sae=%d) on %d devices in %d processes, steps %d-%d",
+  logger.info("training %s SAE (d_in=%d, d_sae=%d) on %d devices in %d processes, steps %d-%d",
                config.sae.kind, d_in, config.sae.d_sae, jax.device_count(), jax.process_count(),
                start, config.train.num_steps)
   metrics_path = os.path.join(workdir, METRICS_FILE)
@@ -278,7 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       t_last, step_last = now, done
       if lead:
         io.append_jsonl(metrics_path, dict(m, step=done, tokens_per_s=rate))
-        logging.info("%s", _progress_line(done, t.num_steps, rate, eta, m))
+        logger.info("%s", _progress_line(done, t.num_steps, rate, eta, m))
     if done % config.checkpoint.every_steps == 0 or done == t.num_steps:
       _raise_failure(state, checkpointer)
       # Save a copy: the live state's buffers are donated to the next step while orbax writes.

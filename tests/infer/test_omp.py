@@ -1,0 +1,145 @@
+"""Tests for identi.infer.omp (non-negative orthogonal matching pursuit)."""
+import functools
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+
+from identi.errors import ConfigError, DataError
+from identi.generators import sparse_superposition
+from identi.infer.omp import omp
+from identi.metrics.mcc import mcc
+
+
+def _planted(n=64, n_atoms=128, d=64, active=4, seed=0):
+  """Random unit-row dictionary and planted non-negative codes with exactly `active` atoms."""
+  rng = np.random.default_rng(seed)
+  dictionary = rng.normal(size=(n_atoms, d))
+  dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
+  codes = np.zeros((n, n_atoms))
+  for i in range(n):
+    codes[i, rng.choice(n_atoms, active, replace=False)] = rng.uniform(0.5, 1.5, active)
+  return codes.astype(np.float32), dictionary.astype(np.float32)
+
+
+def test_hand_computed_two_step_example():
+  # Atoms e1, e2 and (1, 1)/sqrt(2); x = (2, 1). Cosines with x: 0.894, 0.447, 0.949, so step 1
+  # picks atom 2 with coefficient 3/sqrt(2), leaving r = (0.5, -0.5); only e1 correlates
+  # positively with r, and the LS fit on {atom 2, e1} is x = sqrt(2) * atom2 + 1 * e1.
+  s = 1.0 / math.sqrt(2.0)
+  dictionary = np.array([[1.0, 0.0], [0.0, 1.0], [s, s]], np.float32)
+  x = np.array([[2.0, 1.0]], np.float32)
+  np.testing.assert_allclose(omp(x, dictionary, max_atoms=1), [[0.0, 0.0, 3.0 * s]], rtol=1e-6)
+  np.testing.assert_allclose(omp(x, dictionary, max_atoms=3), [[1.0, 0.0, math.sqrt(2.0)]],
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_recovers_planted_codes_exactly_on_noiseless_data():
+  codes, dictionary = _planted()
+  out = np.asarray(omp(codes @ dictionary, dictionary, max_atoms=8))
+  chex.assert_shape(out, codes.shape)
+  np.testing.assert_array_equal(out > 0, codes > 0)
+  np.testing.assert_allclose(out, codes, atol=1e-4)
+
+
+def test_stopping_rule_adds_no_more_atoms_than_needed():
+  codes, dictionary = _planted(active=4)
+  out = np.asarray(omp(codes @ dictionary, dictionary, max_atoms=8, tol=1e-6))
+  np.testing.assert_array_equal(np.sum(out > 0, axis=1), 4)
+
+
+def test_max_atoms_caps_the_support_and_tol_stops_early():
+  codes, dictionary = _planted(active=6)
+  x = codes @ dictionary
+  capped = np.asarray(omp(x, dictionary, max_atoms=3))
+  assert np.all(np.sum(capped > 0, axis=1) <= 3)
+  assert np.mean(np.sum(capped > 0, axis=1) == 3) > 0.9
+  # A loose tolerance stops before the support is complete, with the residual within tolerance.
+  loose = np.asarray(omp(x, dictionary, max_atoms=8, tol=0.2))
+  resid = np.sum(np.square(x - loose @ dictionary), axis=1)
+  assert np.mean(np.sum(loose > 0, axis=1)) < 5
+  assert np.all(resid <= 0.2 * np.sum(np.square(x), axis=1) + 1e-5)
+
+
+def test_codes_are_non_negative_even_for_negative_data():
+  _, dictionary = _planted(n=1)
+  x = np.random.default_rng(1).normal(size=(64, 64)).astype(np.float32)
+  out = np.asarray(omp(x, dictionary, max_atoms=8))
+  assert np.all(out >= 0)
+  # -d_0 correlates negatively with d_0 itself, so d_0 is never used for it.
+  assert float(np.asarray(omp(-dictionary[:1], dictionary, max_atoms=8))[0, 0]) == 0.0
+
+
+def test_full_support_equals_lawson_hanson_nnls():
+  # With unit atoms, max_atoms = n_atoms and tol = 0, NN-OMP is the Lawson-Hanson NNLS algorithm.
+  rng = np.random.default_rng(2)
+  dictionary = rng.normal(size=(20, 8))
+  dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
+  x = rng.normal(size=(40, 8))
+  out = np.asarray(omp(x, dictionary, max_atoms=20, tol=0.0))
+  ref = np.stack([scipy.optimize.nnls(dictionary.T, xi)[0] for xi in x])
+  np.testing.assert_allclose(out, ref, atol=1e-2)
+  assert np.mean(np.max(np.abs(out - ref), axis=1) < 1e-4) > 0.85
+
+
+def test_coefficients_are_nnls_on_their_support_after_drops():
+  rng = np.random.default_rng(3)
+  dictionary = rng.normal(size=(20, 8))
+  dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
+  x = rng.normal(size=(40, 8))
+  out = np.asarray(omp(x, dictionary, max_atoms=6, tol=0.0))
+  for xi, ci in zip(x, out):
+    support = np.flatnonzero(ci > 0)
+    ref, _ = scipy.optimize.nnls(dictionary[support].T, xi)
+    np.testing.assert_allclose(ci[support], ref, atol=1e-4)
+
+
+def test_batched_equals_per_sample_and_jit_works():
+  codes, dictionary = _planted(n=8, active=5, seed=4)
+  x = codes @ dictionary + 0.05 * np.random.default_rng(5).normal(size=(8, 64)).astype(np.float32)
+  batched = np.asarray(omp(x, dictionary, max_atoms=8))
+  single = np.concatenate([np.asarray(omp(x[i:i + 1], dictionary, max_atoms=8)) for i in range(8)])
+  np.testing.assert_allclose(batched, single, atol=1e-5)
+  jitted = jax.jit(functools.partial(omp, max_atoms=8))(jnp.asarray(x), jnp.asarray(dictionary))
+  np.testing.assert_allclose(jitted, batched, atol=1e-5)
+
+
+def test_b_dec_is_subtracted_and_warm_start_keeps_good_atoms():
+  codes, dictionary = _planted(seed=6)
+  b_dec = np.linspace(-1.0, 1.0, 64).astype(np.float32)
+  x = codes @ dictionary + b_dec
+  np.testing.assert_allclose(omp(x, dictionary, max_atoms=8, b_dec=b_dec), codes, atol=1e-4)
+  # Warm start from the true support plus one wrong atom per sample: the wrong atom gets 0.
+  init = (codes > 0).astype(np.float32)
+  init[np.arange(64), np.argmin(codes, axis=1)] = 0.5
+  warm = np.asarray(omp(x, dictionary, max_atoms=8, b_dec=b_dec, init_support=init))
+  np.testing.assert_allclose(warm, codes, atol=1e-4)
+
+
+def test_demo_world_true_dictionary_reaches_the_minimal_code_ceiling():
+  data = sparse_superposition(jax.random.key(0), 4096)
+  out = np.asarray(omp(data["x"], data["A"].T, max_atoms=16))
+  assert mcc(data["z"], out).mcc > 0.97
+
+
+def test_bad_input_raises_errors_naming_the_fix():
+  _, dictionary = _planted(n=1)
+  x = np.zeros((2, 64), np.float32)
+  with pytest.raises(DataError, match="must be 2-D"):
+    omp(x[0], dictionary, max_atoms=2)
+  with pytest.raises(DataError, match="has 63 features"):
+    omp(x[:, :63], dictionary, max_atoms=2)
+  with pytest.raises(DataError, match=r"b_dec has shape \(3,\)"):
+    omp(x, dictionary, max_atoms=2, b_dec=np.zeros(3))
+  with pytest.raises(DataError, match="init_support"):
+    omp(x, dictionary, max_atoms=2, init_support=np.zeros((2, 5)))
+  with pytest.raises(ConfigError, match="max_atoms=200 exceeds the 128"):
+    omp(x, dictionary, max_atoms=200)
+  with pytest.raises(ConfigError, match="max_atoms=0"):
+    omp(x, dictionary, max_atoms=0)
+  with pytest.raises(ConfigError, match=r"tol=1\.5"):
+    omp(x, dictionary, max_atoms=2, tol=1.5)

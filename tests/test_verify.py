@@ -1,0 +1,82 @@
+"""identi.verify: config validation, external data, and the smoke experiment end to end."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from identi import generators
+from identi.errors import ConfigError, DataError
+from identi.train import load_config
+from identi.verify import run_verify, training_config, validate_verify_config
+
+SMOKE = f"{ROOT}/configs/identify_hsm.py:smoke"
+
+
+def test_default_config_validates_and_world_is_the_default():
+  config = load_config(f"{ROOT}/configs/identify_hsm.py")
+  assert validate_verify_config(config) == ["relu", "topk", "batchtopk", "jumprelu", "pca",
+                                            "linear_ae", "ica"]
+  assert config.world.level_sizes[0] >= 128 and config.view.d <= 64
+  assert config.view.num_samples <= 1 << 19 and 0 < config.world.eps < 1
+
+
+def test_per_kind_overrides_reach_the_training_config():
+  config = load_config(SMOKE)
+  config.per_kind.relu.sae.l1_coeff = 0.123
+  tc = training_config(config, "relu")
+  assert tc.sae.kind == "relu" and tc.sae.l1_coeff == 0.123 and not tc.sae.normalize_decoder
+  assert training_config(config, "topk").sae.l1_coeff != 0.123
+
+
+@pytest.mark.parametrize("mutate,pattern", [
+    (lambda c: setattr(c, "methods", "topk,sparse_pca"), "sparse_pca"),
+    (lambda c: c.per_kind.relu.sae.__setattr__("l1_coef", 1.0), "per_kind.relu.sae.l1_coef"),
+    (lambda c: c.world.__setattr__("levels", 3), "unknown config key 'world.levels'"),
+    (lambda c: c.minimal.__setattr__("method", "lars"), "minimal.method"),
+])
+def test_bad_configs_name_the_key(mutate, pattern):
+  config = load_config(SMOKE)
+  mutate(config)
+  with pytest.raises(ConfigError, match=pattern):
+    validate_verify_config(config)
+
+
+def test_smoke_run_scores_every_method(tmp_path):
+  records = run_verify(load_config(SMOKE), str(tmp_path))
+  assert [r["name"] for r in records] == ["relu", "topk", "batchtopk", "jumprelu", "pca",
+                                          "linear_ae", "ica"]
+  for r in records:
+    assert 0 <= r["mcc"] <= 1 and np.isfinite(r["fvu"]) and r["seconds"] > 0
+    assert ("mcc_minimal" in r) == (r["name"] in ("relu", "topk", "batchtopk", "jumprelu"))
+  with open(tmp_path / "results.json") as f:
+    saved = json.load(f)
+  assert saved["records"] == records
+  assert saved["data"]["source"] == "hsm"
+  assert (tmp_path / "identifiability.png").stat().st_size > 1000
+
+
+def test_external_data_runs_unchanged(tmp_path):
+  world = generators.sparse_superposition(jax.random.key(3), 3000, num_features=12, d=8,
+                                          active_per_sample=2.0)
+  data = tmp_path / "data"
+  data.mkdir()
+  np.save(data / "x.npy", world["x"])
+  np.save(data / "z.npy", world["z"])
+  config = load_config(SMOKE)
+  config.data.path = str(data)
+  config.methods = "topk,pca"
+  records = run_verify(config, str(tmp_path / "out"))
+  assert [r["name"] for r in records] == ["topk", "pca"]
+  with open(tmp_path / "out" / "results.json") as f:
+    assert json.load(f)["data"]["source"] == str(data)
+
+
+def test_external_data_missing_file(tmp_path):
+  config = load_config(SMOKE)
+  config.data.path = str(tmp_path)
+  with pytest.raises(DataError, match="x.npy does not exist"):
+    run_verify(config, str(tmp_path / "out"))
+
