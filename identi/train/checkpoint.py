@@ -29,11 +29,11 @@ class Checkpointer:
       raise CheckpointError(
           f"no checkpoint directory at {self.directory}; train first with "
           f"`python -m identi.bin.train --config=... --workdir={workdir}`")
+    # A reader never saves, so it needs no read_only flag (which only makes orbax warn).
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
         enable_async_checkpointing=async_save and not read_only,
         create=not read_only,
-        read_only=read_only,
     )
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
