@@ -45,6 +45,19 @@ def run_module(module: str, *args: str, devices: int = 8, check: bool = True,
   return proc
 
 
+def planted_codes(n=64, n_atoms=128, d=64, active=4, seed=0):
+  """Random unit-row dictionary and planted non-negative codes with exactly `active` atoms each."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(seed)
+  dictionary = rng.normal(size=(n_atoms, d))
+  dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
+  codes = np.zeros((n, n_atoms))
+  for i in range(n):
+    codes[i, rng.choice(n_atoms, active, replace=False)] = rng.uniform(0.5, 1.5, active)
+  return codes.astype(np.float32), dictionary.astype(np.float32)
+
+
 @pytest.fixture(scope="session")
 def trained_workdir(tmp_path_factory):
   """A workdir with a finished TopK smoke run, shared by tests that only read it."""

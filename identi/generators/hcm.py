@@ -38,8 +38,9 @@ import numpyro
 import numpyro.distributions as dist
 
 from identi.errors import ConfigError
+from identi.generators.superposition import check_key
 from identi.generators.hsm import (_apply_do, _build_graph, _check_count, _check_graph_fields,
-                                   _check_key, _check_mixing, _check_sigma, _check_weight_range,
+                                   _check_mixing, _check_sigma, _check_weight_range,
                                    _freeze_sequences, _intensity_dist, _is_real, _parse_do,
                                    _site_value, _to_output)
 
@@ -191,7 +192,7 @@ def sample_hcm(key: jax.Array, hcm: HCM, num_samples: int, *, mixing: Any = None
     Dict with lists over levels (index 0 = level 1) of ``(num_samples, n_l)`` numpy arrays:
     'a' bool, 'm' and 'z' float32 (the shape ``sample_hsm`` returns).
   """
-  key = _check_key(key)
+  key = check_key(key)
   hcm = _check_hcm(hcm)
   num_samples = _check_count(num_samples, "num_samples")
   mixing = _check_mixing(mixing, hcm.level_sizes[0])
@@ -216,7 +217,7 @@ def intervene_hcm(key: jax.Array, hcm: HCM, num_samples: int, do: dict, *, mixin
     The ``sample_hcm`` dict after the intervention, plus 'do' (site -> full intervened values)
     and 'pre' (``sample_hcm`` with the same key).
   """
-  key = _check_key(key)
+  key = check_key(key)
   hcm = _check_hcm(hcm)
   num_samples = _check_count(num_samples, "num_samples")
   parsed = _parse_do(do, hcm.level_sizes, num_samples)

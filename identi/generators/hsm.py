@@ -65,6 +65,7 @@ import numpyro.distributions as dist
 from numpyro import handlers
 
 from identi.errors import ConfigError, DataError
+from identi.generators.superposition import check_key
 
 MAX_EXACT_COMPONENT = 16
 _MAGNITUDES = ("lognormal", "uniform")
@@ -85,17 +86,6 @@ def _check_count(value, name: str, minimum: int = 1) -> int:
   if not _is_int(value) or value < minimum:
     raise ConfigError(f"{name}={value!r} is invalid: pass an integer >= {minimum}")
   return int(value)
-
-
-def _check_key(key) -> jax.Array:
-  """Accepts a single typed JAX key or a raw uint32[2] key."""
-  typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-  raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
-  if not ((typed and key.shape == ()) or raw):
-    raise ConfigError(
-        f"key of type {type(key).__name__} with shape {getattr(key, 'shape', None)} is not a "
-        "single JAX PRNG key: pass jax.random.key(seed)")
-  return key
 
 
 def _check_sigma(sigma) -> float:
@@ -571,7 +561,7 @@ def sample_hsm(key: jax.Array, hsm: HSM, num_samples: int, method: str = "exact"
     Dict with lists over levels (index 0 = level 1) of numpy arrays ``(num_samples, n_l)``:
     'a' bool presence, 'm' float32 intensities, 'z' float32 concepts ``a * m``.
   """
-  key = _check_key(key)
+  key = check_key(key)
   hsm = _check_hsm(hsm)
   num_samples = _check_count(num_samples, "num_samples")
   if method not in _METHODS:
@@ -741,7 +731,7 @@ def intervene(key: jax.Array, hsm: HSM, num_samples: int, do: dict, *, base: dic
     The ``sample_hsm`` dict after the intervention, plus 'do' (site -> full intervened values)
     and 'pre' (the units before it); with ``mixing``, also 'x'.
   """
-  key = _check_key(key)
+  key = check_key(key)
   hsm = _check_hsm(hsm)
   num_samples = _check_count(num_samples, "num_samples")
   parsed = _parse_do(do, hsm.level_sizes, num_samples)
@@ -788,7 +778,7 @@ def almost_complete_samples(key: jax.Array, hsm: HSM, num_samples: int, whole: i
   Returns:
     A ``sample_hsm`` dict (the event has probability > 0 because eps > 0), plus 'missing'.
   """
-  key = _check_key(key)
+  key = check_key(key)
   hsm = _check_hsm(hsm)
   num_samples = _check_count(num_samples, "num_samples")
   if not _is_int(level) or not 2 <= level <= hsm.num_levels:
@@ -857,7 +847,7 @@ def generate_hsm(key: jax.Array, config: HSMConfig, num_samples: int,
   """
   from identi.generators import views  # views builds on this module's validators.
 
-  key = _check_key(key)
+  key = check_key(key)
   if view is not None and view not in _VIEWS:
     raise ConfigError(f"view={view!r} is unknown: use one of {', '.join(_VIEWS)} or None")
   hsm = make_hsm(config, method=method)

@@ -50,6 +50,17 @@ def _sample(key: jax.Array, p: jax.Array, noise_std: jax.Array, *, num_samples: 
   return {"x": x, "z": z, "a": a, "A": dictionary}
 
 
+def check_key(key) -> jax.Array:
+  """Accepts a single typed JAX key or a raw uint32[2] key; ConfigError otherwise."""
+  typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+  raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
+  if not ((typed and key.shape == ()) or raw):
+    raise ConfigError(
+        f"key of type {type(key).__name__} with shape {getattr(key, 'shape', None)} is not a "
+        "single JAX PRNG key: pass jax.random.key(seed)")
+  return key
+
+
 def sparse_superposition(key: jax.Array, num_samples: int, num_features: int = 256, d: int = 64,
                          active_per_sample: float = 4.0, magnitude: str = "lognormal",
                          noise_std: float = 0.0) -> dict[str, np.ndarray]:
@@ -91,12 +102,7 @@ def sparse_superposition(key: jax.Array, num_samples: int, num_features: int = 2
     raise ConfigError(f"noise_std={noise_std!r} is not a number: pass a float >= 0") from e
   if not (math.isfinite(noise) and noise >= 0.0):
     raise ConfigError(f"noise_std={noise_std!r} is invalid: pass a finite float >= 0")
-  typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-  raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
-  if not ((typed and key.shape == ()) or raw):
-    raise ConfigError(
-        f"key of type {type(key).__name__} with shape {getattr(key, 'shape', None)} is not a "
-        "single JAX PRNG key: pass jax.random.key(seed)")
+  key = check_key(key)
 
   out = _sample(key, jnp.float32(active / num_features), jnp.float32(noise),
                 num_samples=num_samples, num_features=num_features, d=d, magnitude=magnitude)

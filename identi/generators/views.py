@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError, DataError
-from identi.generators.hsm import _check_count, _check_key, _check_sigma, _is_real
+from identi.generators.hsm import _check_count, _check_sigma, _is_real
+from identi.generators.superposition import check_key
 
 
 def _check_codes(z, name: str) -> np.ndarray:
@@ -65,7 +66,7 @@ def superposition_view(key: jax.Array, z1, d: int, sigma: float = 0.0
   Returns:
     ``(x, A)``: float32 ``(num_samples, d)`` and ``(d, n_1)`` with unit-norm columns.
   """
-  key = _check_key(key)
+  key = check_key(key)
   z1 = _check_codes(z1, "z1")
   d = _check_count(d, "d")
   x, mixing = _linear(key, jnp.asarray(z1), jnp.float32(_check_sigma(sigma)), d=d)
@@ -88,7 +89,7 @@ def level_view(key: jax.Array, z_levels, level: int, d: int, sigma: float = 0.0,
     ``(x, A)``: ``A`` is ``(d, n_level)``, or ``(d, n_level + ... + n_L)`` when cumulative
     (columns in level order).
   """
-  key = _check_key(key)
+  key = check_key(key)
   if not isinstance(z_levels, (list, tuple)) or not z_levels:
     raise DataError(
         "z_levels must be a non-empty list of per-level (samples, concepts) arrays, index 0 = "
@@ -146,7 +147,7 @@ def nonlinear_view(key: jax.Array, z1, d: int, depth: int = 2, negative_slope: f
     ``(x, A, layers)``: float32 ``(num_samples, d)``, ``(d, n_1)`` unit-norm columns and
     ``(depth, d, d)`` layer matrices (applied as ``h <- leaky_relu(h @ W.T)``).
   """
-  key = _check_key(key)
+  key = check_key(key)
   z1 = _check_codes(z1, "z1")
   d = _check_count(d, "d")
   depth = _check_count(depth, "depth")

@@ -7,20 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import planted_codes
 from identi.errors import ConfigError, DataError
 from identi.generators import sparse_superposition
 from identi.infer.fista import fista, lipschitz_constant
 from identi.metrics.mcc import mcc
 
-
-def _planted(n=64, n_atoms=128, d=64, active=4, seed=0):
-  rng = np.random.default_rng(seed)
-  dictionary = rng.normal(size=(n_atoms, d))
-  dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
-  codes = np.zeros((n, n_atoms))
-  for i in range(n):
-    codes[i, rng.choice(n_atoms, active, replace=False)] = rng.uniform(0.5, 1.5, active)
-  return codes.astype(np.float32), dictionary.astype(np.float32)
 
 
 def test_orthonormal_dictionary_gives_non_negative_soft_thresholding():
@@ -31,13 +23,13 @@ def test_orthonormal_dictionary_gives_non_negative_soft_thresholding():
 
 
 def test_lipschitz_constant_bounds_the_top_eigenvalue():
-  _, dictionary = _planted(n=1)
+  _, dictionary = planted_codes(n=1)
   top = np.linalg.eigvalsh(dictionary.astype(np.float64).T @ dictionary)[-1]
   assert top <= float(lipschitz_constant(dictionary)) <= 1.02 * top
 
 
 def test_recovers_planted_codes_with_small_lam():
-  codes, dictionary = _planted()
+  codes, dictionary = planted_codes()
   out = np.asarray(fista(codes @ dictionary, dictionary, lam=1e-3, num_iters=300))
   chex.assert_shape(out, codes.shape)
   assert np.all(out >= 0)
@@ -46,7 +38,7 @@ def test_recovers_planted_codes_with_small_lam():
 
 
 def test_solution_satisfies_the_lasso_optimality_conditions():
-  codes, dictionary = _planted(seed=1)
+  codes, dictionary = planted_codes(seed=1)
   x = codes @ dictionary + 0.1 * np.random.default_rng(2).normal(size=(64, 64)).astype(np.float32)
   lam = 0.05
   out = np.asarray(fista(x, dictionary, lam=lam, num_iters=1000), np.float64)
@@ -57,7 +49,7 @@ def test_solution_satisfies_the_lasso_optimality_conditions():
 
 
 def test_warm_start_from_the_solution_is_a_fixed_point():
-  codes, dictionary = _planted(n=16, seed=3)
+  codes, dictionary = planted_codes(n=16, seed=3)
   x = codes @ dictionary
   solution = fista(x, dictionary, lam=0.01, num_iters=500)
   np.testing.assert_allclose(fista(x, dictionary, lam=0.01, num_iters=5, init=solution),
@@ -68,7 +60,7 @@ def test_warm_start_from_the_solution_is_a_fixed_point():
 
 
 def test_batched_equals_per_sample_jit_and_b_dec():
-  codes, dictionary = _planted(n=8, seed=4)
+  codes, dictionary = planted_codes(n=8, seed=4)
   b_dec = np.linspace(-1.0, 1.0, 64).astype(np.float32)
   x = codes @ dictionary + b_dec
   run = functools.partial(fista, lam=0.01, num_iters=100, b_dec=b_dec)
@@ -87,7 +79,7 @@ def test_demo_world_true_dictionary_reaches_the_minimal_code_ceiling():
 
 
 def test_bad_input_raises_errors_naming_the_fix():
-  _, dictionary = _planted(n=1)
+  _, dictionary = planted_codes(n=1)
   x = np.zeros((2, 64), np.float32)
   with pytest.raises(DataError, match="atoms as rows"):
     fista(x, dictionary[0], lam=0.1, num_iters=2)

@@ -9,21 +9,12 @@ import numpy as np
 import pytest
 import scipy.optimize
 
+from conftest import planted_codes
 from identi.errors import ConfigError, DataError
 from identi.generators import sparse_superposition
 from identi.infer.omp import omp
 from identi.metrics.mcc import mcc
 
-
-def _planted(n=64, n_atoms=128, d=64, active=4, seed=0):
-  """Random unit-row dictionary and planted non-negative codes with exactly `active` atoms."""
-  rng = np.random.default_rng(seed)
-  dictionary = rng.normal(size=(n_atoms, d))
-  dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
-  codes = np.zeros((n, n_atoms))
-  for i in range(n):
-    codes[i, rng.choice(n_atoms, active, replace=False)] = rng.uniform(0.5, 1.5, active)
-  return codes.astype(np.float32), dictionary.astype(np.float32)
 
 
 def test_hand_computed_two_step_example():
@@ -39,7 +30,7 @@ def test_hand_computed_two_step_example():
 
 
 def test_recovers_planted_codes_exactly_on_noiseless_data():
-  codes, dictionary = _planted()
+  codes, dictionary = planted_codes()
   out = np.asarray(omp(codes @ dictionary, dictionary, max_atoms=8))
   chex.assert_shape(out, codes.shape)
   np.testing.assert_array_equal(out > 0, codes > 0)
@@ -47,13 +38,13 @@ def test_recovers_planted_codes_exactly_on_noiseless_data():
 
 
 def test_stopping_rule_adds_no_more_atoms_than_needed():
-  codes, dictionary = _planted(active=4)
+  codes, dictionary = planted_codes(active=4)
   out = np.asarray(omp(codes @ dictionary, dictionary, max_atoms=8, tol=1e-6))
   np.testing.assert_array_equal(np.sum(out > 0, axis=1), 4)
 
 
 def test_max_atoms_caps_the_support_and_tol_stops_early():
-  codes, dictionary = _planted(active=6)
+  codes, dictionary = planted_codes(active=6)
   x = codes @ dictionary
   capped = np.asarray(omp(x, dictionary, max_atoms=3))
   assert np.all(np.sum(capped > 0, axis=1) <= 3)
@@ -66,7 +57,7 @@ def test_max_atoms_caps_the_support_and_tol_stops_early():
 
 
 def test_codes_are_non_negative_even_for_negative_data():
-  _, dictionary = _planted(n=1)
+  _, dictionary = planted_codes(n=1)
   x = np.random.default_rng(1).normal(size=(64, 64)).astype(np.float32)
   out = np.asarray(omp(x, dictionary, max_atoms=8))
   assert np.all(out >= 0)
@@ -99,7 +90,7 @@ def test_coefficients_are_nnls_on_their_support_after_drops():
 
 
 def test_batched_equals_per_sample_and_jit_works():
-  codes, dictionary = _planted(n=8, active=5, seed=4)
+  codes, dictionary = planted_codes(n=8, active=5, seed=4)
   x = codes @ dictionary + 0.05 * np.random.default_rng(5).normal(size=(8, 64)).astype(np.float32)
   batched = np.asarray(omp(x, dictionary, max_atoms=8))
   single = np.concatenate([np.asarray(omp(x[i:i + 1], dictionary, max_atoms=8)) for i in range(8)])
@@ -109,7 +100,7 @@ def test_batched_equals_per_sample_and_jit_works():
 
 
 def test_b_dec_is_subtracted_and_warm_start_keeps_good_atoms():
-  codes, dictionary = _planted(seed=6)
+  codes, dictionary = planted_codes(seed=6)
   b_dec = np.linspace(-1.0, 1.0, 64).astype(np.float32)
   x = codes @ dictionary + b_dec
   np.testing.assert_allclose(omp(x, dictionary, max_atoms=8, b_dec=b_dec), codes, atol=1e-4)
@@ -127,7 +118,7 @@ def test_demo_world_true_dictionary_reaches_the_minimal_code_ceiling():
 
 
 def test_bad_input_raises_errors_naming_the_fix():
-  _, dictionary = _planted(n=1)
+  _, dictionary = planted_codes(n=1)
   x = np.zeros((2, 64), np.float32)
   with pytest.raises(DataError, match="must be 2-D"):
     omp(x[0], dictionary, max_atoms=2)
