@@ -4,6 +4,7 @@ import functools
 import numpy as np
 import pytest
 
+from conftest import planted_codes
 from identi.errors import ConfigError, DataError
 from identi.infer.omp import omp
 from identi.infer.refine import refine_dictionary
@@ -13,12 +14,8 @@ _INFER = functools.partial(omp, max_atoms=6)
 
 def _problem(n=1024, n_atoms=64, d=32, active=3, noise=0.15, seed=0):
   """Planted sparse data from a true dictionary and a perturbed copy of that dictionary."""
-  rng = np.random.default_rng(seed)
-  true = rng.normal(size=(n_atoms, d))
-  true /= np.linalg.norm(true, axis=1, keepdims=True)
-  codes = np.zeros((n, n_atoms))
-  for i in range(n):
-    codes[i, rng.choice(n_atoms, active, replace=False)] = rng.uniform(0.5, 1.5, active)
+  codes, true = planted_codes(n=n, n_atoms=n_atoms, d=d, active=active, seed=seed)
+  rng = np.random.default_rng(seed + 1)
   perturbed = true + noise * rng.normal(size=true.shape)
   perturbed /= np.linalg.norm(perturbed, axis=1, keepdims=True)
   return (codes @ true).astype(np.float32), true.astype(np.float32), perturbed.astype(np.float32)
