@@ -157,12 +157,15 @@ def identify_sae(tc: ml_collections.ConfigDict, source, x_eval: np.ndarray, z_ev
   t0 = time.time()
   final = train_and_evaluate(tc, workdir, source=source)
   _, model, variables = load_trained(workdir)
-  codes = infer.minimal_codes(model, variables, x_eval, method=minimal_method, **minimal)
+  atoms = infer.minimal_atoms(model, variables, x_eval)
+  codes = infer.minimal_codes(model, variables, x_eval, method=minimal_method, atoms=atoms,
+                              **minimal)
   x_hat = np.asarray(model.apply(variables, codes, method="decode"))
   best = score_codes(x_eval, x_hat, codes, z_eval, tc.eval.mcc_method)
   return {"name": tc.sae.kind, "mcc": final["mcc"], "mcc_minimal": best["mcc"],
           "fvu": final["fvu"], "fvu_minimal": best["fvu"], "l0": final["l0"],
-          "l0_minimal": best["l0"], "dead_fraction": final["dead_fraction"],
+          "l0_minimal": best["l0"], "atoms_minimal": int(atoms.sum()),
+          "dead_fraction": final["dead_fraction"],
           "seconds": time.time() - t0}
 
 

@@ -14,7 +14,7 @@ import os
 import matplotlib.pyplot as plt
 from identi.bin import cli
 
-from paper.common import OUT, SMOKE, hsm_world, identify, train_config, write_outputs
+from paper.common import HSM_K, OUT, SMOKE, hsm_world, identify, train_config, write_outputs
 
 NAME = "amortisation_gap"
 
@@ -24,7 +24,7 @@ def run(out: str, smoke: bool) -> list[str]:
   records = []
   for ratio in ratios:
     x, z = hsm_world(4096 if smoke else 1 << 17, d=round(128 / ratio), smoke=smoke)
-    tc = train_config("topk", smoke)
+    tc = train_config("topk", smoke, **{"sae.k": HSM_K})
     records.append(dict(identify(x, z, tc, os.path.join(out, NAME, "runs", f"ratio{ratio}")),
                         ratio=ratio, d=x.shape[1]))
   fig, ax = plt.subplots(figsize=(5, 4))

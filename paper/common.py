@@ -55,11 +55,26 @@ def superposition_world(num_features: int, d: int, active: float, num_samples: i
   return world["x"], world["z"]
 
 
-def hsm_world(num_samples: int, d: int = 64, smoke: bool = False, seed: int = 0):
-  """(x, z1) of the default hierarchical selection world (toy sizes in smoke mode)."""
-  world = generators.default_world()
-  if smoke:  # 16 instead of 128 level-1 concepts, at the same superposition ratio.
+#: TopK sparsity for the default HSM world (6.5 active level-1 concepts per sample), as in
+#: configs/identify_hsm.py.
+HSM_K = 8
+
+
+def hsm_config(smoke: bool = False, **changes: Any) -> generators.HSMConfig:
+  """The default HSM world with `changes` (e.g. eps=0.05); 16 level-1 concepts in smoke mode."""
+  world = dataclasses.replace(generators.default_world(), **changes)
+  if smoke:
     world = dataclasses.replace(world, level_sizes=(16, 4))
+  return world
+
+
+def hsm_world(num_samples: int, d: int = 64, smoke: bool = False, seed: int = 0, **changes: Any):
+  """(x, z1) of the default HSM world (see `hsm_config`), observed in superposition at d.
+
+  In smoke mode d shrinks 8x with the world, keeping the superposition ratio.
+  """
+  world = hsm_config(smoke, **changes)
+  if smoke:
     d = max(2, d // 8)
   out = generators.generate_hsm(jax.random.key(seed), world, num_samples, view="superposition",
                                 d=d, sigma=0.0)

@@ -11,26 +11,31 @@ import os
 from absl import flags
 
 from identi.bin import cli
-from identi.demo import run_demo
 from identi.train import load_config
-from paper import amortisation_gap, minimality_sweep, phase_diagram, sample_size
+from identi.verify import FIGURE_STEM, run_verify
+from paper import amortisation_gap, leak_sweep, minimality_sweep, phase_diagram, sample_size
 from paper.common import OUT, ROOT, SMOKE
 
 _ONLY = flags.DEFINE_string("only", "", "Run only this figure.")
 
 
-def superposition_identifiability(out: str, smoke: bool) -> list[str]:
-  """Per-concept MCC of a TopK SAE on 256 sparse features in d = 64 (configs/demo.py)."""
-  config = load_config(os.path.join(ROOT, "configs", "demo.py" + (":smoke" if smoke else "")))
-  return [run_demo(config, os.path.join(out, "superposition_identifiability"))["figure"]]
+def hsm_identifiability(out: str, smoke: bool) -> list[str]:
+  """Every SAE variant and baseline on the default HSM world (configs/identify_hsm.py)."""
+  variant = ":smoke" if smoke else ""
+  config = load_config(os.path.join(ROOT, "configs", "identify_hsm.py" + variant))
+  workdir = os.path.join(out, "hsm_identifiability")
+  run_verify(config, workdir)
+  return [os.path.join(workdir, f"{FIGURE_STEM}.{ext}") for ext in ("png", "pdf")] + [
+      os.path.join(workdir, "results.json")]
 
 
 FIGURES = {
-    "superposition_identifiability": superposition_identifiability,
+    "hsm_identifiability": hsm_identifiability,
     "phase_diagram": phase_diagram.run,
     "minimality_sweep": minimality_sweep.run,
     "sample_size": sample_size.run,
     "amortisation_gap": amortisation_gap.run,
+    "leak_sweep": leak_sweep.run,
 }
 
 

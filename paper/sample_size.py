@@ -13,7 +13,7 @@ import os
 import matplotlib.pyplot as plt
 from identi.bin import cli
 
-from paper.common import OUT, SMOKE, hsm_world, identify, train_config, write_outputs
+from paper.common import HSM_K, OUT, SMOKE, hsm_world, identify, train_config, write_outputs
 
 NAME = "sample_size"
 
@@ -22,7 +22,7 @@ def run(out: str, smoke: bool) -> list[str]:
   sizes = [1024, 2048] if smoke else [1 << e for e in range(10, 18)]
   records = []
   for n in sizes:
-    tc = train_config("topk", smoke)
+    tc = train_config("topk", smoke, **{"sae.k": HSM_K})
     x, z = hsm_world(n + tc.data.num_eval, smoke=smoke)
     records.append(identify(x, z, tc, os.path.join(out, NAME, "runs", f"n{n}")))
   fig, ax = plt.subplots(figsize=(5, 4))

@@ -3,7 +3,7 @@
 
 Trains every SAE variant and every minimality-free baseline on the HSM superposition view (or on
 external data: --config.data.path=DIR with x.npy and z.npy), prints the method table and writes
-DIR/results.json and DIR/identifiability.png.
+DIR/results.json and DIR/identifiability.png. `make demo` runs it on configs/identify_hsm.py.
 """
 
 from absl import flags
@@ -24,6 +24,7 @@ def main(argv):
   print(cli.format_table(records, ["name", "mcc", "mcc_minimal", "fvu", "l0", "dead_fraction",
                                    "seconds"]))
   print(f"\nresults: {_WORKDIR.value}/results.json")
+  print(f"figure:  {_WORKDIR.value}/identifiability.png (and .pdf)")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ def evaluate_workdir(workdir: str, data_path: str | None = None) -> dict[str, An
 
 
 ENCODE_MODES = ("encoder", "minimal")
+#: Rows on which `encode --mode=minimal` picks the minimal dictionary.
+MINIMAL_ATOMS_SAMPLE = 16384
 
 
 def encode_file(workdir: str, input_path: str, output_path: str,
@@ -72,7 +74,8 @@ def encode_file(workdir: str, input_path: str, output_path: str,
   """Writes the codes of every row of `input_path` to `output_path` (.npy, float32, atomic).
 
   mode 'encoder' gives the SAE encoder's codes; 'minimal' the sparsest non-negative codes over
-  the SAE's decoder (`identi.infer.minimal_codes`, OMP warm-started from the encoder). Streams:
+  the SAE's decoder (`identi.infer.minimal_codes`, OMP warm-started from the encoder, over the
+  minimal dictionary that `identi.infer.minimal_atoms` picks on the first rows). Streams:
   the input is memory-mapped and the output written batch by batch. Returns the output's shape.
   """
   if not output_path.endswith(".npy"):
@@ -89,9 +92,13 @@ def encode_file(workdir: str, input_path: str, output_path: str,
   try:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     row = 0
+    atoms = None
+    if mode == "minimal":  # One minimal dictionary for every batch, from a fixed sample.
+      sample = source.get(np.arange(min(source.num_examples, MINIMAL_ATOMS_SAMPLE)))
+      atoms = infer.minimal_atoms(model, variables, sample)
     for x, codes, _, _ in encode_batches(model, variables, source, config.eval.batch_size):
       if mode == "minimal":
-        codes = infer.minimal_codes(model, variables, x)
+        codes = infer.minimal_codes(model, variables, x, atoms=atoms)
       out[row:row + len(codes)] = codes
       row += len(codes)
     out.flush()

@@ -6,7 +6,7 @@ import pytest
 
 from identi.errors import ConfigError, DataError
 from identi.generators import sparse_superposition
-from identi.infer import minimal_codes
+from identi.infer import minimal_atoms, minimal_codes
 from identi.metrics.mcc import mcc
 from identi.sae import make_sae
 
@@ -58,3 +58,41 @@ def test_bad_input_raises_errors_naming_the_fix(world):
     minimal_codes(model, {"params": variables["params"]}, data["x"])
   with pytest.raises(ConfigError, match="pass an identi SAE module"):
     minimal_codes(object(), variables, data["x"])
+
+
+@pytest.fixture(scope="module")
+def duplicated(world):
+  """The world's SAE with 256 extra atoms: near-copies (cosine 0.9) that the encoder never uses."""
+  data, _, variables = world
+  model = make_sae("topk", 64, 512, k=4)
+  a = np.asarray(variables["params"]["W_dec"])
+  noise = np.array(jax.random.normal(jax.random.key(2), a.shape))
+  noise -= np.sum(noise * a, axis=1, keepdims=True) * a
+  noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+  copies = 0.9 * a + np.sqrt(1 - 0.81) * noise
+  params = dict(model.init(jax.random.key(3), jnp.zeros((1, 64)))["params"])
+  params.update(W_dec=jnp.asarray(np.concatenate([a, copies])), b_dec=jnp.zeros((64,)),
+                W_enc=jnp.asarray(np.concatenate([a.T, np.zeros_like(a.T)], axis=1)))
+  return data, model, {"params": params, "stats": variables["stats"]}
+
+
+def test_minimal_atoms_drop_the_less_used_of_near_duplicates(duplicated):
+  data, model, variables = duplicated
+  mask = minimal_atoms(model, variables, data["x"])
+  np.testing.assert_array_equal(mask, np.arange(512) < 256)
+  assert minimal_atoms(model, variables, data["x"], max_cosine=0.95).all()  # 0.9 < 0.95
+  codes = minimal_codes(model, variables, data["x"], atoms=mask)
+  assert not codes[:, 256:].any()
+  assert mcc(data["z"], codes).mcc > 0.97
+  chunked = minimal_codes(model, variables, data["x"], atoms=mask, batch_size=700)
+  np.testing.assert_allclose(chunked, codes, atol=1e-5)
+
+
+def test_minimal_atoms_bad_input(duplicated):
+  data, model, variables = duplicated
+  with pytest.raises(ConfigError, match="max_cosine=1.5 is outside"):
+    minimal_atoms(model, variables, data["x"], max_cosine=1.5)
+  with pytest.raises(DataError, match=r"bool \(512,\) mask"):
+    minimal_codes(model, variables, data["x"], atoms=np.ones(256, bool))
+  with pytest.raises(DataError, match="at least one True"):
+    minimal_codes(model, variables, data["x"], atoms=np.zeros(512, bool))
