@@ -1,0 +1,164 @@
+"""Concept-graph extraction recovers the parts -> wholes graph of hierarchical selection worlds."""
+import chex
+import jax
+import numpy as np
+import pytest
+
+from identi.concepts import (edge_scores, extract_graph, learn_edges, levels_to_square, presence,
+                             transitive_reduction)
+from identi.errors import ConfigError, DataError
+from identi.generators import HSMConfig, make_hsm, sample_hsm
+from identi.metrics.graph import edge_auroc, edge_metrics
+
+
+@pytest.fixture(scope="module")
+def world():
+  """3 levels (24 parts, 12 wholes, 4 scenes of 2 wholes), selection leak 0.3, 20k samples."""
+  hsm = make_hsm(HSMConfig(level_sizes=(24, 12, 4), min_parents=2, max_parents=2, overlap=0.0,
+                           pi=0.5, eps=0.3))
+  return hsm, sample_hsm(jax.random.key(0), hsm, 20_000)["a"]
+
+
+def test_recovers_true_graph_exactly(world):
+  hsm, a = world
+  result = extract_graph(a)
+  assert len(result) == 2
+  for (adj, scores), true in zip(result, hsm.adjacency):
+    chex.assert_equal_shape([adj, scores, true])
+    chex.assert_type(scores, np.float32)
+    assert adj.dtype == np.bool_
+    assert edge_metrics(true, adj)["f1"] == 1.0
+    assert edge_auroc(true, scores) > 0.99
+    assert np.all(scores[adj] >= 0.9)
+
+
+def test_robust_to_flipped_bits(world):
+  hsm, a = world
+  rng = np.random.default_rng(0)
+  noisy = [x ^ (rng.random(x.shape) < 0.01) for x in a]
+  for l, ((adj, _), true) in enumerate(zip(extract_graph(noisy), hsm.adjacency), start=1):
+    f1 = edge_metrics(true, adj)["f1"]
+    assert f1 >= 0.9, f"levels {l} -> {l + 1}: F1 {f1:.3f} with 1% flipped bits"
+
+
+def test_sibling_parts_are_not_parents():
+  # Strong selection (eps 0.01) makes each scene's two wholes appear together, so the parts of a
+  # whole's sibling pass the necessity threshold; the sufficiency cover must still reject them.
+  hsm = make_hsm(HSMConfig(level_sizes=(8, 4, 2), min_parents=2, max_parents=2, overlap=0.0,
+                           pi=0.3, eps=0.01))
+  a = sample_hsm(jax.random.key(1), hsm, 20_000)["a"]
+  parts_wholes, wholes_scenes = hsm.adjacency
+  siblings = (parts_wholes @ (wholes_scenes @ wholes_scenes.T) > 0) & ~parts_wholes
+  assert siblings.sum() == 8
+  adj, scores = learn_edges(a[0], a[1], precision=0.99)
+  assert np.all(scores[siblings] >= 0.9), "sibling parts should pass necessity in this world"
+  assert not np.any(adj & siblings)
+  assert edge_metrics(parts_wholes, adj)["f1"] == 1.0
+
+
+def test_cover_is_minimal_and_respects_min_support():
+  rng = np.random.default_rng(0)
+  lower = rng.random((4000, 5)) < 0.4
+  lower[:, 4] = lower[:, 0]
+  upper = np.stack([lower[:, 0] & lower[:, 1], lower[:, 2] & lower[:, 3],
+                    np.zeros(4000, bool)], axis=1)
+  upper[:4, 2] = lower[:4] = True
+  adj, scores = learn_edges(lower, upper, min_support=5)
+  assert adj[:, 1].tolist() == [False, False, True, True, False]
+  assert adj[1, 0] and adj[[0, 4], 0].sum() == 1, "the duplicate of part 0 is redundant"
+  assert not adj[:, 2].any(), "a unit present in 4 < min_support samples gets no parents"
+  np.testing.assert_allclose(scores[:, 2], 1.0)
+
+
+def test_edge_scores_match_counts_over_padded_chunks():
+  rng = np.random.default_rng(0)
+  lower = rng.random((1003, 6)) < 0.3
+  upper = rng.random((1003, 4)) < 0.2
+  upper[:, 3] = False
+  scores = edge_scores(lower, upper, chunk=128)
+  chex.assert_shape(scores, (6, 4))
+  chex.assert_type(scores, np.float32)
+  expected = (lower.T.astype(int) @ upper.astype(int)) / np.maximum(upper.sum(0), 1)
+  np.testing.assert_allclose(scores, expected, rtol=1e-6)
+  np.testing.assert_array_equal(scores[:, 3], 0.0)
+
+
+def test_presence_thresholds_relative_to_each_units_scale():
+  codes = np.zeros((200, 3), np.float32)
+  codes[:100, 0] = 10.0
+  codes[100:110, 0] = 0.5
+  codes[:50, 1] = 0.01
+  codes[:, 2] = -1.0
+  present = presence(codes)
+  chex.assert_shape(present, (200, 3))
+  assert present.dtype == np.bool_
+  np.testing.assert_array_equal(present[:, 0], np.arange(200) < 100)
+  np.testing.assert_array_equal(present[:, 1], np.arange(200) < 50)
+  assert not present[:, 2].any(), "a unit never positive is never present"
+  np.testing.assert_array_equal(presence(codes, rel_threshold=0.0)[:, 0], np.arange(200) < 110)
+
+
+def test_agrees_with_pc_between_levels():
+  pc_module = pytest.importorskip("causallearn.search.ConstraintBased.PC")
+  hsm = make_hsm(HSMConfig(level_sizes=(8, 4), min_parents=2, max_parents=2, overlap=0.0,
+                           pi=0.3, eps=0.3))
+  a = sample_hsm(jax.random.key(2), hsm, 5_000)["a"]
+  true = hsm.adjacency[0]
+  adj, _ = learn_edges(a[0], a[1])
+  data = np.concatenate(a, axis=1).astype(np.float64)
+  data += 1e-3 * np.random.default_rng(0).normal(size=data.shape)
+  graph = pc_module.pc(data, 0.01, "fisherz", show_progress=False).G.graph
+  skeleton = (graph != 0) | (graph.T != 0)
+  pc_block = skeleton[:8, 8:]
+  pc_f1 = edge_metrics(true, pc_block)["f1"]
+  both = np.sum(true & adj & pc_block) / np.sum(true)
+  assert both >= 0.9, f"PC and learn_edges share {both:.0%} of the true edges; PC F1 {pc_f1:.3f}"
+  assert edge_metrics(true, adj)["f1"] == 1.0
+
+
+def test_transitive_reduction_drops_shortcuts():
+  adj = np.zeros((4, 4), bool)
+  adj[0, 1] = adj[1, 2] = adj[2, 3] = adj[0, 2] = adj[0, 3] = True
+  expected = np.zeros((4, 4), bool)
+  expected[0, 1] = expected[1, 2] = expected[2, 3] = True
+  np.testing.assert_array_equal(transitive_reduction(adj), expected)
+
+
+def test_transitive_reduction_names_a_node_on_a_cycle():
+  adj = np.zeros((5, 5), bool)
+  adj[0, 1] = adj[1, 2] = adj[2, 3] = adj[3, 1] = adj[3, 4] = True
+  with pytest.raises(DataError, match=r"cycle through node [123]:.*must be acyclic"):
+    transitive_reduction(adj)
+  with pytest.raises(DataError, match="cycle through node 0"):
+    transitive_reduction(np.eye(1, dtype=bool))
+
+
+def test_levels_to_square_places_blocks_and_keeps_metrics(world):
+  hsm, _ = world
+  square = levels_to_square(hsm.adjacency)
+  chex.assert_shape(square, (40, 40))
+  np.testing.assert_array_equal(square[:24, 24:36], hsm.adjacency[0])
+  np.testing.assert_array_equal(square[24:36, 36:], hsm.adjacency[1])
+  assert square.sum() == sum(b.sum() for b in hsm.adjacency)
+  np.testing.assert_array_equal(transitive_reduction(square), square)
+  assert edge_metrics(square, square)["shd"] == 0
+  with pytest.raises(DataError, match="block 2 has 4 rows"):
+    levels_to_square([hsm.adjacency[0], hsm.adjacency[1][:4]])
+
+
+def test_bad_inputs_raise_data_errors(world):
+  _, a = world
+  with pytest.raises(DataError, match="mismatched sample counts: level 2 has 10 samples"):
+    extract_graph([a[0], a[1][:10], a[2]])
+  with pytest.raises(DataError, match="mismatched sample counts: lower has 20000.*upper has 5"):
+    edge_scores(a[0], a[1][:5])
+  with pytest.raises(DataError, match="level 2 .* dtype float32"):
+    extract_graph([a[0], a[1].astype(np.float32)])
+  with pytest.raises(DataError, match="at least 2 levels"):
+    extract_graph([a[0]])
+  with pytest.raises(DataError, match="finite"):
+    presence(np.full((3, 2), np.nan))
+  with pytest.raises(ConfigError, match="max_parents=0"):
+    learn_edges(a[0], a[1], max_parents=0)
+  with pytest.raises(ConfigError, match="necessity=1.5"):
+    learn_edges(a[0], a[1], necessity=1.5)
