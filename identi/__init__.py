@@ -2,17 +2,19 @@
 
 Sub-packages: `identi.sae` (the SAE family), `identi.metrics` (quality and identifiability),
 `identi.data` (activation sources), `identi.generators` (data with known latent concepts),
-`identi.train` (the sharded trainer and checkpoints).
+`identi.train` (the sharded trainer and checkpoints), `identi.infer` (minimal codes),
+`identi.baselines`, `identi.concepts` (concept graphs), `identi.steer` (steering).
 """
 
-from identi import data, errors, generators, metrics, sae, train
+from identi import (baselines, concepts, data, errors, generators, infer, metrics, sae, steer,
+                    train)
 from identi.errors import CheckpointError, ConfigError, DataError, IdentiError, NonFiniteError
 from identi.train import default_config, evaluate, load_trained, train_and_evaluate
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointError", "ConfigError", "DataError", "IdentiError", "NonFiniteError", "data",
-    "default_config", "errors", "evaluate", "generators", "load_trained", "metrics", "sae",
-    "train", "train_and_evaluate",
+    "CheckpointError", "ConfigError", "DataError", "IdentiError", "NonFiniteError", "baselines",
+    "concepts", "data", "default_config", "errors", "evaluate", "generators", "infer",
+    "load_trained", "metrics", "sae", "steer", "train", "train_and_evaluate",
 ]

@@ -11,6 +11,7 @@ import os
 from absl import flags
 
 from identi.bin import cli
+from identi.concepts import run_concept_graph, run_steering
 from identi.train import load_config
 from identi.verify import FIGURE_STEM, run_verify
 from paper import amortisation_gap, leak_sweep, minimality_sweep, phase_diagram, sample_size
@@ -29,6 +30,15 @@ def hsm_identifiability(out: str, smoke: bool) -> list[str]:
       os.path.join(workdir, "results.json")]
 
 
+def concept_graph(out: str, smoke: bool) -> list[str]:
+  """Learned vs true concept graph, steering per level, emergence (configs/concept_graph_hsm.py)."""
+  variant = ":smoke" if smoke else ""
+  config = load_config(os.path.join(ROOT, "configs", "concept_graph_hsm.py" + variant))
+  workdir = os.path.join(out, "concept_graph")
+  paths = [run_concept_graph(config, workdir)["figure"], run_steering(config, workdir)["figure"]]
+  return paths + [os.path.join(workdir, name) for name in ("graph.json", "steering.json")]
+
+
 FIGURES = {
     "hsm_identifiability": hsm_identifiability,
     "phase_diagram": phase_diagram.run,
@@ -36,6 +46,7 @@ FIGURES = {
     "sample_size": sample_size.run,
     "amortisation_gap": amortisation_gap.run,
     "leak_sweep": leak_sweep.run,
+    "concept_graph": concept_graph,
 }
 
 

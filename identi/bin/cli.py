@@ -39,7 +39,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     if key is None:
       raise
     sys.exit(f"error: unknown config key '{key}' in --config.{key}=...; fix the spelling "
-             "(the keys are listed in identi/train/config.py)")
+             "(the config file's docstring names its schema, e.g. identi/train/config.py)")
 
 
 def load_config(config_flag) -> ml_collections.ConfigDict:

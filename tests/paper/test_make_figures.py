@@ -9,12 +9,16 @@ from conftest import run_module
 
 
 @pytest.mark.parametrize("name", ["hsm_identifiability", "phase_diagram", "minimality_sweep",
-                                  "sample_size", "amortisation_gap", "leak_sweep"])
+                                  "sample_size", "amortisation_gap", "leak_sweep",
+                                  "concept_graph"])
 def test_figure_smoke(tmp_path, name):
   run_module("paper.make_figures", "--smoke", f"--only={name}", f"--out={tmp_path}")
   out = tmp_path / name
   if name == "hsm_identifiability":
     files = ["identifiability.png", "identifiability.pdf", "results.json"]
+  elif name == "concept_graph":
+    files = ["concept_graph.png", "concept_graph.pdf", "steering.png", "steering.pdf",
+             "graph.json"]
   else:
     files = [f"{name}.png", f"{name}.pdf", f"{name}.json"]
   for f in files:
