@@ -35,6 +35,8 @@ _PRESET = flags.DEFINE_enum("preset", "quick", list(PRESETS), "Size grid.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats (median reported).")
 _KINDS = flags.DEFINE_list("kinds", list(KINDS), "SAE kinds to time.")
 _OUTPUT = flags.DEFINE_string("output", "", "Optional JSON output path.")
+_DECODERS = flags.DEFINE_list("decoders", ["auto"],
+                              "TopK decoders to time: auto, dense, sparse (e.g. dense,sparse).")
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -55,10 +57,11 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
 
 
 def time_train_step(kind: str, d_in: int, d_sae: int, k: int, batch: int,
-                    repeats: int) -> dict:
+                    repeats: int, decoder: str = "auto") -> dict:
   """Compile time and steady-state time of one training step."""
   config = default_config()
   config.sae.kind, config.sae.d_sae, config.sae.k = kind, d_sae, k
+  config.sae.decoder = decoder
   config.train.batch_size = batch
   model = build_model(config, d_in)
   mesh = sharding.data_mesh()
@@ -82,7 +85,9 @@ def time_train_step(kind: str, d_in: int, d_sae: int, k: int, batch: int,
   for _ in range(2):
     jax.block_until_ready(run())
   seconds = _median_seconds(run, repeats)
-  return {"kind": kind, "d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch,
+  sparse = getattr(model, "sparse_decoder", False)
+  return {"kind": kind, "decoder": "sparse" if sparse else "dense", "d_in": d_in,
+          "d_sae": d_sae, "k": k, "batch": batch,
           "compile_s": compile_s, "step_ms": 1e3 * seconds, "tokens_per_s": batch / seconds,
           "necessary_flops": 4 * batch * d_in * d_sae}
 
@@ -93,13 +98,14 @@ def main(argv):
   rows = []
   for d_in, d_sae, k, batch in PRESETS[_PRESET.value]:
     for kind in _KINDS.value:
-      row = time_train_step(kind, d_in, d_sae, k, batch, _REPEATS.value)
-      row["roofline_fraction"] = row["necessary_flops"] / (row["step_ms"] / 1e3) / peak
-      rows.append(row)
+      for decoder in (_DECODERS.value if kind == "topk" else ["auto"]):
+        row = time_train_step(kind, d_in, d_sae, k, batch, _REPEATS.value, decoder)
+        row["roofline_fraction"] = row["necessary_flops"] / (row["step_ms"] / 1e3) / peak
+        rows.append(row)
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
         f"measured matmul peak {peak / 1e9:.1f} GFLOP/s")
-  print(cli.format_table(rows, ["kind", "d_in", "d_sae", "k", "batch", "compile_s", "step_ms",
-                                "tokens_per_s", "roofline_fraction"]))
+  print(cli.format_table(rows, ["kind", "decoder", "d_in", "d_sae", "k", "batch", "compile_s",
+                                "step_ms", "tokens_per_s", "roofline_fraction"]))
   if _OUTPUT.value:
     io.write_json(_OUTPUT.value, {"device": jax.devices()[0].device_kind,
                                   "matmul_flops_per_s": peak, "rows": rows})

@@ -299,8 +299,8 @@ def _edges(blocks, units) -> list[dict[str, Any]]:
   edges = []
   for l, (adj, scores) in enumerate(blocks):
     for i, j in zip(*np.nonzero(adj)):
-      edges.append({"from": f"L{l + 1}:{int(units[l][i])}", "to": f"L{l + 2}:{int(units[l + 1][j])}",
-                    "score": float(scores[i, j])})
+      edges.append({"from": f"L{l + 1}:{int(units[l][i])}",
+                    "to": f"L{l + 2}:{int(units[l + 1][j])}", "score": float(scores[i, j])})
   return edges
 
 

@@ -27,9 +27,10 @@ Algorithm (:func:`learn_edges`), per upper unit j:
    ``precision`` or no candidate increases it. A candidate added early can become redundant once
    later ones join, so a backward pass then drops, one at a time, the member whose removal keeps
    the precision highest, as long as the precision stays >= min(``precision``, precision of S);
-   then no member of S can be dropped. When even the full cover stays below ``precision`` (noisy data, or a whole
-   that is not a conjunction of units of the level below), the best S found is still returned:
-   its edges are necessary by construction, only their sufficiency is weaker than asked.
+   then no member of S can be dropped. When even the full cover stays below ``precision`` (noisy
+   data, or a whole that is not a conjunction of units of the level below), the best S found is
+   still returned: its edges are necessary by construction, only their sufficiency is weaker
+   than asked.
 
 The precision of every subset of the candidates comes from one pass over the samples: each
 sample's candidate pattern is a ``max_parents``-bit code, histogrammed with and without j present,

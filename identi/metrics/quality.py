@@ -108,12 +108,15 @@ def cosine_similarity(x: jax.Array, x_hat: jax.Array) -> jax.Array:
   return _safe_div(jnp.sum(cos), jnp.sum(valid).astype(jnp.float32))
 
 
-def update_tokens_since_fired(tokens_since_fired: jax.Array, codes: jax.Array) -> jax.Array:
+def update_tokens_since_fired(tokens_since_fired: jax.Array, codes: jax.Array,
+                              fired: jax.Array | None = None) -> jax.Array:
   """Advances the per-latent count of tokens since each latent last fired.
 
   Args:
     tokens_since_fired: int32 ``(d_sae,)``.
     codes: ``(batch, d_sae)`` codes of one batch (leading axes are flattened).
+    fired: optional bool ``(d_sae,)``, which latents fired in the batch, when the caller knows it
+      without the dense codes (a sparse TopK decoder); then only the batch size is read from codes.
 
   Returns:
     int32 ``(d_sae,)``: 0 for latents that fired (non-zero code) in the batch, else the old count
@@ -125,7 +128,8 @@ def update_tokens_since_fired(tokens_since_fired: jax.Array, codes: jax.Array) -
     raise DataError(
         f"codes have {codes.shape[-1]} latents but the counter has shape "
         f"{tokens_since_fired.shape}: initialise the counter as jnp.zeros((d_sae,), jnp.int32)")
-  fired = jnp.any(codes != 0, axis=0)
+  if fired is None:
+    fired = jnp.any(codes != 0, axis=0)
   tsf = tokens_since_fired.astype(jnp.int32)
   batch = min(codes.shape[0], int(_INT32_MAX))
   advanced = jnp.where(tsf > _INT32_MAX - batch, _INT32_MAX, tsf + batch)

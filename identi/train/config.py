@@ -35,6 +35,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.sae.init_threshold = 0.3  # JumpReLU initial threshold (scaled units).
   c.sae.threshold_momentum = 0.01  # BatchTopK inference-threshold running-estimate rate.
   c.sae.normalize_decoder = True  # Unit-norm decoder rows, parallel gradient removed.
+  c.sae.decoder = "auto"  # TopK decoder: 'auto', 'dense' or 'sparse' (k active rows gathered).
   c.sae.init_sample_size = 4096  # Examples used for input scaling and the b_dec median.
 
   c.data = ml_collections.ConfigDict()
@@ -78,6 +79,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 _CHOICES = {
     "sae.kind": SAE_KINDS,
+    "sae.decoder": ("auto", "dense", "sparse"),
     "data.source": DATA_SOURCES,
     "data.superposition.magnitude": ("lognormal", "uniform"),
     "eval.mcc_method": ("pearson", "spearman"),
@@ -181,6 +183,8 @@ def sae_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
     hp = {"k": s.k, "aux_alpha": s.aux_alpha, "k_aux": s.k_aux or None}
     if s.kind == "batchtopk":
       hp["threshold_momentum"] = s.threshold_momentum
+    else:
+      hp["decoder"] = s.decoder
     return hp
   return {"bandwidth": s.bandwidth, "init_threshold": s.init_threshold}
 

@@ -115,7 +115,9 @@ def make_train_step(model, config: ml_collections.ConfigDict):
     params = optax.apply_updates(state["params"], updates)
     if normalize:
       params = sae_lib.normalize_decoder(params)
-    tsf = metrics_lib.update_tokens_since_fired(state["tokens_since_fired"], codes)
+    # A sparse decoder reports which latents fired, so the dense codes need not be formed.
+    tsf = metrics_lib.update_tokens_since_fired(state["tokens_since_fired"], codes,
+                                                terms.pop("fired", None))
 
     failure = jnp.select(
         [state["failure"] > 0, ~jnp.all(jnp.isfinite(x)), ~jnp.isfinite(loss),

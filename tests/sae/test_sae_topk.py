@@ -123,3 +123,41 @@ def test_auxk_gradient_reaches_only_dead_latents():
   row_norms = np.linalg.norm(np.asarray(grads["W_dec"]), axis=1)
   np.testing.assert_array_equal(row_norms[:8], 0.0)
   assert np.all(row_norms[8:] > 0), row_norms
+
+
+@pytest.mark.parametrize("batch", [64, 70])  # 70: not a multiple of the CPU block size.
+@pytest.mark.parametrize("with_dead", [False, True])
+def test_sparse_decoder_equals_dense_in_loss_codes_and_gradients(batch, with_dead):
+  from identi.sae.topk import sparse_decode  # pylint: disable=g-import-not-at-top
+  x = jnp.abs(jax.random.normal(jax.random.key(3), (batch, 24)))
+  dead = (jnp.arange(256) % 3 == 0) if with_dead else None
+  results = {}
+  for decoder in ("dense", "sparse"):
+    model = TopKSAE(d_in=24, d_sae=256, k=4, decoder=decoder)
+    variables = init_sae(model, jax.random.key(4), x)
+
+    def loss(params, model=model, variables=variables):
+      total, terms, codes = model.apply({**variables, "params": params}, x, dead_mask=dead,
+                                        method="loss")
+      return total, (terms, codes)
+
+    (total, (terms, codes)), grads = jax.value_and_grad(loss, has_aux=True)(variables["params"])
+    results[decoder] = (total, terms, codes, grads)
+  dense, sparse = results["dense"], results["sparse"]
+  np.testing.assert_allclose(sparse[0], dense[0], rtol=1e-6)
+  np.testing.assert_array_equal(sparse[2], dense[2])
+  np.testing.assert_array_equal(sparse[1]["fired"], np.any(dense[2] > 0, axis=0))
+  for name in dense[3]:
+    np.testing.assert_allclose(sparse[3][name], dense[3][name], rtol=1e-5, atol=1e-7)
+  values, indices = jax.lax.top_k(dense[2], 4)
+  w = jax.random.normal(jax.random.key(5), (256, 24))
+  np.testing.assert_allclose(sparse_decode(values, indices, w), dense[2] @ w, rtol=1e-5, atol=1e-6)
+
+
+def test_decoder_auto_rule_and_bad_decoder():
+  assert TopKSAE(d_in=8, d_sae=8192, k=32).sparse_decoder
+  assert not TopKSAE(d_in=8, d_sae=512, k=6).sparse_decoder
+  assert not TopKSAE(d_in=8, d_sae=8192, k=512).sparse_decoder
+  assert TopKSAE(d_in=8, d_sae=64, k=4, decoder="sparse").sparse_decoder
+  with pytest.raises(ConfigError, match="field 'decoder' is 'fast'"):
+    TopKSAE(d_in=8, d_sae=64, k=4, decoder="fast")
