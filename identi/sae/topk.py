@@ -5,6 +5,8 @@ main model's residual from the top-k_aux pre-activations of the dead latents, wh
 latents a gradient and revives them.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -62,27 +64,38 @@ def _decode(values, indices, w_dec):
   return out.reshape(-1, w_dec.shape[1])[:values.shape[0]]
 
 
+def _scatter_rows_add(values, indices, inputs, shape):
+  """sum over (b, j) of values[b, j] * inputs[b] added to row indices[b, j] of zeros(shape)."""
+  if not _blocked():
+    rows = (values[:, :, None] * inputs[:, None, :]).reshape(-1, shape[1])
+    return jnp.zeros(shape, inputs.dtype).at[indices.reshape(-1)].add(rows)
+  blocks = (_blocks(values, SPARSE_BLOCK_ROWS), _blocks(indices, SPARSE_BLOCK_ROWS),
+            _blocks(inputs, SPARSE_BLOCK_ROWS))
+
+  def body(acc, block):
+    v, i, xb = block
+    return acc.at[i.reshape(-1)].add((v[:, :, None] * xb[:, None, :]).reshape(-1, shape[1])), None
+
+  return jax.lax.scan(body, jnp.zeros(shape, inputs.dtype), blocks)[0]
+
+
 def _decode_fwd(values, indices, w_dec):
   return _decode(values, indices, w_dec), (values, indices, w_dec)
 
 
 def _decode_bwd(res, g):
   values, indices, w_dec = res
+  d_values = _gather_dot(g, indices, w_dec)
+  return d_values, None, _scatter_rows_add(values, indices, g, w_dec.shape)
+
+
+def _gather_dot(g, indices, rows):
+  """d[b, j] = g[b] . rows[indices[b, j]] (the values' gradient of a sparse decode)."""
   if not _blocked():
-    d_values = jnp.einsum("bd,bkd->bk", g, jnp.take(w_dec, indices, axis=0))
-    rows = (values[:, :, None] * g[:, None, :]).reshape(-1, w_dec.shape[1])
-    return d_values, None, jnp.zeros_like(w_dec).at[indices.reshape(-1)].add(rows)
-  n, rows = values.shape[0], SPARSE_BLOCK_ROWS
-  blocks = (_blocks(values, rows), _blocks(indices, rows), _blocks(g, rows))
-
-  def body(d_w, block):
-    v, i, gb = block
-    d_v = jnp.einsum("bd,bkd->bk", gb, jnp.take(w_dec, i, axis=0))
-    d_w = d_w.at[i.reshape(-1)].add((v[:, :, None] * gb[:, None, :]).reshape(-1, w_dec.shape[1]))
-    return d_w, d_v
-
-  d_w, d_values = jax.lax.scan(body, jnp.zeros_like(w_dec), blocks)
-  return d_values.reshape(-1, values.shape[1])[:n], None, d_w
+    return jnp.einsum("bd,bkd->bk", g, jnp.take(rows, indices, axis=0))
+  out = jax.lax.map(lambda a: jnp.einsum("bd,bkd->bk", a[0], jnp.take(rows, a[1], axis=0)),
+                    (_blocks(g, SPARSE_BLOCK_ROWS), _blocks(indices, SPARSE_BLOCK_ROWS)))
+  return out.reshape(-1, indices.shape[1])[:indices.shape[0]]
 
 
 @jax.custom_vjp
@@ -100,12 +113,13 @@ def sparse_decode(values: jax.Array, indices: jax.Array, w_dec: jax.Array) -> ja
 sparse_decode.defvjp(_decode_fwd, _decode_bwd)
 
 
-def auxk_loss(acts: jax.Array, residual: jax.Array, w_dec: jax.Array, dead_mask: jax.Array,
+def auxk_loss(acts, residual: jax.Array, w_dec: jax.Array, dead_mask: jax.Array,
               k_aux: int) -> jax.Array:
   """Normalised MSE of reconstructing `residual` from the top-k_aux dead-latent activations.
 
   Args:
-    acts: non-negative activations relu(pre), (batch, d_sae).
+    acts: non-negative activations relu(pre), (batch, d_sae), or a function of no arguments that
+      computes them (called only when a latent is dead: the sparse TopK path never forms pre).
     residual: what the main reconstruction missed, x_s - x_hat_s; gradients are stopped here.
     w_dec: decoder (d_sae, d_in); the aux reconstruction uses no bias.
     dead_mask: bool (d_sae,), True for dead latents.
@@ -115,8 +129,10 @@ def auxk_loss(acts: jax.Array, residual: jax.Array, w_dec: jax.Array, dead_mask:
     mean((e - e_hat)^2) / mean(e^2), or 0 when no latent is dead.
   """
   residual = jax.lax.stop_gradient(residual)
+  make_acts = acts if callable(acts) else (lambda: acts)
 
-  def normalised_mse(acts, residual, w_dec):
+  def normalised_mse(residual, w_dec):
+    acts = make_acts()
     dead_acts = jnp.where(dead_mask, acts, 0.0)
     aux_codes = topk_codes(dead_acts, min(k_aux, acts.shape[-1]))
     e_hat = aux_codes @ w_dec
@@ -125,7 +141,55 @@ def auxk_loss(acts: jax.Array, residual: jax.Array, w_dec: jax.Array, dead_mask:
 
   # The top-k_aux selection costs a partial sort per sample: skip it while no latent is dead.
   return jax.lax.cond(jnp.any(dead_mask), normalised_mse,
-                      lambda *_: jnp.zeros((), jnp.float32), acts, residual, w_dec)
+                      lambda *_: jnp.zeros((), jnp.float32), residual, w_dec)
+
+
+#: Rows per block of the CPU sparse encoder's forward pass (matmul + top-k stay in cache).
+ENCODE_BLOCK_ROWS = 512
+
+
+def _topk_encode(x_c, w_enc, b_enc, k):
+  def block(xb):
+    values, indices = jax.lax.top_k(xb @ w_enc + b_enc, k)
+    return jax.nn.relu(values), indices
+
+  if not _blocked():
+    return block(x_c)
+  values, indices = jax.lax.map(block, _blocks(x_c, ENCODE_BLOCK_ROWS))
+  n = x_c.shape[0]
+  return values.reshape(-1, k)[:n], indices.reshape(-1, k)[:n]
+
+
+def _topk_encode_fwd(x_c, w_enc, b_enc, k):
+  values, indices = _topk_encode(x_c, w_enc, b_enc, k)
+  return (values, indices), (x_c, w_enc, values, indices)
+
+
+def _topk_encode_bwd(k, res, cotangents):
+  del k
+  x_c, w_enc, values, indices = res
+  d_values = jnp.where(values > 0, cotangents[0], 0.0)
+  w_rows = w_enc.T  # (d_sae, d_in): the rows that the active latents read.
+  d_x = sparse_decode(d_values, indices, w_rows)
+  d_w_rows = _scatter_rows_add(d_values, indices, x_c, w_rows.shape)
+  d_b = jnp.zeros((w_enc.shape[1],), w_enc.dtype).at[indices.reshape(-1)].add(d_values.reshape(-1))
+  return d_x, d_w_rows.T, d_b
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def topk_encode(x_c: jax.Array, w_enc: jax.Array, b_enc: jax.Array,
+                k: int) -> tuple[jax.Array, jax.Array]:
+  """(values, indices) of the k largest pre-activations x_c @ w_enc + b_enc per row, rectified.
+
+  The backward pass touches only the k active latents per sample: the encoder's weight gradient
+  is a scatter-add of k rows per sample (k * d_in work instead of the dense d_sae * d_in matmul),
+  exact because the gradient of every inactive latent is 0. On CPU the forward runs over blocks of
+  ENCODE_BLOCK_ROWS samples so that the pre-activations never leave the cache.
+  """
+  return _topk_encode(x_c, w_enc, b_enc, k)
+
+
+topk_encode.defvjp(_topk_encode_fwd, _topk_encode_bwd)
 
 
 class KSparseSAE(SAE):
@@ -175,10 +239,11 @@ class TopKSAE(KSparseSAE):
   """codes = the k largest entries of relu(pre) per sample; sparsity_coeff is ignored.
 
   Attributes:
-    decoder: 'dense' (codes @ W_dec), 'sparse' (gather the k active decoder rows: k * d_in work
-      per sample instead of d_sae * d_in, with a scatter-add backward) or 'auto' (sparse when
-      d_sae >= SPARSE_MIN_D_SAE and d_sae >= SPARSE_MIN_RATIO * k). Both give the same loss and
-      gradients up to float rounding; the AuxK term always decodes densely.
+    decoder: 'dense' (codes @ W_dec), 'sparse' (`sparse_decode` gathers the k active decoder rows:
+      k * d_in work per sample instead of d_sae * d_in, with a scatter-add backward; and
+      `topk_encode` computes the encoder's gradient for the k active latents only) or 'auto'
+      (sparse when d_sae >= SPARSE_MIN_D_SAE and d_sae >= SPARSE_MIN_RATIO * k). Both give the
+      same loss and gradients up to float rounding; the AuxK term always decodes densely.
   """
 
   decoder: str = "auto"
@@ -210,16 +275,18 @@ class TopKSAE(KSparseSAE):
       return super().loss(x, sparsity_coeff=sparsity_coeff, dead_mask=dead_mask, train=train)
     self.check_dead_mask(dead_mask)
     x_s = self.check_input(x) * self.input_scale.value
-    pre = self.pre_activation(x_s)
-    # relu is monotone: the top k of pre, rectified, are the top k of relu(pre).
-    values, indices = jax.lax.top_k(pre, self.k)
-    values = jax.nn.relu(values)
+    x_c = x_s - self.b_dec
+    values, indices = topk_encode(x_c, self.W_enc, self.b_enc, self.k)
     x_hat_s = sparse_decode(values, indices, self.W_dec) + self.b_dec
     mse = jnp.mean(jnp.square(x_s - x_hat_s))
-    codes = scatter_rows(jnp.zeros_like(pre), values, indices)
+    codes = scatter_rows(jnp.zeros((x_s.shape[0], self.d_sae), values.dtype), values, indices)
     l0 = jax.lax.stop_gradient(jnp.mean(jnp.sum(values != 0, axis=-1, dtype=jnp.float32)))
-    extra, terms = self.penalty(pre=pre, codes=codes, x_s=x_s, x_hat_s=x_hat_s,
-                                sparsity_coeff=sparsity_coeff, dead_mask=dead_mask)
+    if dead_mask is None:
+      auxk = jnp.zeros((), jnp.float32)
+    else:
+      auxk = auxk_loss(lambda: jax.nn.relu(x_c @ self.W_enc + self.b_enc), x_s - x_hat_s,
+                       self.W_dec, jnp.asarray(dead_mask, bool), self.effective_k_aux)
+    extra, terms = self.aux_alpha * auxk, {"auxk": auxk}
     fired = jnp.zeros((self.d_sae,), values.dtype).at[indices.reshape(-1)].max(
         jax.lax.stop_gradient(values).reshape(-1)) > 0
     return mse + extra, {"mse": mse, "l0": l0, "fired": fired, **terms}, codes
