@@ -28,4 +28,4 @@ figures: $(STAMP)
 	$(PY) -m paper.make_figures
 
 clean:
-	rm -rf runs $(VENV)
+	rm -rf runs $(VENV) benchmarks/peers/.venv

@@ -5,11 +5,20 @@ For every SAE kind and size in the preset, times the jitted, donated training st
 each ended by `block_until_ready`), and reports tokens/s and the fraction of the measured dense
 matmul FLOP/s that the step's necessary work reaches (4 * batch * d_in * d_sae FLOPs per step: the
 encoder matmul forward and its weight gradient). Results go to stdout and --output (JSON).
+
+TopK rows are also timed with the peer SAELens (`--peer`) on the same sizes, batch and learning
+rate, in its own torch environment (`benchmarks/peers/.venv`, created on first use), and the table
+gives identi's tokens/s over SAELens's as `ratio`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -17,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
+from benchmarks.peers import saelens_env
 from identi import io
 from identi.bin import cli
 from identi.train import default_config, make_optimizer, make_train_step
@@ -30,6 +40,8 @@ PRESETS = {
     "full": [(512, 8192, 32, 4096), (768, 16384, 32, 4096), (1024, 32768, 64, 4096)],
 }
 KINDS = ("topk", "batchtopk", "jumprelu", "relu")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER_SCRIPT = os.path.join(ROOT, "benchmarks", "peers", "saelens_step.py")
 
 _PRESET = flags.DEFINE_enum("preset", "quick", list(PRESETS), "Size grid.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats (median reported).")
@@ -37,6 +49,8 @@ _KINDS = flags.DEFINE_list("kinds", list(KINDS), "SAE kinds to time.")
 _OUTPUT = flags.DEFINE_string("output", "", "Optional JSON output path.")
 _DECODERS = flags.DEFINE_list("decoders", ["auto"],
                               "TopK decoders to time: auto, dense, sparse (e.g. dense,sparse).")
+_PEER = flags.DEFINE_enum("peer", "auto", ["auto", "saelens", "none"],
+                          "Peer timed on the TopK rows; auto: saelens except for the smoke preset.")
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -56,6 +70,12 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
   return 2 * n**3 / _median_seconds(lambda: f(a), repeats)
 
 
+def benchmark_batch(batch: int, d_in: int) -> np.ndarray:
+  """The fixed non-negative float32 (batch, d_in) batch that identi and the peer both train on."""
+  rng = np.random.default_rng(0)
+  return np.abs(rng.normal(size=(batch, d_in))).astype(np.float32)
+
+
 def time_train_step(kind: str, d_in: int, d_sae: int, k: int, batch: int,
                     repeats: int, decoder: str = "auto") -> dict:
   """Compile time and steady-state time of one training step."""
@@ -66,9 +86,7 @@ def time_train_step(kind: str, d_in: int, d_sae: int, k: int, batch: int,
   model = build_model(config, d_in)
   mesh = sharding.data_mesh()
   repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  rng = np.random.default_rng(0)
-  x = jax.device_put(jnp.asarray(np.abs(rng.normal(size=(batch, d_in))), jnp.float32),
-                     batch_sharding)
+  x = jax.device_put(jnp.asarray(benchmark_batch(batch, d_in)), batch_sharding)
   variables = model.init(jax.random.key(0), x[:1])
   state = jax.device_put(init_state(variables, make_optimizer(config), d_sae), repl)
   step = jax.jit(make_train_step(model, config), in_shardings=(repl, batch_sharding),
@@ -92,23 +110,84 @@ def time_train_step(kind: str, d_in: int, d_sae: int, k: int, batch: int,
           "necessary_flops": 4 * batch * d_in * d_sae}
 
 
+def peer_command(python: str, d_in: int, d_sae: int, k: int, batch: int, repeats: int,
+                 lr: float, data: str, threads: int) -> list[str]:
+  """The command line that times SAELens's TopK training step with the peer venv's python."""
+  return [python, PEER_SCRIPT, f"--d_in={d_in}", f"--d_sae={d_sae}", f"--k={k}",
+          f"--batch={batch}", f"--repeats={repeats}", f"--lr={lr!r}", f"--data={data}",
+          f"--threads={threads}"]
+
+
+def time_saelens(python: str, d_in: int, d_sae: int, k: int, batch: int,
+                 repeats: int) -> dict:
+  """SAELens's step on `benchmark_batch` with identi's default learning rate, all CPU threads."""
+  with tempfile.TemporaryDirectory() as tmp:
+    data = os.path.join(tmp, "batch.npy")
+    np.save(data, benchmark_batch(batch, d_in))
+    cmd = peer_command(python, d_in, d_sae, k, batch, repeats,
+                       default_config().train.learning_rate, data, os.cpu_count() or 1)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if proc.returncode != 0:
+    raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr[-2000:]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _warn(message: str) -> None:
+  print(f"warning: {message.splitlines()[0]}; the SAELens columns are left empty",
+        file=sys.stderr)
+
+
+def _peer_python() -> str | None:
+  """The peer venv's python, or None (with a warning) when the peer is off or cannot be set up."""
+  peer = _PEER.value
+  if peer == "auto":
+    peer = "none" if _PRESET.value == "smoke" else "saelens"
+  if peer == "none":
+    return None
+  try:
+    return saelens_env.ensure_env(ROOT)
+  except (RuntimeError, OSError) as e:
+    _warn(f"SAELens peer environment unavailable: {e}")
+    return None
+
+
 def main(argv):
   del argv
+  peer_python = _peer_python()
   peak = matmul_flops_per_s()
-  rows = []
+  rows, peers = [], {}
   for d_in, d_sae, k, batch in PRESETS[_PRESET.value]:
     for kind in _KINDS.value:
       for decoder in (_DECODERS.value if kind == "topk" else ["auto"]):
         row = time_train_step(kind, d_in, d_sae, k, batch, _REPEATS.value, decoder)
         row["roofline_fraction"] = row["necessary_flops"] / (row["step_ms"] / 1e3) / peak
+        row["saelens_tokens_per_s"] = row["ratio"] = None
+        shape = (d_in, d_sae, k, batch)
+        if kind == "topk" and peer_python is not None:
+          if shape not in peers:
+            try:
+              peers[shape] = time_saelens(peer_python, *shape, _REPEATS.value)
+            except (RuntimeError, ValueError, OSError) as e:
+              _warn(f"SAELens peer failed on {shape}: {e}")
+              peers[shape] = None
+          if peers[shape] is not None:
+            row["saelens_tokens_per_s"] = peers[shape]["tokens_per_s"]
+            row["ratio"] = row["tokens_per_s"] / row["saelens_tokens_per_s"]
         rows.append(row)
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
         f"measured matmul peak {peak / 1e9:.1f} GFLOP/s")
+  peer = next((p for p in peers.values() if p is not None), None)
+  if peer is not None:
+    print(f"peer: SAELens {peer['saelens_version']}, torch {peer['torch_version']}, "
+          f"{peer['threads']} threads, aux {peer['aux']}")
   print(cli.format_table(rows, ["kind", "decoder", "d_in", "d_sae", "k", "batch", "compile_s",
-                                "step_ms", "tokens_per_s", "roofline_fraction"]))
+                                "step_ms", "tokens_per_s", "roofline_fraction",
+                                "saelens_tokens_per_s", "ratio"]))
   if _OUTPUT.value:
-    io.write_json(_OUTPUT.value, {"device": jax.devices()[0].device_kind,
-                                  "matmul_flops_per_s": peak, "rows": rows})
+    io.write_json(_OUTPUT.value, {
+        "device": jax.devices()[0].device_kind, "matmul_flops_per_s": peak, "rows": rows,
+        "saelens": [dict(p, d_in=s[0], d_sae=s[1], k=s[2], batch=s[3])
+                    for s, p in peers.items() if p is not None]})
 
 
 if __name__ == "__main__":

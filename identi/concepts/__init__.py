@@ -2,7 +2,7 @@
 from identi.concepts.experiment import (assign_levels, default_concept_config, run_concept_graph,
                                         run_steering)
 from identi.concepts.graph import (edge_scores, extract_graph, learn_edges, levels_to_square,
-                                   presence, transitive_reduction)
+                                   presence, presence_thresholds, transitive_reduction)
 
 __all__ = [
     "assign_levels",
@@ -14,5 +14,6 @@ __all__ = [
     "learn_edges",
     "levels_to_square",
     "presence",
+    "presence_thresholds",
     "transitive_reduction",
 ]

@@ -40,11 +40,11 @@ import numpy as np
 
 from identi import data as data_lib
 from identi import generators, infer, io, steer
-from identi.concepts.graph import extract_graph, presence
+from identi.concepts.graph import extract_graph, presence, presence_thresholds
 from identi.errors import ConfigError, DataError
 from identi.figures import save_figure
 from identi.generators import views
-from identi.metrics import edge_auroc, edge_metrics, mcc
+from identi.metrics import correlation_matrix, edge_auroc, edge_metrics, mcc
 from identi.train import config as config_lib
 from identi.train import load_trained, train_and_evaluate
 
@@ -210,16 +210,10 @@ def assign_levels(codes: list[np.ndarray], min_corr: float) -> list[np.ndarray]:
   for l, c in enumerate(codes):
     level = np.full(c.shape[1], l + 1)
     for m in range(l + 1, len(codes)):
-      corr = np.abs(np.nan_to_num(_corr(c, codes[m])))
+      corr = np.abs(correlation_matrix(c, codes[m]))
       level[corr.max(axis=1) >= min_corr] = m + 1
     levels.append(level)
   return levels
-
-
-def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  a = (a - a.mean(0)) / np.maximum(a.std(0), 1e-12)
-  b = (b - b.mean(0)) / np.maximum(b.std(0), 1e-12)
-  return a.T @ b / a.shape[0]
 
 
 def _true_levels(world: World) -> list[np.ndarray]:
@@ -400,7 +394,7 @@ def _emergence(config, world: World, saes, matches, thresholds) -> dict[str, Any
     x = _view_latents(config, z_levels, 2) @ mixing.T
     codes = np.asarray(model.apply(variables, x.astype(np.float32), method="encode"))
     unit = matches[1].matching[whole]
-    return codes[:, unit] > thresholds[unit]
+    return (codes[:, unit] > 0) & (codes[:, unit] > thresholds[unit])
 
   for whole in range(n2):
     missing = int(world.hsm.parents(2, whole)[0])
@@ -435,9 +429,8 @@ def run_steering(config: ml_collections.ConfigDict, workdir: str) -> dict[str, A
   key = jax.random.key(config.steer.seed)
   levels = [_steer_level(config, world, saes, matches, l + 1, jax.random.fold_in(key, l))
             for l in range(len(saes))]
-  q99 = np.array([np.quantile(col[col > 0], 0.99) if np.any(col > 0) else np.inf
-                  for col in enc[1].T])
-  emergence = _emergence(config, world, saes, matches, config.graph.rel_threshold * q99)
+  emergence = _emergence(config, world, saes, matches,
+                         presence_thresholds(enc[1], config.graph.rel_threshold))
   result = {"levels": levels, "emergence": emergence,
             "mcc": [float(m.mcc) for m in matches]}
   io.write_json(os.path.join(workdir, STEERING_FILE), result)

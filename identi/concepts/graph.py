@@ -91,18 +91,11 @@ def _check_pair(lower, upper) -> tuple[np.ndarray, np.ndarray]:
   return lower, upper
 
 
-def presence(codes, rel_threshold: float = 0.1) -> np.ndarray:
-  """Presence bits: code > rel_threshold * the unit's 99th percentile of its positive codes.
+def presence_thresholds(codes, rel_threshold: float = 0.1) -> np.ndarray:
+  """Per-unit presence thresholds: rel_threshold * the unit's 99th percentile of positive codes.
 
-  A relative threshold per unit ignores the small activations that an SAE spreads over inactive
-  units while adapting to each unit's scale. Units never positive are never present.
-
-  Args:
-    codes: real (n, units) codes, e.g. SAE latents or true concepts z.
-    rel_threshold: fraction of the unit's typical (99th percentile) positive code, >= 0.
-
-  Returns:
-    bool (n, units) presence.
+  Units never positive get +inf (never present). Apply them to other samples of the same units
+  with ``(codes > 0) & (codes > thresholds)``.
   """
   codes = np.asarray(codes)
   if codes.ndim != 2 or 0 in codes.shape:
@@ -116,11 +109,29 @@ def presence(codes, rel_threshold: float = 0.1) -> np.ndarray:
   codes = codes.astype(np.float64)
   positive = codes > 0
   active = positive.any(axis=0)
-  scale = np.zeros(codes.shape[1])
+  thresholds = np.full(codes.shape[1], np.inf)
   if active.any():
     masked = np.where(positive[:, active], codes[:, active], np.nan)
-    scale[active] = np.nanpercentile(masked, 99, axis=0)
-  return positive & (codes > rel_threshold * scale) & active
+    thresholds[active] = rel_threshold * np.nanpercentile(masked, 99, axis=0)
+  return thresholds
+
+
+def presence(codes, rel_threshold: float = 0.1) -> np.ndarray:
+  """Presence bits: code > rel_threshold * the unit's 99th percentile of its positive codes.
+
+  A relative threshold per unit ignores the small activations that an SAE spreads over inactive
+  units while adapting to each unit's scale. Units never positive are never present.
+
+  Args:
+    codes: real (n, units) codes, e.g. SAE latents or true concepts z.
+    rel_threshold: fraction of the unit's typical (99th percentile) positive code, >= 0.
+
+  Returns:
+    bool (n, units) presence.
+  """
+  thresholds = presence_thresholds(codes, rel_threshold)
+  codes = np.asarray(codes, np.float64)
+  return (codes > 0) & (codes > thresholds)
 
 
 @jax.jit

@@ -7,7 +7,6 @@ import tempfile
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
 from identi import data as data_lib
@@ -16,7 +15,8 @@ from identi.errors import ConfigError, DataError
 from identi.train import sharding
 from identi.train.checkpoint import Checkpointer
 from identi.train.evaluation import encode_batches, evaluate
-from identi.train.trainer import RUN_FILE, abstract_state, build_model, build_sources, load_run
+from identi.train.trainer import (RUN_FILE, abstract_state, build_model, build_sources, load_run,
+                                  saved_config)
 
 EVAL_FILE = "eval.json"
 
@@ -30,7 +30,7 @@ def load_trained(workdir: str):
   if saved is None:
     raise ConfigError(f"{workdir} holds no {RUN_FILE}, so it is not an identi training workdir; "
                       "train with `python -m identi.bin.train --workdir=...` first")
-  config = ml_collections.ConfigDict(saved["config"])
+  config = saved_config(saved)
   d_in = saved["d_in"]
   repl = sharding.replicated(sharding.data_mesh())
   target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),

@@ -29,7 +29,7 @@ from identi import sae as sae_lib
 from identi.errors import ConfigError, NonFiniteError
 from identi.train import sharding
 from identi.train.checkpoint import Checkpointer
-from identi.train.config import sae_hparams, validate_config
+from identi.train.config import default_config, sae_hparams, validate_config
 from identi.train.evaluation import evaluate
 from identi.train.optimizer import learning_rate_schedule, make_optimizer, sparsity_schedule
 
@@ -150,9 +150,21 @@ def load_run(workdir: str) -> dict[str, Any] | None:
     return json.load(f)
 
 
+def saved_config(saved: dict[str, Any]) -> ml_collections.ConfigDict:
+  """The config of a saved run, with schema keys added since it was written at their defaults."""
+  config = default_config().to_dict()
+  for key, value in _flat(saved["config"]).items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  return ml_collections.ConfigDict(config)
+
+
 def _check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict, d_in: int,
                      workdir: str) -> None:
-  old = _flat(saved["config"])
+  old = _flat(saved_config(saved).to_dict())
   new = _flat(config.to_dict())
   changed = sorted(k for k in set(old) | set(new)
                    if old.get(k) != new.get(k) and not k.startswith(_RESUMABLE_CHANGES))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -130,3 +131,18 @@ def test_sparse_topk_path_trains_like_the_dense_one_on_eight_devices(tmp_path):
                   jax.tree.leaves(_params(tmp_path / "sparse"))):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
   assert sparse["fvu"] == pytest.approx(dense["fvu"], rel=1e-3)
+
+
+def test_workdir_written_before_a_schema_key_existed_still_resumes_and_loads(tmp_path,
+                                                                             trained_workdir):
+  # Runs saved before `sae.decoder` existed lack the key; it reads as its default, not a change.
+  workdir = str(tmp_path / "old")
+  shutil.copytree(trained_workdir, workdir)
+  with open(os.path.join(workdir, "run.json")) as f:
+    saved = json.load(f)
+  del saved["config"]["sae"]["decoder"]
+  io.write_json(os.path.join(workdir, "run.json"), saved)
+  final = train_and_evaluate(smoke_config("sae_topk"), workdir)
+  assert final["step"] == 60
+  config, model, _ = load_trained(workdir)
+  assert config.sae.decoder == "auto" and model.decoder == "auto"

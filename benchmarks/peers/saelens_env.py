@@ -1,0 +1,48 @@
+"""The SAELens peer's own virtual environment (CPU torch + sae-lens), kept apart from identi's.
+
+identi must never depend on torch, so the peer lives in `benchmarks/peers/.venv`, created on first
+use. A stamp file records the installed versions; while it exists the environment is reused.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+VENV = os.path.join("benchmarks", "peers", ".venv")
+STAMP = ".saelens-installed"
+
+
+def _run(cmd: list[str], root: str) -> str:
+  """Runs an install command; a failure raises a RuntimeError that says how to retry."""
+  proc = subprocess.run(cmd, capture_output=True, text=True)
+  if proc.returncode != 0:
+    raise RuntimeError(
+        f"SAELens peer environment: `{' '.join(cmd)}` failed ({proc.returncode}):\n"
+        f"{proc.stderr[-2000:]}\nRetry by deleting {os.path.join(root, VENV)} and rerunning the "
+        "benchmark, or run the command above by hand.")
+  return proc.stdout
+
+
+def ensure_env(root: str) -> str:
+  """Creates (once) the peer venv under `root` and returns the path of its python."""
+  venv = os.path.join(root, VENV)
+  python = os.path.join(venv, "bin", "python")
+  stamp = os.path.join(venv, STAMP)
+  if os.path.exists(stamp) and os.access(python, os.X_OK):
+    return python
+  if not os.access(python, os.X_OK):
+    print(f"creating the SAELens peer environment in {venv} (once; a few minutes)",
+          file=sys.stderr)
+    _run(["python3", "-m", "venv", venv], root)
+  pip = [python, "-m", "pip", "install", "--quiet"]
+  _run(pip + ["torch", "--index-url", TORCH_INDEX], root)
+  _run(pip + ["sae-lens"], root)
+  versions = _run([python, "-c", "import importlib.metadata as m; "
+                   "print(f\"torch=={m.version('torch')} sae-lens=={m.version('sae-lens')}\")"],
+                  root)
+  with open(stamp, "w", encoding="utf-8") as f:
+    f.write(versions)
+  return python
