@@ -47,6 +47,7 @@ from identi.generators import views
 from identi.metrics import correlation_matrix, edge_auroc, edge_metrics, mcc
 from identi.train import config as config_lib
 from identi.train import load_trained, train_and_evaluate
+from identi.verify import hsm_config
 
 GRAPH_FILE = "graph.json"
 STEERING_FILE = "steering.json"
@@ -109,14 +110,6 @@ def validate_concept_config(config: ml_collections.ConfigDict) -> None:
   for name in ("sae_width", "k_factor"):
     if not config[name] > 0:
       raise ConfigError(f"config key '{name}' is {config[name]!r}; it must be > 0")
-
-
-def hsm_config(config: ml_collections.ConfigDict) -> generators.HSMConfig:
-  world = config.world.to_dict()
-  world["level_sizes"] = tuple(world["level_sizes"])
-  world["weight_range"] = tuple(world["weight_range"])
-  world["tau"] = world["tau"] or None
-  return generators.HSMConfig(**world).validate()
 
 
 def hcm_twin(world: generators.HSMConfig) -> generators.HCMConfig:
