@@ -6,16 +6,19 @@ each ended by `block_until_ready`), and reports tokens/s and the fraction of the
 matmul FLOP/s that the step's necessary work reaches (4 * batch * d_in * d_sae FLOPs per step: the
 encoder matmul forward and its weight gradient). Results go to stdout and --output (JSON).
 
+`--dtypes=float32,bfloat16` also times every row with `sae.compute_dtype='bfloat16'` (bf16
+matmuls, float32 master weights); each row's roofline fraction is taken against the peak measured
+with a matmul of its dtype (bfloat16 operands, float32 accumulation, for the bfloat16 rows).
+
 TopK rows are also timed with the peer SAELens (`--peer`) on the same sizes, batch and learning
 rate, in its own torch environment (`benchmarks/peers/.venv`, created on first use), and the table
-gives identi's tokens/s over SAELens's as `ratio`.
+gives identi's tokens/s over SAELens's as `ratio` (float32 rows only).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,8 +30,10 @@ import numpy as np
 from absl import flags
 
 from benchmarks.peers import saelens_env
+from benchmarks.timing import matmul_flops_per_s, median_seconds
 from identi import io
 from identi.bin import cli
+from identi.errors import ConfigError
 from identi.train import default_config, make_optimizer, make_train_step
 from identi.train import sharding
 from identi.train.trainer import build_model, init_state
@@ -40,6 +45,7 @@ PRESETS = {
     "full": [(512, 8192, 32, 4096), (768, 16384, 32, 4096), (1024, 32768, 64, 4096)],
 }
 KINDS = ("topk", "batchtopk", "jumprelu", "relu")
+DTYPES = ("float32", "bfloat16")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_SCRIPT = os.path.join(ROOT, "benchmarks", "peers", "saelens_step.py")
 
@@ -49,25 +55,10 @@ _KINDS = flags.DEFINE_list("kinds", list(KINDS), "SAE kinds to time.")
 _OUTPUT = flags.DEFINE_string("output", "", "Optional JSON output path.")
 _DECODERS = flags.DEFINE_list("decoders", ["auto"],
                               "TopK decoders to time: auto, dense, sparse (e.g. dense,sparse).")
+_DTYPES = flags.DEFINE_list("dtypes", ["float32"],
+                            "Compute dtypes to time: float32, bfloat16 (e.g. float32,bfloat16).")
 _PEER = flags.DEFINE_enum("peer", "auto", ["auto", "saelens", "none"],
                           "Peer timed on the TopK rows; auto: saelens except for the smoke preset.")
-
-
-def _median_seconds(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
-
-
-def matmul_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
-  """Measured dense fp32 matmul FLOP/s of the default device (the roofline reference)."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  jax.block_until_ready(f(a))
-  return 2 * n**3 / _median_seconds(lambda: f(a), repeats)
 
 
 def benchmark_batch(batch: int, d_in: int) -> np.ndarray:
@@ -77,11 +68,11 @@ def benchmark_batch(batch: int, d_in: int) -> np.ndarray:
 
 
 def time_train_step(kind: str, d_in: int, d_sae: int, k: int, batch: int,
-                    repeats: int, decoder: str = "auto") -> dict:
-  """Compile time and steady-state time of one training step."""
+                    repeats: int, decoder: str = "auto", dtype: str = "float32") -> dict:
+  """Compile time and steady-state time of one training step with `dtype` matmuls."""
   config = default_config()
   config.sae.kind, config.sae.d_sae, config.sae.k = kind, d_sae, k
-  config.sae.decoder = decoder
+  config.sae.decoder, config.sae.compute_dtype = decoder, dtype
   config.train.batch_size = batch
   model = build_model(config, d_in)
   mesh = sharding.data_mesh()
@@ -102,9 +93,9 @@ def time_train_step(kind: str, d_in: int, d_sae: int, k: int, batch: int,
 
   for _ in range(2):
     jax.block_until_ready(run())
-  seconds = _median_seconds(run, repeats)
+  seconds = median_seconds(run, repeats)
   sparse = getattr(model, "sparse_decoder", False)
-  return {"kind": kind, "decoder": "sparse" if sparse else "dense", "d_in": d_in,
+  return {"kind": kind, "decoder": "sparse" if sparse else "dense", "dtype": dtype, "d_in": d_in,
           "d_sae": d_sae, "k": k, "batch": batch,
           "compile_s": compile_s, "step_ms": 1e3 * seconds, "tokens_per_s": batch / seconds,
           "necessary_flops": 4 * batch * d_in * d_sae}
@@ -151,41 +142,53 @@ def _peer_python() -> str | None:
     return None
 
 
+def _check_dtypes(dtypes: list[str]) -> None:
+  bad = [d for d in dtypes if d not in DTYPES]
+  if bad or not dtypes:
+    raise ConfigError(f"--dtypes is {','.join(dtypes)!r}; use one or more of "
+                      f"{', '.join(DTYPES)}, e.g. --dtypes=float32,bfloat16")
+
+
 def main(argv):
   del argv
-  peer_python = _peer_python()
-  peak = matmul_flops_per_s()
+  _check_dtypes(_DTYPES.value)
+  peer_python = _peer_python() if "float32" in _DTYPES.value else None
+  peaks = {d: matmul_flops_per_s(dtype=d) for d in dict.fromkeys(["float32", *_DTYPES.value])}
   rows, peers = [], {}
   for d_in, d_sae, k, batch in PRESETS[_PRESET.value]:
     for kind in _KINDS.value:
       for decoder in (_DECODERS.value if kind == "topk" else ["auto"]):
-        row = time_train_step(kind, d_in, d_sae, k, batch, _REPEATS.value, decoder)
-        row["roofline_fraction"] = row["necessary_flops"] / (row["step_ms"] / 1e3) / peak
-        row["saelens_tokens_per_s"] = row["ratio"] = None
-        shape = (d_in, d_sae, k, batch)
-        if kind == "topk" and peer_python is not None:
-          if shape not in peers:
-            try:
-              peers[shape] = time_saelens(peer_python, *shape, _REPEATS.value)
-            except (RuntimeError, ValueError, OSError) as e:
-              _warn(f"SAELens peer failed on {shape}: {e}")
-              peers[shape] = None
-          if peers[shape] is not None:
-            row["saelens_tokens_per_s"] = peers[shape]["tokens_per_s"]
-            row["ratio"] = row["tokens_per_s"] / row["saelens_tokens_per_s"]
-        rows.append(row)
+        for dtype in _DTYPES.value:
+          row = time_train_step(kind, d_in, d_sae, k, batch, _REPEATS.value, decoder, dtype)
+          row["matmul_peak_flops_per_s"] = peaks[dtype]
+          row["roofline_fraction"] = row["necessary_flops"] / (row["step_ms"] / 1e3) / peaks[dtype]
+          row["saelens_tokens_per_s"] = row["ratio"] = None
+          shape = (d_in, d_sae, k, batch)
+          if kind == "topk" and dtype == "float32" and peer_python is not None:
+            if shape not in peers:
+              try:
+                peers[shape] = time_saelens(peer_python, *shape, _REPEATS.value)
+              except (RuntimeError, ValueError, OSError) as e:
+                _warn(f"SAELens peer failed on {shape}: {e}")
+                peers[shape] = None
+            if peers[shape] is not None:
+              row["saelens_tokens_per_s"] = peers[shape]["tokens_per_s"]
+              row["ratio"] = row["tokens_per_s"] / row["saelens_tokens_per_s"]
+          rows.append(row)
+  peak_text = ", ".join(f"{d} {p / 1e9:.1f}" for d, p in peaks.items())
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
-        f"measured matmul peak {peak / 1e9:.1f} GFLOP/s")
+        f"measured matmul peak (GFLOP/s) {peak_text}")
   peer = next((p for p in peers.values() if p is not None), None)
   if peer is not None:
     print(f"peer: SAELens {peer['saelens_version']}, torch {peer['torch_version']}, "
           f"{peer['threads']} threads, aux {peer['aux']}")
-  print(cli.format_table(rows, ["kind", "decoder", "d_in", "d_sae", "k", "batch", "compile_s",
-                                "step_ms", "tokens_per_s", "roofline_fraction",
+  print(cli.format_table(rows, ["kind", "decoder", "dtype", "d_in", "d_sae", "k", "batch",
+                                "compile_s", "step_ms", "tokens_per_s", "roofline_fraction",
                                 "saelens_tokens_per_s", "ratio"]))
   if _OUTPUT.value:
     io.write_json(_OUTPUT.value, {
-        "device": jax.devices()[0].device_kind, "matmul_flops_per_s": peak, "rows": rows,
+        "device": jax.devices()[0].device_kind, "matmul_flops_per_s": peaks["float32"],
+        "matmul_flops_per_s_by_dtype": peaks, "rows": rows,
         "saelens": [dict(p, d_in=s[0], d_sae=s[1], k=s[2], batch=s[3])
                     for s, p in peers.items() if p is not None]})
 

@@ -32,7 +32,9 @@ Choices this module makes where the spec leaves them open:
   below ~1e-7 are under-represented), components grouped by size and vectorised with ``vmap``;
   level-1 intensities come from the same uniform draw by inverse CDF. Samples are made in jitted
   chunks of at most 2^18 (chunk c from ``fold_in(key, c)``), so ``sample_hsm(key, n)`` is not a
-  prefix of ``sample_hsm(key, 2 * n)``; every new chunk shape compiles once (~1 s).
+  prefix of ``sample_hsm(key, 2 * n)``; every new chunk shape compiles once (~1 s). The parent
+  tables, weights and pattern CDFs move to the device once per HSM (cached while it lives), and
+  presence emerges by gathering each whole's parents.
 - **numpyro model.** Sites per level: ``a{l}`` and ``m{l}`` are sample sites (level 1 latent
   Bernoulli / intensity law; higher levels OBSERVED Delta sites holding their emergent value,
   so their log density is 0, discrete Gibbs sees only level-1 latents, and ``handlers.do``
@@ -55,6 +57,7 @@ import dataclasses
 import functools
 import math
 import re
+import weakref
 from typing import Any
 
 import jax
@@ -62,6 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import scipy.sparse
 from numpyro import handlers
 
 from identi.errors import ConfigError, DataError
@@ -322,6 +326,17 @@ def _build_graph(sizes: tuple[int, ...], min_p: int, max_p: int, overlap: float,
   return adjacency, weights
 
 
+def _supports(adjacency: list[np.ndarray], n1: int) -> list[np.ndarray]:
+  """Per level, bool ``(n_1, n_l)`` level-1 ancestor sets, as sparse products (the graph has
+  a few edges per whole; the dense product is cubic in the level sizes)."""
+  support = [np.eye(n1, dtype=bool)]
+  reach = scipy.sparse.identity(n1, dtype=np.int64, format="csr")
+  for adj in adjacency:
+    reach = reach @ scipy.sparse.csr_matrix(adj, dtype=np.int64)
+    support.append(reach.toarray() > 0)
+  return support
+
+
 def _components(support: list[np.ndarray], n1: int) -> list[np.ndarray]:
   """Connected components of the level-1 hypergraph whose edges are the supports."""
   parent = list(range(n1))
@@ -402,9 +417,7 @@ def make_hsm(config: HSMConfig, method: str = "exact") -> HSM:
   rng = np.random.default_rng([config.graph_seed, len(sizes)])
   ranks = rng.permutation(sizes[0]) + 1
   pi = float(config.pi) * ranks.astype(np.float64) ** -float(config.zipf_exponent)
-  support = [np.eye(sizes[0], dtype=bool)]
-  for adj in adjacency:
-    support.append((support[-1].astype(np.int64) @ adj.astype(np.int64)) > 0)
+  support = _supports(adjacency, sizes[0])
   components = _components(support, sizes[0])
   biggest = max(len(c) for c in components)
   if biggest > MAX_EXACT_COMPONENT and method == "exact":
@@ -459,19 +472,33 @@ def _log_intensities(u: jax.Array, magnitude: str) -> jax.Array:
   return jnp.log(0.5 + u)
 
 
-def _emerge(a1: jax.Array, log_m1: jax.Array, adjacency, weights, tau):
-  """Presence, intensity and concept of every level from level 1 (section 2, step 2)."""
+def _parent_table(adj: np.ndarray) -> np.ndarray:
+  """int32 ``(n_{l+1}, max fan-in)``: the parents of every whole, padded with ``n_l`` (an index
+  past the parts, which ``_emerge``'s gather reads as absent)."""
+  n_low, n_high = adj.shape
+  wholes, parts = np.nonzero(adj.T)
+  slot = np.arange(len(wholes)) - np.searchsorted(wholes, wholes)
+  table = np.full((n_high, max(int(slot.max(initial=0)) + 1, 1)), n_low, np.int32)
+  table[wholes, slot] = parts
+  return table
+
+
+def _emerge(a1: jax.Array, log_m1: jax.Array, parents, weights, tau):
+  """Presence, intensity and concept of every level from level 1 (section 2, step 2).
+
+  Active-parent counts are gathered through the parent tables (exact integers, as the dense
+  product gave, at a few reads per whole instead of a pass over every part)."""
   a, log_m = [a1], [log_m1]
-  for adj, w, t in zip(adjacency, weights, tau):
-    counts = jnp.matmul(a[-1].astype(jnp.float32), adj.astype(jnp.float32))
-    a.append(counts >= t)
+  for par, w, t in zip(parents, weights, tau):
+    counts = jnp.take(a[-1].astype(jnp.int32), par, axis=1, mode="fill", fill_value=0)
+    a.append(counts.sum(axis=-1) >= t)
     log_m.append(jnp.matmul(log_m[-1], w, precision=jax.lax.Precision.HIGHEST))
   m = [jnp.exp(x) for x in log_m]
   return a, m, [jnp.where(x, y, 0.0) for x, y in zip(a, m)]
 
 
 @functools.partial(jax.jit, static_argnames=("num_samples", "magnitude"))
-def _sample_exact_chunk(key, cdfs, inverse, adjacency, weights, tau, *, num_samples: int,
+def _sample_exact_chunk(key, cdfs, inverse, parents, weights, tau, *, num_samples: int,
                         magnitude: str):
   """One chunk of exact samples: categorical patterns per component, intensities, emergence."""
   num_components = sum(cdf.shape[0] for cdf in cdfs)
@@ -488,15 +515,30 @@ def _sample_exact_chunk(key, cdfs, inverse, adjacency, weights, tau, *, num_samp
     columns.append(bits.reshape(num_samples, num * width))
     start += num
   a1 = jnp.concatenate(columns, axis=1)[:, inverse].astype(bool)
-  return _emerge(a1, _log_intensities(u[:, num_components:], magnitude), adjacency, weights,
-                 tau)
+  return _emerge(a1, _log_intensities(u[:, num_components:], magnitude), parents, weights, tau)
 
 
 @functools.partial(jax.jit, static_argnames=("magnitude",))
-def _complete(key, a1, adjacency, weights, tau, *, magnitude: str):
+def _complete(key, a1, parents, weights, tau, *, magnitude: str):
   """Intensities and emergence for given level-1 presence bits (used after MCMC)."""
   u = jax.random.uniform(key, a1.shape)
-  return _emerge(a1, _log_intensities(u, magnitude), adjacency, weights, tau)
+  return _emerge(a1, _log_intensities(u, magnitude), parents, weights, tau)
+
+
+_DEVICE_INPUTS: "weakref.WeakKeyDictionary[HSM, dict]" = weakref.WeakKeyDictionary()
+
+
+def _device_inputs(hsm: HSM) -> dict:
+  """The sampler's graph arrays on the default device ('graph': parent tables, weights and
+  thresholds; 'tables': the exact sampler's CDFs and column order, added on first use), made once
+  per HSM: at SAELens-like sizes, moving the dense weights on every call costs as much as the
+  sampling."""
+  inputs = _DEVICE_INPUTS.get(hsm)
+  if inputs is None:
+    inputs = {"graph": jax.device_put((tuple(_parent_table(a) for a in hsm.adjacency),
+                                       hsm.weights, hsm.tau))}
+    _DEVICE_INPUTS[hsm] = inputs
+  return inputs
 
 
 def _to_output(a, m, z=None) -> dict[str, list[np.ndarray]]:
@@ -508,19 +550,19 @@ def _to_output(a, m, z=None) -> dict[str, list[np.ndarray]]:
   return {"a": a, "m": m, "z": [np.asarray(x, np.float32) for x in z]}
 
 
-def _sample_with_groups(key, hsm: HSM, num_samples: int, groups, inverse) -> dict:
+def _sample_with_groups(key, hsm: HSM, num_samples: int, cdfs, inverse) -> dict:
   """Exact samples in equal chunks of at most 2^18, rounded up to a multiple of 4096 (few shapes
   to compile); chunk c uses ``fold_in(key, c)``."""
   num_chunks = -(-num_samples // _CHUNK)
   chunk = -(-num_samples // num_chunks)
   if num_chunks > 1:
     chunk = -(-chunk // 4096) * 4096
-  cdfs = tuple(g[1] for g in groups)
+  graph = _device_inputs(hsm)["graph"]
   out = None
   for c in range(num_chunks):
     piece = jax.device_get(_sample_exact_chunk(
-        jax.random.fold_in(key, c), cdfs, inverse, hsm.adjacency, hsm.weights, hsm.tau,
-        num_samples=chunk, magnitude=hsm.config.magnitude))
+        jax.random.fold_in(key, c), cdfs, inverse, *graph, num_samples=chunk,
+        magnitude=hsm.config.magnitude))
     if num_chunks == 1:
       return _to_output(*piece)
     if out is None:
@@ -534,13 +576,16 @@ def _sample_with_groups(key, hsm: HSM, num_samples: int, groups, inverse) -> dic
 
 
 def _exact_tables(hsm: HSM, log_probs) -> tuple:
+  """``(cdfs, inverse)`` for ``_sample_exact_chunk``: the CDF of every size group and the
+  column order."""
   too_big = [len(c) for c, lp in zip(hsm.components, log_probs) if lp is None]
   if too_big:
     raise ConfigError(
         f"this HSM has a selection component of {max(too_big)} level-1 concepts, over the exact "
         f"sampler's limit of {MAX_EXACT_COMPONENT}: sample it with method='mcmc', or use fewer "
         "parents (max_parents) or less overlap")
-  return _groups(hsm.components, log_probs)
+  groups, inverse = _groups(hsm.components, log_probs)
+  return tuple(g[1] for g in groups), inverse
 
 
 def sample_hsm(key: jax.Array, hsm: HSM, num_samples: int, method: str = "exact", *,
@@ -567,8 +612,10 @@ def sample_hsm(key: jax.Array, hsm: HSM, num_samples: int, method: str = "exact"
   if method not in _METHODS:
     raise ConfigError(f"method={method!r} is unknown: use one of {', '.join(_METHODS)}")
   if method == "exact":
-    groups, inverse = _exact_tables(hsm, hsm.log_probs)
-    return _sample_with_groups(key, hsm, num_samples, groups, inverse)
+    inputs = _device_inputs(hsm)
+    if "tables" not in inputs:
+      inputs["tables"] = jax.device_put(_exact_tables(hsm, hsm.log_probs))
+    return _sample_with_groups(key, hsm, num_samples, *inputs["tables"])
   num_chains = _check_count(num_chains, "num_chains")
   num_warmup = _check_count(num_warmup, "num_warmup", minimum=0)
   thinning = _check_count(thinning, "thinning")
@@ -582,7 +629,7 @@ def sample_hsm(key: jax.Array, hsm: HSM, num_samples: int, method: str = "exact"
   a1 = np.asarray(mcmc.get_samples(group_by_chain=True)["a1"])
   a1 = a1.transpose(1, 0, 2, 3).reshape(-1, hsm.level_sizes[0])[:num_samples].astype(bool)
   return _to_output(*jax.device_get(_complete(
-      k_m, jnp.asarray(a1), hsm.adjacency, hsm.weights, hsm.tau, magnitude=hsm.config.magnitude)))
+      k_m, jnp.asarray(a1), *_device_inputs(hsm)["graph"], magnitude=hsm.config.magnitude)))
 
 
 def _intensity_dist(magnitude: str) -> dist.Distribution:
@@ -811,8 +858,7 @@ def almost_complete_samples(key: jax.Array, hsm: HSM, num_samples: int, whole: i
   log_probs = list(hsm.log_probs)
   conditional = np.where(event, hsm.log_probs[k], -np.inf)
   log_probs[k] = conditional - np.logaddexp.reduce(conditional)
-  groups, inverse = _exact_tables(hsm, log_probs)
-  out = _sample_with_groups(key, hsm, num_samples, groups, inverse)
+  out = _sample_with_groups(key, hsm, num_samples, *_exact_tables(hsm, log_probs))
   out["missing"] = missing
   return out
 

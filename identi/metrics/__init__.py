@@ -1,16 +1,23 @@
 """Metrics: SAE reconstruction/sparsity quality, identifiability (MCC, R^2) and graph recovery."""
 from identi.metrics.graph import edge_auroc, edge_metrics
-from identi.metrics.mcc import MCCResult, correlation_matrix, mcc
+from identi.metrics.mcc import (Assignment, CorrelationState, MCCResult, correlation_finalize,
+                                correlation_init, correlation_matrix, correlation_update,
+                                max_weight_assignment, mcc, streamed_correlation, streamed_mcc)
 from identi.metrics.quality import (QualityState, cosine_similarity, dead_fraction, dead_mask, fvu,
                                     l0, mse, quality_init, quality_result, quality_update,
                                     shrinkage, update_tokens_since_fired)
 from identi.metrics.regression import R2Result, kernel_ridge_r2, linear_r2
 
 __all__ = [
+    "Assignment",
+    "CorrelationState",
     "MCCResult",
     "QualityState",
     "R2Result",
+    "correlation_finalize",
+    "correlation_init",
     "correlation_matrix",
+    "correlation_update",
     "cosine_similarity",
     "dead_fraction",
     "dead_mask",
@@ -20,11 +27,14 @@ __all__ = [
     "kernel_ridge_r2",
     "l0",
     "linear_r2",
+    "max_weight_assignment",
     "mcc",
     "mse",
     "quality_init",
     "quality_result",
     "quality_update",
     "shrinkage",
+    "streamed_correlation",
+    "streamed_mcc",
     "update_tokens_since_fired",
 ]

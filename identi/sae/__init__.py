@@ -22,7 +22,10 @@ SAE_TYPES: dict[str, type[SAE]] = {
 
 
 def make_sae(kind: str, d_in: int, d_sae: int, **hparams: Any) -> SAE:
-  """Builds the SAE type named `kind` with its hyper-parameters; raises ConfigError on bad input."""
+  """Builds the SAE type named `kind` with its hyper-parameters; raises ConfigError on bad input.
+
+  Every kind also takes compute_dtype ('float32' or 'bfloat16': bf16 matmuls, float32 weights).
+  """
   if kind not in SAE_TYPES:
     raise ConfigError(f"unknown SAE kind {kind!r}; choose one of {', '.join(SAE_TYPES)}")
   cls = SAE_TYPES[kind]

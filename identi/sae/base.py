@@ -6,9 +6,14 @@ non-trainable ``stats`` collection holding ``input_scale``. Inputs are scaled in
 (``x_s = x * input_scale``) so that the sparsity hyper-parameters mean the same thing for every
 model whose activations have a different norm; :meth:`SAE.decode` returns raw units and
 :meth:`SAE.loss` works in scaled units.
+
+``compute_dtype='bfloat16'`` runs the encoder and decoder matmuls on bfloat16 operands with float32
+accumulation while parameters, pre-activations, the loss and the gradients stay float32 (see
+:mod:`identi.sae.precision`); the default 'float32' computes everything in float32.
 """
 
 import abc
+import dataclasses
 import numbers
 from typing import Any, Mapping
 
@@ -17,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from identi.errors import ConfigError, DataError
+from identi.sae import precision
 
 Terms = dict[str, jax.Array]
 
@@ -39,20 +45,29 @@ class SAE(nn.Module, abc.ABC):
   Attributes:
     d_in: width of the activations being decomposed.
     d_sae: number of latents (dictionary size).
+    compute_dtype: operand dtype of the big matmuls, 'float32' or 'bfloat16' (or the dtype);
+      keyword-only. Parameters stay float32 (master weights) either way.
   """
 
   d_in: int
   d_sae: int
+  compute_dtype: Any = dataclasses.field(default="float32", kw_only=True)
 
   def __post_init__(self) -> None:
     owner = type(self).__name__
     check_positive_int("d_in", self.d_in, owner)
     check_positive_int("d_sae", self.d_sae, owner)
+    precision.compute_dtype(self.compute_dtype, owner)
     self.validate()
     super().__post_init__()
 
   def validate(self) -> None:
     """Raises ConfigError for impossible per-type hyper-parameters (none in the base class)."""
+
+  @property
+  def matmul_dtype(self) -> Any:
+    """compute_dtype as a dtype: what the matmul operands are rounded to."""
+    return precision.compute_dtype(self.compute_dtype)
 
   def setup(self) -> None:
     self.W_enc = self.param("W_enc", nn.initializers.lecun_normal(), (self.d_in, self.d_sae))
@@ -83,7 +98,7 @@ class SAE(nn.Module, abc.ABC):
 
   def pre_activation(self, x_s: jax.Array) -> jax.Array:
     """Encoder pre-activations of already scaled inputs: (x_s - b_dec) @ W_enc + b_enc."""
-    return (x_s - self.b_dec) @ self.W_enc + self.b_enc
+    return precision.matmul(x_s - self.b_dec, self.W_enc, self.matmul_dtype) + self.b_enc
 
   @abc.abstractmethod
   def activate(self, pre: jax.Array, train: bool) -> jax.Array:
@@ -97,7 +112,7 @@ class SAE(nn.Module, abc.ABC):
 
   def decode_scaled(self, codes: jax.Array) -> jax.Array:
     """Reconstruction in scaled units: codes @ W_dec + b_dec."""
-    return codes @ self.W_dec + self.b_dec
+    return precision.matmul(codes, self.W_dec, self.matmul_dtype) + self.b_dec
 
   def encode(self, x: jax.Array, train: bool = False) -> jax.Array:
     """Codes (batch, d_sae) of raw inputs x (batch, d_in); non-negative."""

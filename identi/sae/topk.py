@@ -3,14 +3,21 @@
 The AuxK machinery lives in :class:`KSparseSAE`, shared by TopK and BatchTopK: it reconstructs the
 main model's residual from the top-k_aux pre-activations of the dead latents, which gives dead
 latents a gradient and revives them.
+
+With ``compute_dtype='bfloat16'`` the sparse paths gather bfloat16 rows of the weights, multiply
+them with bfloat16-rounded values and accumulate in float32, like the dense bfloat16 matmuls; the
+top-k selection then ranks float32 pre-activations computed from bfloat16 operands, so latents
+whose pre-activations are (nearly) tied may be selected differently than in float32.
 """
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from identi.errors import ConfigError
+from identi.sae import precision
 from identi.sae.base import SAE, Terms, check_positive_int
 
 #: Upper bound of the default k_aux; Gao et al. use 512 for their largest models.
@@ -56,65 +63,84 @@ def _blocked() -> bool:
 
 
 def _decode(values, indices, w_dec):
+  """The sparse decode of operands already in the compute dtype; float32 result."""
   if not _blocked():
-    return jnp.einsum("bk,bkd->bd", values, jnp.take(w_dec, indices, axis=0))
+    return precision.einsum("bk,bkd->bd", values, jnp.take(w_dec, indices, axis=0))
   rows = SPARSE_BLOCK_ROWS
-  out = jax.lax.map(lambda a: jnp.einsum("bk,bkd->bd", a[0], jnp.take(w_dec, a[1], axis=0)),
+  out = jax.lax.map(lambda a: precision.einsum("bk,bkd->bd", a[0], jnp.take(w_dec, a[1], axis=0)),
                     (_blocks(values, rows), _blocks(indices, rows)))
   return out.reshape(-1, w_dec.shape[1])[:values.shape[0]]
 
 
+def _outer_rows(values, inputs, width):
+  """values[b, j] * inputs[b] as (b * k, width) float32 rows (bfloat16 products are exact)."""
+  f32 = jnp.float32
+  return (values.astype(f32)[:, :, None] * inputs.astype(f32)[:, None, :]).reshape(-1, width)
+
+
 def _scatter_rows_add(values, indices, inputs, shape):
-  """sum over (b, j) of values[b, j] * inputs[b] added to row indices[b, j] of zeros(shape)."""
+  """sum over (b, j) of values[b, j] * inputs[b] added to row indices[b, j] of zeros(shape).
+
+  Accumulates in float32 whatever the operands' dtype.
+  """
   if not _blocked():
-    rows = (values[:, :, None] * inputs[:, None, :]).reshape(-1, shape[1])
-    return jnp.zeros(shape, inputs.dtype).at[indices.reshape(-1)].add(rows)
+    rows = _outer_rows(values, inputs, shape[1])
+    return jnp.zeros(shape, jnp.float32).at[indices.reshape(-1)].add(rows)
   blocks = (_blocks(values, SPARSE_BLOCK_ROWS), _blocks(indices, SPARSE_BLOCK_ROWS),
             _blocks(inputs, SPARSE_BLOCK_ROWS))
 
   def body(acc, block):
     v, i, xb = block
-    return acc.at[i.reshape(-1)].add((v[:, :, None] * xb[:, None, :]).reshape(-1, shape[1])), None
+    return acc.at[i.reshape(-1)].add(_outer_rows(v, xb, shape[1])), None
 
-  return jax.lax.scan(body, jnp.zeros(shape, inputs.dtype), blocks)[0]
-
-
-def _decode_fwd(values, indices, w_dec):
-  return _decode(values, indices, w_dec), (values, indices, w_dec)
+  return jax.lax.scan(body, jnp.zeros(shape, jnp.float32), blocks)[0]
 
 
-def _decode_bwd(res, g):
-  values, indices, w_dec = res
-  d_values = _gather_dot(g, indices, w_dec)
-  return d_values, None, _scatter_rows_add(values, indices, g, w_dec.shape)
+def _decode_fwd(values, indices, w_dec, dtype):
+  values_c, w_c = precision.cast(values, dtype), precision.cast(w_dec, dtype)
+  return _decode(values_c, indices, w_c), (values_c, indices, w_c)
+
+
+def _decode_bwd(dtype, res, g):
+  values_c, indices, w_c = res
+  g_c = precision.cast(g, dtype)
+  d_values = _gather_dot(g_c, indices, w_c)
+  return d_values, None, _scatter_rows_add(values_c, indices, g_c, w_c.shape)
 
 
 def _gather_dot(g, indices, rows):
   """d[b, j] = g[b] . rows[indices[b, j]] (the values' gradient of a sparse decode)."""
   if not _blocked():
-    return jnp.einsum("bd,bkd->bk", g, jnp.take(rows, indices, axis=0))
-  out = jax.lax.map(lambda a: jnp.einsum("bd,bkd->bk", a[0], jnp.take(rows, a[1], axis=0)),
+    return precision.einsum("bd,bkd->bk", g, jnp.take(rows, indices, axis=0))
+  out = jax.lax.map(lambda a: precision.einsum("bd,bkd->bk", a[0], jnp.take(rows, a[1], axis=0)),
                     (_blocks(g, SPARSE_BLOCK_ROWS), _blocks(indices, SPARSE_BLOCK_ROWS)))
   return out.reshape(-1, indices.shape[1])[:indices.shape[0]]
 
 
-@jax.custom_vjp
-def sparse_decode(values: jax.Array, indices: jax.Array, w_dec: jax.Array) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _sparse_decode(values, indices, w_dec, dtype):
+  return _decode_fwd(values, indices, w_dec, dtype)[0]
+
+
+_sparse_decode.defvjp(_decode_fwd, _decode_bwd)
+
+
+def sparse_decode(values: jax.Array, indices: jax.Array, w_dec: jax.Array,
+                  compute_dtype: Any = jnp.float32) -> jax.Array:
   """sum_j values[b, j] * w_dec[indices[b, j]]: a k-sparse decode in k * d_in work per sample.
 
   Equal to ``codes @ w_dec`` for the codes that scatter `values` at `indices`. The backward pass
   gathers the same rows for the values' gradient and scatter-adds k rows per sample into the
   decoder's gradient. On CPU both run over blocks of SPARSE_BLOCK_ROWS samples, so that the
-  gathered rows stay in cache; elsewhere XLA gathers the whole batch at once.
+  gathered rows stay in cache; elsewhere XLA gathers the whole batch at once. With a bfloat16
+  `compute_dtype` values, rows and the incoming gradient are rounded to bfloat16, and the result
+  and the gradients are float32 (float32 accumulation).
   """
-  return _decode(values, indices, w_dec)
-
-
-sparse_decode.defvjp(_decode_fwd, _decode_bwd)
+  return _sparse_decode(values, indices, w_dec, jnp.dtype(compute_dtype))
 
 
 def auxk_loss(acts, residual: jax.Array, w_dec: jax.Array, dead_mask: jax.Array,
-              k_aux: int) -> jax.Array:
+              k_aux: int, compute_dtype: Any = jnp.float32) -> jax.Array:
   """Normalised MSE of reconstructing `residual` from the top-k_aux dead-latent activations.
 
   Args:
@@ -124,6 +150,7 @@ def auxk_loss(acts, residual: jax.Array, w_dec: jax.Array, dead_mask: jax.Array,
     w_dec: decoder (d_sae, d_in); the aux reconstruction uses no bias.
     dead_mask: bool (d_sae,), True for dead latents.
     k_aux: how many dead latents each sample may use (clipped to d_sae).
+    compute_dtype: operand dtype of the aux decode (float32 accumulation).
 
   Returns:
     mean((e - e_hat)^2) / mean(e^2), or 0 when no latent is dead.
@@ -135,7 +162,7 @@ def auxk_loss(acts, residual: jax.Array, w_dec: jax.Array, dead_mask: jax.Array,
     acts = make_acts()
     dead_acts = jnp.where(dead_mask, acts, 0.0)
     aux_codes = topk_codes(dead_acts, min(k_aux, acts.shape[-1]))
-    e_hat = aux_codes @ w_dec
+    e_hat = precision.matmul(aux_codes, w_dec, compute_dtype)
     return jnp.mean(jnp.square(residual - e_hat)) / jnp.maximum(
         jnp.mean(jnp.square(residual)), jnp.finfo(jnp.float32).tiny)
 
@@ -149,8 +176,9 @@ ENCODE_BLOCK_ROWS = 512
 
 
 def _topk_encode(x_c, w_enc, b_enc, k):
+  """Top-k of x_c @ w_enc + b_enc for operands already in the compute dtype (float32 pre)."""
   def block(xb):
-    values, indices = jax.lax.top_k(xb @ w_enc + b_enc, k)
+    values, indices = jax.lax.top_k(precision.dot(xb, w_enc) + b_enc, k)
     return jax.nn.relu(values), indices
 
   if not _blocked():
@@ -160,36 +188,45 @@ def _topk_encode(x_c, w_enc, b_enc, k):
   return values.reshape(-1, k)[:n], indices.reshape(-1, k)[:n]
 
 
-def _topk_encode_fwd(x_c, w_enc, b_enc, k):
+def _topk_encode_fwd(x_c, w_enc, b_enc, k, dtype):
+  x_c, w_enc = precision.cast(x_c, dtype), precision.cast(w_enc, dtype)
   values, indices = _topk_encode(x_c, w_enc, b_enc, k)
   return (values, indices), (x_c, w_enc, values, indices)
 
 
-def _topk_encode_bwd(k, res, cotangents):
+def _topk_encode_bwd(k, dtype, res, cotangents):
   del k
   x_c, w_enc, values, indices = res
   d_values = jnp.where(values > 0, cotangents[0], 0.0)
+  d_values_c = precision.cast(d_values, dtype)
   w_rows = w_enc.T  # (d_sae, d_in): the rows that the active latents read.
-  d_x = sparse_decode(d_values, indices, w_rows)
-  d_w_rows = _scatter_rows_add(d_values, indices, x_c, w_rows.shape)
-  d_b = jnp.zeros((w_enc.shape[1],), w_enc.dtype).at[indices.reshape(-1)].add(d_values.reshape(-1))
+  d_x = _decode(d_values_c, indices, w_rows)
+  d_w_rows = _scatter_rows_add(d_values_c, indices, x_c, w_rows.shape)
+  d_b = jnp.zeros((w_enc.shape[1],), jnp.float32).at[indices.reshape(-1)].add(
+      d_values.reshape(-1))
   return d_x, d_w_rows.T, d_b
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def topk_encode(x_c: jax.Array, w_enc: jax.Array, b_enc: jax.Array,
-                k: int) -> tuple[jax.Array, jax.Array]:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _topk_encode_vjp(x_c, w_enc, b_enc, k, dtype):
+  return _topk_encode_fwd(x_c, w_enc, b_enc, k, dtype)[0]
+
+
+_topk_encode_vjp.defvjp(_topk_encode_fwd, _topk_encode_bwd)
+
+
+def topk_encode(x_c: jax.Array, w_enc: jax.Array, b_enc: jax.Array, k: int,
+                compute_dtype: Any = jnp.float32) -> tuple[jax.Array, jax.Array]:
   """(values, indices) of the k largest pre-activations x_c @ w_enc + b_enc per row, rectified.
 
   The backward pass touches only the k active latents per sample: the encoder's weight gradient
   is a scatter-add of k rows per sample (k * d_in work instead of the dense d_sae * d_in matmul),
   exact because the gradient of every inactive latent is 0. On CPU the forward runs over blocks of
-  ENCODE_BLOCK_ROWS samples so that the pre-activations never leave the cache.
+  ENCODE_BLOCK_ROWS samples so that the pre-activations never leave the cache. With a bfloat16
+  `compute_dtype`, x_c and w_enc are rounded to bfloat16 (also in the backward pass); the
+  pre-activations, values and gradients are float32.
   """
-  return _topk_encode(x_c, w_enc, b_enc, k)
-
-
-topk_encode.defvjp(_topk_encode_fwd, _topk_encode_bwd)
+  return _topk_encode_vjp(x_c, w_enc, b_enc, k, jnp.dtype(compute_dtype))
 
 
 class KSparseSAE(SAE):
@@ -231,7 +268,7 @@ class KSparseSAE(SAE):
       auxk = jnp.zeros((), jnp.float32)
     else:
       auxk = auxk_loss(jax.nn.relu(pre), x_s - x_hat_s, self.W_dec,
-                       jnp.asarray(dead_mask, bool), self.effective_k_aux)
+                       jnp.asarray(dead_mask, bool), self.effective_k_aux, self.matmul_dtype)
     return self.aux_alpha * auxk, {"auxk": auxk}
 
 
@@ -244,6 +281,9 @@ class TopKSAE(KSparseSAE):
       `topk_encode` computes the encoder's gradient for the k active latents only) or 'auto'
       (sparse when d_sae >= SPARSE_MIN_D_SAE and d_sae >= SPARSE_MIN_RATIO * k). Both give the
       same loss and gradients up to float rounding; the AuxK term always decodes densely.
+      With compute_dtype='bfloat16' the encoder, the decoder and both sparse paths take bfloat16
+      operands and accumulate in float32; top-k then ranks float32 pre-activations of bfloat16
+      operands, so near-ties may pick other latents than in float32.
   """
 
   decoder: str = "auto"
@@ -276,16 +316,18 @@ class TopKSAE(KSparseSAE):
     self.check_dead_mask(dead_mask)
     x_s = self.check_input(x) * self.input_scale.value
     x_c = x_s - self.b_dec
-    values, indices = topk_encode(x_c, self.W_enc, self.b_enc, self.k)
-    x_hat_s = sparse_decode(values, indices, self.W_dec) + self.b_dec
+    dtype = self.matmul_dtype
+    values, indices = topk_encode(x_c, self.W_enc, self.b_enc, self.k, dtype)
+    x_hat_s = sparse_decode(values, indices, self.W_dec, dtype) + self.b_dec
     mse = jnp.mean(jnp.square(x_s - x_hat_s))
     codes = scatter_rows(jnp.zeros((x_s.shape[0], self.d_sae), values.dtype), values, indices)
     l0 = jax.lax.stop_gradient(jnp.mean(jnp.sum(values != 0, axis=-1, dtype=jnp.float32)))
     if dead_mask is None:
       auxk = jnp.zeros((), jnp.float32)
     else:
-      auxk = auxk_loss(lambda: jax.nn.relu(x_c @ self.W_enc + self.b_enc), x_s - x_hat_s,
-                       self.W_dec, jnp.asarray(dead_mask, bool), self.effective_k_aux)
+      auxk = auxk_loss(lambda: jax.nn.relu(precision.matmul(x_c, self.W_enc, dtype) + self.b_enc),
+                       x_s - x_hat_s, self.W_dec, jnp.asarray(dead_mask, bool),
+                       self.effective_k_aux, dtype)
     extra, terms = self.aux_alpha * auxk, {"auxk": auxk}
     fired = jnp.zeros((self.d_sae,), values.dtype).at[indices.reshape(-1)].max(
         jax.lax.stop_gradient(values).reshape(-1)) > 0

@@ -36,6 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.sae.threshold_momentum = 0.01  # BatchTopK inference-threshold running-estimate rate.
   c.sae.normalize_decoder = True  # Unit-norm decoder rows, parallel gradient removed.
   c.sae.decoder = "auto"  # TopK decoder: 'auto', 'dense' or 'sparse' (k active rows gathered).
+  c.sae.compute_dtype = "float32"  # Matmul operands: 'float32' or 'bfloat16' (params stay fp32).
   c.sae.init_sample_size = 4096  # Examples used for input scaling and the b_dec median.
 
   c.data = ml_collections.ConfigDict()
@@ -80,6 +81,7 @@ def default_config() -> ml_collections.ConfigDict:
 _CHOICES = {
     "sae.kind": SAE_KINDS,
     "sae.decoder": ("auto", "dense", "sparse"),
+    "sae.compute_dtype": ("float32", "bfloat16"),
     "data.source": DATA_SOURCES,
     "data.superposition.magnitude": ("lognormal", "uniform"),
     "eval.mcc_method": ("pearson", "spearman"),
@@ -177,16 +179,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def sae_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The keyword arguments of `identi.sae.make_sae` for the configured kind."""
   s = config.sae
-  if s.kind == "relu":
-    return {}
+  hp: dict[str, Any] = {"compute_dtype": s.compute_dtype}
   if s.kind in ("topk", "batchtopk"):
-    hp = {"k": s.k, "aux_alpha": s.aux_alpha, "k_aux": s.k_aux or None}
+    hp.update(k=s.k, aux_alpha=s.aux_alpha, k_aux=s.k_aux or None)
     if s.kind == "batchtopk":
       hp["threshold_momentum"] = s.threshold_momentum
     else:
       hp["decoder"] = s.decoder
-    return hp
-  return {"bandwidth": s.bandwidth, "init_threshold": s.init_threshold}
+  elif s.kind == "jumprelu":
+    hp.update(bandwidth=s.bandwidth, init_threshold=s.init_threshold)
+  return hp
 
 
 def sparsity_coeff(config: ml_collections.ConfigDict) -> float:

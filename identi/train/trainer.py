@@ -58,6 +58,7 @@ def build_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
 
 
 def build_model(config: ml_collections.ConfigDict, d_in: int):
+  """The configured SAE module; its parameters are float32 whatever sae.compute_dtype says."""
   return sae_lib.make_sae(config.sae.kind, d_in, config.sae.d_sae, **sae_hparams(config))
 
 

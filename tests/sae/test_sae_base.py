@@ -94,6 +94,66 @@ def test_bad_sizes_raise_config_error():
     make_sae("relu", 2.5, 4)
 
 
+def test_bad_compute_dtype_raises_config_error():
+  with pytest.raises(ConfigError, match="ReLUSAE field 'compute_dtype' is 'float16'; use one of "
+                                        "float32, bfloat16"):
+    make_sae("relu", 4, 8, compute_dtype="float16")
+
+
+def _loss_grads_and_forward(model, variables, x):
+  """(loss, terms, grads) of the training loss with dead latents, and (codes, x_hat) of apply."""
+  def total(params):
+    (value, terms, _), _ = model.apply({**variables, "params": params}, x, method="loss",
+                                       sparsity_coeff=0.1, dead_mask=jnp.arange(D_SAE) < 4,
+                                       mutable=["stats"])
+    return value, terms
+
+  (value, terms), grads = jax.jit(jax.value_and_grad(total, has_aux=True))(variables["params"])
+  return value, terms, grads, jax.jit(model.apply)(variables, x)
+
+
+def _assert_relative_close(actual, expected, rtol):
+  """||actual - expected|| <= rtol * ||expected|| leaf by leaf (a bf16-sized error budget)."""
+  for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+    a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
+    assert np.linalg.norm(a - e) <= rtol * np.linalg.norm(e) + 1e-6, (np.linalg.norm(a - e),
+                                                                       np.linalg.norm(e))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bfloat16_compute_tracks_float32_with_float32_params_and_grads(kind):
+  model, variables, x = _setup(kind)
+  bf16 = make_sae(kind, D_IN, D_SAE, compute_dtype=jnp.bfloat16, **HPARAMS[kind])
+  assert bf16.matmul_dtype == jnp.bfloat16 and model.matmul_dtype == jnp.float32
+  chex.assert_type(jax.tree.leaves(bf16.init(jax.random.key(0), x[:1])), jnp.float32)
+  value, terms, grads, (codes, x_hat) = _loss_grads_and_forward(model, variables, x)
+  value16, terms16, grads16, (codes16, x_hat16) = _loss_grads_and_forward(bf16, variables, x)
+  chex.assert_type([value16, terms16["mse"], codes16, x_hat16], jnp.float32)
+  chex.assert_type(jax.tree.leaves(grads16), jnp.float32)
+  chex.assert_tree_all_finite(grads16)
+  # bfloat16 keeps 8 significant bits: operands are off by up to 0.4%, results by about as much.
+  chex.assert_trees_all_close(value16, value, rtol=2e-2)
+  chex.assert_trees_all_close(terms16["mse"], terms["mse"], rtol=2e-2)
+  chex.assert_trees_all_close(codes16, codes, atol=2e-2 * float(jnp.max(codes)))
+  _assert_relative_close(x_hat16, x_hat, 2e-2)
+  _assert_relative_close(grads16, grads, 5e-2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bfloat16_loss_and_grads_with_batch_explicitly_sharded_over_8_devices(kind):
+  _, variables, x = _setup(kind)
+  model = make_sae(kind, D_IN, D_SAE, compute_dtype="bfloat16", **HPARAMS[kind])
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Explicit,))
+  xs = jax.device_put(x, NamedSharding(mesh, P("data")))
+  vs = jax.device_put(variables, NamedSharding(mesh, P()))
+  ref = _loss_grads_and_forward(model, variables, x)
+  with jax.set_mesh(mesh):
+    sharded = _loss_grads_and_forward(model, vs, xs)
+  chex.assert_type(jax.tree.leaves(sharded[2]), jnp.float32)
+  chex.assert_trees_all_close(sharded[0], ref[0], rtol=1e-5)
+  chex.assert_trees_all_close(sharded[2], ref[2], rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_jit_grad_reaches_every_parameter(kind):
   model, variables, x = _setup(kind)

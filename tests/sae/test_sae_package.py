@@ -21,6 +21,7 @@ def test_make_sae_passes_hyperparameters():
   variables = model.init(jax.random.key(0), jnp.ones((2, 4)))
   assert variables["params"]["W_enc"].shape == (4, 8)
   assert make_sae("jumprelu", 4, 8, bandwidth=0.01).bandwidth == 0.01
+  assert make_sae("relu", 4, 8, compute_dtype=jnp.bfloat16).compute_dtype == jnp.bfloat16
 
 
 def test_unknown_kind_raises_config_error_listing_choices():
@@ -33,7 +34,7 @@ def test_unknown_kind_raises_config_error_listing_choices():
 def test_unknown_or_missing_hyperparameter_raises_config_error_naming_it():
   with pytest.raises(ConfigError, match="'threshold_momentum' for SAE kind 'topk'"):
     make_sae("topk", 4, 8, k=2, threshold_momentum=0.1)
-  with pytest.raises(ConfigError, match="'k' for SAE kind 'relu'; valid ones are none"):
+  with pytest.raises(ConfigError, match="'k' for SAE kind 'relu'; valid ones are compute_dtype"):
     make_sae("relu", 4, 8, k=2)
   with pytest.raises(ConfigError, match="needs hyper-parameter 'k'"):
     make_sae("batchtopk", 4, 8)

@@ -1,5 +1,6 @@
 """Tests of the TopK SAE and the shared AuxK loss (identi/sae/topk.py)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -161,3 +162,75 @@ def test_decoder_auto_rule_and_bad_decoder():
   assert TopKSAE(d_in=8, d_sae=64, k=4, decoder="sparse").sparse_decoder
   with pytest.raises(ConfigError, match="field 'decoder' is 'fast'"):
     TopKSAE(d_in=8, d_sae=64, k=4, decoder="fast")
+
+
+def _topk_loss_and_grads(decoder, compute_dtype, x, dead, batch=None):
+  """(total, (mse, codes)) and grads of a TopK loss on `batch` (default x); init from x."""
+  model = TopKSAE(d_in=24, d_sae=256, k=4, decoder=decoder, compute_dtype=compute_dtype)
+  variables = init_sae(model, jax.random.key(4), x)
+
+  def loss(params):
+    total, terms, codes = model.apply({**variables, "params": params},
+                                      x if batch is None else batch, dead_mask=dead, method="loss")
+    return total, (terms["mse"], codes)
+
+  return jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+
+
+def _assert_grads_close(actual, expected, rtol):
+  """||actual - expected|| <= rtol * ||expected|| for every parameter's gradient."""
+  for name, g in expected.items():
+    err = float(jnp.linalg.norm(actual[name] - g))
+    assert err <= rtol * float(jnp.linalg.norm(g)) + 1e-6, (name, err)
+
+
+@pytest.mark.parametrize("with_dead", [False, True])
+def test_bfloat16_sparse_and_dense_decoders_agree_and_track_float32(with_dead):
+  # Both bf16 paths form the same bf16 products and accumulate in float32, so values agree up to
+  # summation order; with AuxK the dense path rounds the summed pre-activation gradient to bf16
+  # once and the sparse path its two parts apiece, so gradients agree to bf16 rounding. Against
+  # float32 they differ by bf16 rounding (8 significant bits).
+  x = jnp.abs(jax.random.normal(jax.random.key(3), (70, 24)))
+  dead = (jnp.arange(256) % 3 == 0) if with_dead else None
+  (ref, (ref_mse, ref_codes)), _ = _topk_loss_and_grads("dense", "float32", x, dead)
+  results = {d: _topk_loss_and_grads(d, "bfloat16", x, dead) for d in ("dense", "sparse")}
+  (dense, (dense_mse, dense_codes)), dense_grads = results["dense"]
+  (sparse, (sparse_mse, sparse_codes)), sparse_grads = results["sparse"]
+  chex.assert_type(jax.tree.leaves((sparse, sparse_grads, dense, dense_grads)), jnp.float32)
+  chex.assert_trees_all_close(sparse, dense, rtol=1e-5)
+  chex.assert_trees_all_close(sparse_codes, dense_codes, rtol=1e-5, atol=1e-6)
+  _assert_grads_close(sparse_grads, dense_grads, 1e-2 if with_dead else 1e-5)
+  chex.assert_trees_all_close((sparse, sparse_mse), (ref, ref_mse), rtol=2e-2)
+  # Near-tied pre-activations may rank differently in bf16 (here 1 sample in 70), which moves
+  # whole gradient rows: compare codes and gradients on the samples whose latents agree.
+  same = np.all((np.asarray(sparse_codes) > 0) == (np.asarray(ref_codes) > 0), axis=1)
+  assert same.mean() >= 0.95, same.mean()
+  chex.assert_trees_all_close(sparse_codes[same], ref_codes[same],
+                              atol=2e-2 * float(jnp.max(ref_codes)))
+  _, ref_grads = _topk_loss_and_grads("dense", "float32", x, dead, batch=x[same])
+  _, grads = _topk_loss_and_grads("sparse", "bfloat16", x, dead, batch=x[same])
+  _assert_grads_close(grads, ref_grads, 5e-2)
+
+
+def test_bfloat16_sparse_kernels_return_float32_close_to_the_dense_product():
+  from identi.sae.topk import sparse_decode, topk_encode  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.key(6), (70, 24))
+  w_enc = jax.random.normal(jax.random.key(7), (24, 256))
+  b_enc = jnp.zeros((256,))
+  values, indices = topk_encode(x, w_enc, b_enc, 4, jnp.bfloat16)
+  chex.assert_type(values, jnp.float32)
+  pre = np.asarray(x.astype(jnp.bfloat16), np.float64) @ np.asarray(w_enc.astype(jnp.bfloat16),
+                                                                     np.float64)
+  np.testing.assert_allclose(values, np.maximum(np.take_along_axis(pre, np.asarray(indices), 1),
+                                                0), rtol=1e-5, atol=1e-5)
+  w_dec = jax.random.normal(jax.random.key(5), (256, 24))
+  codes = jax.vmap(lambda i, v: jnp.zeros(256).at[i].set(v))(indices, values)
+  out = sparse_decode(values, indices, w_dec, jnp.bfloat16)
+  chex.assert_type(out, jnp.float32)
+  np.testing.assert_allclose(out, codes @ w_dec, rtol=3e-2, atol=3e-2 * float(jnp.abs(out).max()))
+  r = jax.random.normal(jax.random.key(8), out.shape)
+  f = lambda *a: jnp.sum(r * sparse_decode(*a))
+  grads = jax.grad(f, argnums=(0, 2))(values, indices, w_dec, jnp.bfloat16)
+  ref = jax.grad(f, argnums=(0, 2))(values, indices, w_dec)
+  chex.assert_type(grads, jnp.float32)
+  _assert_grads_close(dict(enumerate(grads)), dict(enumerate(ref)), 2e-2)

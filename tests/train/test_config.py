@@ -5,6 +5,8 @@ import pytest
 from conftest import ROOT, smoke_config
 from identi.errors import ConfigError
 from identi.train import default_config, load_config, validate_config
+from identi.train.config import sae_hparams
+from identi.train.trainer import build_model
 
 
 @pytest.mark.parametrize("name", ["sae_relu", "sae_topk", "sae_batchtopk", "sae_jumprelu"])
@@ -46,6 +48,8 @@ def test_int_accepted_where_float_expected():
     ("sae.k", 5000, "k must be <= d_sae"),
     ("train.decay_fraction", 1.5, r"\[0, 1\]"),
     ("sae.l1_coeff", -1.0, ">= 0"),
+    ("sae.compute_dtype", "float16", r"'sae.compute_dtype' is 'float16'; choose one of float32, "
+                                     "bfloat16"),
 ])
 def test_impossible_values(key, value, pattern):
   config = default_config()
@@ -78,3 +82,14 @@ def test_unknown_variant_and_missing_file():
 
 def test_smoke_config_helper_overrides():
   assert smoke_config("sae_relu", train__num_steps=7).train.num_steps == 7
+
+
+@pytest.mark.parametrize("kind", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_compute_dtype_reaches_every_sae_kind(kind):
+  config = default_config()
+  config.sae.kind = kind
+  assert build_model(config, 8).compute_dtype == "float32"
+  config.sae.compute_dtype = "bfloat16"
+  validate_config(config)
+  assert sae_hparams(config)["compute_dtype"] == "bfloat16"
+  assert build_model(config, 8).matmul_dtype.name == "bfloat16"

@@ -1,0 +1,36 @@
+"""What every benchmark times with: median steady-state seconds and the measured matmul peak."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+  """Median wall time of `repeats` calls of fn, each ended by `block_until_ready`."""
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
+def matmul_flops_per_s(n: int = 2048, repeats: int = 5, dtype: str = "float32",
+                       precision: Any = None) -> float:
+  """Measured dense matmul FLOP/s of the default device for `dtype` operands (the roofline).
+
+  bfloat16 operands accumulate in float32, as the SAEs' bfloat16 matmuls do; `precision` is passed
+  to the float32 matmul (e.g. HIGHEST, as the streamed correlation runs it).
+  """
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+  if a.dtype == jnp.float32:
+    f = jax.jit(lambda a: jnp.matmul(a.T, a, precision=precision))
+  else:
+    f = jax.jit(lambda a: jnp.dot(a.T, a, preferred_element_type=jnp.float32))
+  jax.block_until_ready(f(a))
+  return 2 * n**3 / median_seconds(lambda: f(a), repeats)
