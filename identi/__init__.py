@@ -3,11 +3,13 @@
 Sub-packages: `identi.sae` (the SAE family), `identi.metrics` (quality and identifiability),
 `identi.data` (activation sources), `identi.generators` (data with known latent concepts),
 `identi.train` (the sharded trainer and checkpoints), `identi.infer` (minimal codes),
-`identi.baselines`, `identi.concepts` (concept graphs), `identi.steer` (steering).
+`identi.baselines`, `identi.concepts` (concept graphs), `identi.steer` (steering), `identi.hooks`
+(activation capture and patching of any Flax Linen model), `identi.subjects` (generative subjects
+with known concepts: the scenes world and its diffusion model).
 """
 
-from identi import (baselines, concepts, data, errors, generators, infer, metrics, sae, steer,
-                    train)
+from identi import (baselines, concepts, data, errors, generators, hooks, infer, metrics, sae,
+                    steer, subjects, train)
 from identi.errors import CheckpointError, ConfigError, DataError, IdentiError, NonFiniteError
 from identi.train import default_config, evaluate, load_trained, train_and_evaluate
 
@@ -15,6 +17,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError", "ConfigError", "DataError", "IdentiError", "NonFiniteError", "baselines",
-    "concepts", "data", "default_config", "errors", "evaluate", "generators", "infer",
-    "load_trained", "metrics", "sae", "steer", "train", "train_and_evaluate",
+    "concepts", "data", "default_config", "errors", "evaluate", "generators", "hooks", "infer",
+    "load_trained", "metrics", "sae", "steer", "subjects", "train", "train_and_evaluate",
 ]

@@ -1,4 +1,4 @@
-"""Atomic file output: a reader never sees a half-written JSON, JSONL or .npy file."""
+"""Atomic file output: a reader never sees a half-written JSON, JSONL, .npy or binary file."""
 
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ def _atomic_write(path, write) -> None:
 def write_json(path: str, obj: Any) -> None:
   """Writes `obj` as indented JSON, atomically."""
   data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+  _atomic_write(path, lambda f: f.write(data))
+
+
+def write_bytes(path: str, data: bytes) -> None:
+  """Writes `data` to `path`, atomically."""
   _atomic_write(path, lambda f: f.write(data))
 
 

@@ -14,13 +14,35 @@ from identi.errors import IdentiError
 from identi.train.config import default_config
 
 
-def _unknown_override(argv: Sequence[str]) -> str | None:
+Schema = Callable[[], ml_collections.ConfigDict]
+
+
+def union_schema() -> ml_collections.ConfigDict:
+  """The keys of the HSM concept-graph and the subject-experiment schemas together (for the
+  binaries that take either config)."""
+  # pylint: disable=g-import-not-at-top
+  from identi.concepts.experiment import default_concept_config
+  from identi.subjects.experiment import default_subject_experiment_config
+  merged = default_concept_config()
+  other = default_subject_experiment_config()
+  with merged.unlocked():
+    for name in other:
+      if name in merged and isinstance(merged[name], ml_collections.ConfigDict):
+        for key in other[name]:
+          if key not in merged[name]:
+            merged[name][key] = other[name][key]
+      elif name not in merged:
+        merged[name] = other[name]
+  return merged
+
+
+def _unknown_override(argv: Sequence[str], schema: Schema = default_config) -> str | None:
   """The first `--config.a.b=...` override whose key is not in the schema, if any."""
-  schema = default_config()
+  root = schema()
   for arg in argv:
     if not arg.startswith("--config."):
       continue
-    node: Any = schema
+    node: Any = root
     path = arg[len("--config."):].split("=", 1)[0]
     for part in path.split("."):
       if not isinstance(node, ml_collections.ConfigDict) or part not in node:
@@ -29,13 +51,13 @@ def _unknown_override(argv: Sequence[str]) -> str | None:
   return None
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
+def _parse_flags(argv: list[str], schema: Schema = default_config) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
     sys.exit(f"error: {e}")
   except (AttributeError, KeyError) as e:
-    key = _unknown_override(argv)
+    key = _unknown_override(argv, schema)
     if key is None:
       raise
     sys.exit(f"error: unknown config key '{key}' in --config.{key}=...; fix the spelling "
@@ -52,8 +74,12 @@ def load_config(config_flag) -> ml_collections.ConfigDict:
                       "--config=configs/NAME.py[:VARIANT] with an existing file") from e
 
 
-def run(main: Callable[[list[str]], Any]) -> None:
-  """`absl.app.run` that prints identi's errors as one line and exits with status 2."""
+def run(main: Callable[[list[str]], Any], schema: Schema = default_config) -> None:
+  """`absl.app.run` that prints identi's errors as one line and exits with status 2.
+
+  `schema` returns the config schema that `--config.a.b=...` overrides are checked against
+  (default: the SAE training schema).
+  """
 
   def guarded(argv):
     # identi's own progress lines at INFO; the libraries (orbax above all) at WARNING.
@@ -65,7 +91,7 @@ def run(main: Callable[[list[str]], Any]) -> None:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
 
-  app.run(guarded, flags_parser=_parse_flags)
+  app.run(guarded, flags_parser=lambda argv: _parse_flags(argv, schema))
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:

@@ -3,6 +3,9 @@
 Trains one SAE per level view (or resumes the ones `identi.bin.concept_graph` trained), measures
 steering fidelity and specificity per level against numpyro do() interventions, and the emergence
 test (HSM against HCM); prints both and writes DIR/steering.json and DIR/steering.png (and .pdf).
+
+With a subject config (configs/scenes_concepts.py) it steers the diffusion subject during sampling
+instead (`identi.subjects.steering`) and writes DIR/steering.json and DIR/steering_grid.png.
 """
 
 from absl import flags
@@ -10,6 +13,7 @@ from ml_collections import config_flags
 
 from identi.bin import cli
 from identi.concepts import run_steering
+from identi.subjects.steering import run_subject_steering
 
 _CONFIG = config_flags.DEFINE_config_file("config", None,
                                           "Config, e.g. configs/concept_graph_hsm.py.")
@@ -19,7 +23,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  result = run_steering(cli.load_config(_CONFIG), _WORKDIR.value)
+  config = cli.load_config(_CONFIG)
+  if "subject" in config:
+    result = run_subject_steering(config, _WORKDIR.value)
+    print()
+    print(cli.format_table(result["rows"], ["edit", "mode", "samples", "success", "preservation",
+                                            "coherence"]))
+    print(f"\nresults: {_WORKDIR.value}/steering.json\nfigure: {result['figure']}")
+    return
+  result = run_steering(config, _WORKDIR.value)
   print()
   print(cli.format_table(result["levels"], ["level", "fidelity", "specificity", "concepts"]))
   e = result["emergence"]
@@ -32,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, schema=cli.union_schema)

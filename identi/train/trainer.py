@@ -194,7 +194,7 @@ def _progress_line(step, num_steps, rate_tokens, eta_s, m) -> str:
           f"dead {100 * m['dead_fraction']:.1f}%")
 
 
-def _raise_failure(state, checkpointer: Checkpointer) -> None:
+def raise_failure(state, checkpointer: Checkpointer) -> None:
   failure, failure_step = (int(v) for v in jax.device_get(
       (state["failure"], state["failure_step"])))
   if failure == 0:
@@ -288,7 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     done = step + 1
     if done % t.log_every_steps == 0 or done == t.num_steps:
       m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      _raise_failure(state, checkpointer)
+      raise_failure(state, checkpointer)
       now = time.time()
       rate = (done - step_last) * t.batch_size / max(now - t_last, 1e-9)
       eta = (t.num_steps - done) * t.batch_size / max(rate, 1e-9)
@@ -297,10 +297,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         io.append_jsonl(metrics_path, dict(m, step=done, tokens_per_s=rate))
         logger.info("%s", _progress_line(done, t.num_steps, rate, eta, m))
     if done % config.checkpoint.every_steps == 0 or done == t.num_steps:
-      _raise_failure(state, checkpointer)
+      raise_failure(state, checkpointer)
       # Save a copy: the live state's buffers are donated to the next step while orbax writes.
       checkpointer.save(done, jax.tree.map(jnp.copy, state))
-  _raise_failure(state, checkpointer)
+  raise_failure(state, checkpointer)
   checkpointer.close()
 
   variables = {"params": state["params"], "stats": state["stats"]}

@@ -1,0 +1,20 @@
+"""Concepts of the diffusion subject across timesteps, and steering during sampling (issue 6).
+
+  python -m identi.bin.capture --config=configs/scenes_concepts.py --workdir=runs/scenes
+  python -m identi.bin.concept_graph --config=configs/scenes_concepts.py --workdir=runs/scenes
+  python -m identi.bin.steer --config=configs/scenes_concepts.py --workdir=runs/scenes
+
+Subject: the shipped U-Net (identi/subjects/assets/diffusion_scenes.bin, trained by
+configs/diffusion_scenes.py). 16,384 DDIM trajectories (50 steps); the 'mid' block (4 x 4 x 64,
+flattened) is read at t = 0.8, 0.5 and 0.2; one TopK SAE per timestep; the graph links level 1 at
+t = 0.2, level 2 at t = 0.5 and level 3 at t = 0.8. Each binary reuses what the previous one
+wrote in the workdir. Measured numbers: README "A diffusion subject".
+Smoke variant for tests: --config=configs/scenes_concepts.py:smoke
+"""
+
+from identi.subjects.experiment import (default_subject_experiment_config,
+                                        subject_experiment_variant)
+
+
+def get_config(arg=None):
+  return subject_experiment_variant(default_subject_experiment_config(), arg)

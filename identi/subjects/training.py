@@ -1,0 +1,517 @@
+"""Training the diffusion subject on the scenes world: `train_subject(config, workdir)`.
+
+The subject is the U-Net of `identi.subjects.diffusion`, trained on images sampled on the fly
+from `identi.subjects.scenes`. The batch of step t is `sample_scenes(fold_in(data_key, t))` and its
+noise and times come from `fold_in(noise_key, t)`, so a run restored from a checkpoint continues
+bit-identically on CPU. The state (step, params, EMA params, Adam state, failure record) is
+replicated and the batch split over all devices (`identi.train.sharding`); the optimiser is
+`identi.train.make_optimizer` (global-norm clipping, Adam, linear warm-up and final decay). The EMA
+decay ramps as min(ema_decay, (1 + t) / (10 + t)), so that short runs average over recent steps.
+
+Workdir layout, as the SAE trainer's: run.json (config), metrics.jsonl (one record per logged
+step), checkpoints/<step>/ (orbax), final.json (coherence and quality of DDIM samples of the EMA
+params against the training distribution), samples.{png,pdf} (training images and samples).
+
+`export_subject(workdir, path)` ships the EMA params and the config as one file; `load_subject`
+reads it back, checking its sha256.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from identi import io
+from identi.errors import CheckpointError, ConfigError
+from identi.figures import save_figure
+from identi.subjects import diffusion
+from identi.subjects.scenes import (ScenesConfig, Scenes, detect_concepts, detect_parts,
+                                    make_scenes, render, sample_scenes)
+from identi.train import sharding
+from identi.train.checkpoint import Checkpointer
+from identi.train.config import check_keys, check_variant
+from identi.train.optimizer import learning_rate_schedule, make_optimizer
+from identi.train.trainer import raise_failure
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+FINAL_FILE = "final.json"
+FIGURE_STEM = "samples"
+EXPORT_MAGIC = b"IDENTI-SUBJECT-1\n"
+TRAIN_COMMAND = ("python -m identi.bin.train_subject --config=configs/diffusion_scenes.py "
+                 "--workdir=runs/diffusion_scenes --export=PATH")
+
+# Config keys that may change when a run is resumed; anything else must match the saved run.
+_RESUMABLE_CHANGES = ("train.log_every_steps", "checkpoint.", "sample.")
+
+logger = logging.getLogger(__name__)
+
+
+def default_subject_config() -> ml_collections.ConfigDict:
+  """The schema of subject-training configs, with defaults (configs/diffusion_scenes.py)."""
+  c = ml_collections.ConfigDict()
+  c.scenes = ml_collections.ConfigDict(dataclasses.asdict(ScenesConfig()))
+
+  c.model = ml_collections.ConfigDict()
+  c.model.channels = (32, 64, 64)  # U-Net widths at 16x16, 8x8 and 4x4.
+  c.model.num_res_blocks = 1  # Residual blocks per stage.
+  c.model.mid_attention = False  # One self-attention layer at 4x4.
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 8000
+  c.train.batch_size = 64
+  c.train.learning_rate = 1e-3
+  c.train.warmup_steps = 200  # Linear learning-rate warm-up from 0.
+  c.train.decay_fraction = 0.3  # Final fraction of steps with linear decay to 0.
+  c.train.b1 = 0.9
+  c.train.b2 = 0.999
+  c.train.grad_clip = 1.0  # Global-norm clipping; 0 disables.
+  c.train.ema_decay = 0.999  # Largest EMA decay (ramped as min(decay, (1 + t) / (10 + t))).
+  c.train.seed = 0
+  c.train.log_every_steps = 100
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 500
+  c.checkpoint.max_to_keep = 3
+  c.checkpoint.async_save = True
+
+  c.sample = ml_collections.ConfigDict()
+  c.sample.num_steps = 50  # DDIM steps.
+  c.sample.num_samples = 1024  # Samples (and training images) scored in final.json.
+  # 1: stochastic (DDPM-like) steps, more coherent samples than deterministic DDIM (eta = 0) at
+  # this training budget; final.json also scores eta = 0.
+  c.sample.eta = 1.0
+  return c
+
+
+_POSITIVE = ("model.num_res_blocks", "train.num_steps", "train.batch_size", "train.learning_rate",
+             "train.log_every_steps", "checkpoint.every_steps", "checkpoint.max_to_keep",
+             "sample.num_steps", "sample.num_samples")
+_NON_NEGATIVE = ("train.warmup_steps", "train.grad_clip", "train.seed", "sample.eta")
+
+
+def validate_subject_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the key for unknown keys, wrong types and impossible values."""
+  flat = check_keys(config, default_subject_config())
+  for name in _POSITIVE:
+    if not flat[name] > 0:
+      raise ConfigError(f"config key '{name}' is {flat[name]!r}; it must be > 0")
+  for name in _NON_NEGATIVE:
+    if not flat[name] >= 0:
+      raise ConfigError(f"config key '{name}' is {flat[name]!r}; it must be >= 0")
+  if not 0 <= flat["train.decay_fraction"] <= 1:
+    raise ConfigError(f"config key 'train.decay_fraction' is {flat['train.decay_fraction']!r}; "
+                      "it must lie in [0, 1]")
+  if not 0 <= flat["train.ema_decay"] < 1:
+    raise ConfigError(f"config key 'train.ema_decay' is {flat['train.ema_decay']!r}; it must "
+                      "lie in [0, 1), e.g. 0.999")
+  channels = flat["model.channels"]
+  if len(channels) != 3 or not all(isinstance(c, int) and c > 0 for c in channels):
+    raise ConfigError(f"config key 'model.channels' is {channels!r}; pass 3 positive widths "
+                      "(16x16, 8x8, 4x4), e.g. (32, 64, 64)")
+  if flat["scenes.image_size"] % 4:
+    raise ConfigError(f"config key 'scenes.image_size' is {flat['scenes.image_size']}; the U-Net "
+                      "halves it twice, so use a multiple of 4, e.g. 16")
+  scenes_config(config).validate()
+
+
+def scenes_config(config: ml_collections.ConfigDict) -> ScenesConfig:
+  return ScenesConfig(**config.scenes.to_dict())
+
+
+def build_model(config: ml_collections.ConfigDict) -> diffusion.UNet:
+  m = config.model
+  return diffusion.UNet(channels=tuple(m.channels), num_res_blocks=m.num_res_blocks,
+                        mid_attention=m.mid_attention)
+
+
+def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  return (config.scenes.image_size, config.scenes.image_size, 1)
+
+
+def _keys(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+  base = jax.random.key(config.train.seed)
+  names = ("init", "data", "noise", "sample", "reference")
+  return {name: jax.random.fold_in(base, i) for i, name in enumerate(names)}
+
+
+def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
+               key: jax.Array) -> dict[str, Any]:
+  """The training state pytree at step 0."""
+  params = diffusion.init_params(build_model(config), key, image_shape(config))
+  return {
+      "step": jnp.zeros((), jnp.int32),
+      "params": params,
+      "ema_params": jax.tree.map(jnp.copy, params),  # Own buffers: the state is donated.
+      "opt_state": tx.init(params),
+      "failure": jnp.zeros((), jnp.int32),
+      "failure_step": jnp.full((), -1, jnp.int32),
+  }
+
+
+def abstract_state(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Shapes and dtypes of the training state (no computation), for restoring checkpoints."""
+  tx = make_optimizer(config)
+  return jax.eval_shape(lambda: init_state(config, tx, jax.random.key(0)))
+
+
+def make_train_step(config: ml_collections.ConfigDict):
+  """The pure training step `(state, x) -> (state, metrics)`; jit it with donation."""
+  model = build_model(config)
+  tx = make_optimizer(config)
+  lr_at = learning_rate_schedule(config)
+  noise_key = _keys(config)["noise"]
+  ema_max = config.train.ema_decay
+
+  def step_fn(state, x):
+    step = state["step"]
+    key = jax.random.fold_in(noise_key, step)
+
+    def loss_fn(params):
+      return diffusion.diffusion_loss(lambda x_t, t: model.apply({"params": params}, x_t, t),
+                                      key, x)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+    grad_norm = optax.tree.norm(grads)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    stepf = step.astype(jnp.float32)
+    decay = jnp.minimum(ema_max, (1.0 + stepf) / (10.0 + stepf))
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema_params"], params)
+
+    failure = jnp.select(
+        [state["failure"] > 0, ~jnp.all(jnp.isfinite(x)), ~jnp.isfinite(loss),
+         ~jnp.isfinite(grad_norm)],
+        [state["failure"], 1, 2, 3], 0).astype(jnp.int32)
+    good = failure == 0
+    updated = {"params": params, "ema_params": ema, "opt_state": opt_state}
+    kept = jax.tree.map(lambda new, old: jnp.where(good, new, old), updated,
+                        {k: state[k] for k in updated})
+    new_state = dict(
+        kept, step=jnp.where(good, step + 1, step), failure=failure,
+        failure_step=jnp.where((state["failure"] == 0) & ~good, step, state["failure_step"]))
+    metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": lr_at(step),
+               "ema_decay": decay}
+    return new_state, metrics
+
+  return step_fn
+
+
+def training_batch(config: ml_collections.ConfigDict, scenes: Scenes, step: int) -> np.ndarray:
+  """The images of training step `step`: a pure function of (train.seed, step)."""
+  key = jax.random.fold_in(_keys(config)["data"], step)
+  return sample_scenes(key, scenes, config.train.batch_size)["images"]
+
+
+def _json_flat(config: ml_collections.ConfigDict | dict[str, Any]) -> dict[str, Any]:
+  """{'section.key': value} with tuples as JSON lists, so saved and live configs compare."""
+  d = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
+  out = {}
+  for key, value in json.loads(json.dumps(d)).items():
+    if isinstance(value, dict):
+      out.update({f"{key}.{k}": v for k, v in _json_flat(value).items()})
+    else:
+      out[key] = value
+  return out
+
+
+def _check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict,
+                     workdir: str) -> None:
+  old, new = _json_flat(saved["config"]), _json_flat(config)
+  changed = sorted(k for k in set(old) | set(new)
+                   if old.get(k) != new.get(k) and not k.startswith(_RESUMABLE_CHANGES))
+  if changed:
+    what = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+    raise ConfigError(
+        f"workdir {workdir} holds a run with a different config ({what}); "
+        "resume with the same config or choose a new --workdir")
+
+
+def config_from_json(d: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A saved (JSON) config as a validated ConfigDict, lists turned back into the schema's tuples."""
+  schema = default_subject_config()
+  config = ml_collections.ConfigDict()
+  for section, values in d.items():
+    if section not in schema:
+      raise ConfigError(f"saved config has unknown section '{section}'; it was not written by "
+                        "identi.subjects.training")
+    config[section] = ml_collections.ConfigDict(
+        {k: tuple(v) if isinstance(v, list) and isinstance(schema[section].get(k), tuple) else v
+         for k, v in values.items()})
+  validate_subject_config(config)
+  return config
+
+
+def _progress_line(step, num_steps, rate, eta_s, m) -> str:
+  eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0)))
+  return (f"step {step}/{num_steps} | {rate:,.1f} img/s | ETA {eta} | loss {m['loss']:.4g} | "
+          f"grad_norm {m['grad_norm']:.3g} | lr {m['learning_rate']:.3g}")
+
+
+def _prepare_workdir(workdir: str) -> str:
+  if not workdir:
+    raise ConfigError("workdir is empty; pass --workdir=DIR (it is created if missing)")
+  workdir = os.path.abspath(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"cannot create workdir {workdir} ({e.strerror}); pass a writable "
+                      "--workdir") from e
+  return workdir
+
+
+def _load_run(workdir: str) -> dict[str, Any] | None:
+  path = os.path.join(workdir, RUN_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def train_subject(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains the diffusion subject in `workdir` (resuming from its latest checkpoint), then scores
+  DDIM samples of its EMA params.
+
+  Args:
+    config: a config from `default_subject_config()` (see configs/diffusion_scenes.py).
+    workdir: output directory; created if missing.
+
+  Returns:
+    The final metrics (also written to `workdir/final.json`).
+  """
+  validate_subject_config(config)
+  workdir = _prepare_workdir(workdir)
+  sharding.check_batch_size(config.train.batch_size, "train.batch_size")
+  lead = jax.process_index() == 0
+  saved = _load_run(workdir)
+  if saved is not None:
+    _check_resumable(saved, config, workdir)
+  if lead:
+    io.write_json(os.path.join(workdir, RUN_FILE), {"config": config.to_dict()})
+
+  scenes = make_scenes(scenes_config(config))
+  mesh = sharding.data_mesh()
+  repl = sharding.replicated(mesh)
+  batch_sharding = sharding.batch_sharded(mesh)
+  tx = make_optimizer(config)
+  checkpointer = Checkpointer(workdir, max_to_keep=config.checkpoint.max_to_keep,
+                              async_save=config.checkpoint.async_save)
+  start = checkpointer.latest_step()
+  if start is None:
+    state = jax.device_put(init_state(config, tx, _keys(config)["init"]), repl)
+    start = 0
+  else:
+    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
+                          abstract_state(config))
+    state = checkpointer.restore(target, start)
+    logger.info("resumed from checkpoint at step %d in %s", start, workdir)
+
+  t = config.train
+  num_params = diffusion.param_count(state["params"])
+  logger.info("training the diffusion subject (%d parameters, channels %s) on %d devices, "
+              "steps %d-%d", num_params, tuple(config.model.channels), jax.device_count(), start,
+              t.num_steps)
+  metrics_path = os.path.join(workdir, METRICS_FILE)
+  if lead:
+    # Drop records a killed run logged after its last checkpoint; they are about to be redone.
+    io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if r["step"] <= start])
+
+  step_fn = jax.jit(make_train_step(config), in_shardings=(repl, batch_sharding),
+                    out_shardings=(repl, repl), donate_argnums=0)
+  rows = sharding.local_rows(t.batch_size)
+  t_last, step_last = time.time(), start
+  for step in range(start, t.num_steps):
+    images = training_batch(config, scenes, step)
+    x = sharding.make_global_batch(images[rows], batch_sharding, t.batch_size)
+    state, metrics = step_fn(state, x)
+    done = step + 1
+    if done % t.log_every_steps == 0 or done == t.num_steps:
+      m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      raise_failure(state, checkpointer)
+      now = time.time()
+      rate = (done - step_last) * t.batch_size / max(now - t_last, 1e-9)
+      eta = (t.num_steps - done) * t.batch_size / max(rate, 1e-9)
+      t_last, step_last = now, done
+      if lead:
+        io.append_jsonl(metrics_path, dict(m, step=done, images_per_s=rate))
+        logger.info("%s", _progress_line(done, t.num_steps, rate, eta, m))
+    if done % config.checkpoint.every_steps == 0 or done == t.num_steps:
+      raise_failure(state, checkpointer)
+      # Save a copy: the live state's buffers are donated to the next step while orbax writes.
+      checkpointer.save(done, jax.tree.map(jnp.copy, state))
+  raise_failure(state, checkpointer)
+  checkpointer.close()
+
+  final = evaluate_subject(config, scenes, state["ema_params"], workdir if lead else None)
+  final.update(step=int(jax.device_get(state["step"])), num_params=num_params)
+  if lead:
+    io.write_json(os.path.join(workdir, FINAL_FILE), final)
+  return final
+
+
+def quality_stats(scenes: Scenes, images: np.ndarray) -> dict[str, Any]:
+  """What the scene detector reads from images, per level: coherence, concepts per image and
+  presence frequency per concept; and the RMSE of the images against their re-rendered detected
+  parts (0 for clean compositions of templates, so a measure of stray ink and wrong shapes)."""
+  images = np.asarray(images, np.float32)
+  det = detect_concepts(scenes, images)
+  parts = detect_parts(scenes, images)
+  redrawn = np.asarray(render(scenes, det["z"][0], parts["offsets"]))
+  return {
+      "coherence": float(np.mean(det["coherent"])),
+      "concepts_per_image": [float(a.sum(axis=1).mean()) for a in det["a"]],
+      "frequency": [a.mean(axis=0) for a in det["a"]],
+      "residual_rmse": float(np.sqrt(np.mean(np.square(images - redrawn)))),
+      "out_of_range": float(np.mean(np.abs(images) > 1.0 + 1e-6)),
+  }
+
+
+def evaluate_subject(config: ml_collections.ConfigDict, scenes: Scenes, params: Any,
+                     workdir: str | None = None) -> dict[str, Any]:
+  """Scores DDIM samples of `params` (at sample.eta, and coherence at eta = 0 if that differs)
+  against training images, and draws both into workdir/samples.{png,pdf}."""
+  keys = _keys(config)
+  s = config.sample
+  shape = (s.num_samples, *image_shape(config))
+  # Host params: the sampler then runs on one device instead of replicated on every device.
+  draw = functools.partial(diffusion.sample, build_model(config), jax.device_get(params),
+                           keys["sample"], shape, s.num_steps)
+  start = time.time()
+  generated = np.asarray(draw(eta=float(s.eta)))
+  seconds = time.time() - start
+  reference = sample_scenes(keys["reference"], scenes, s.num_samples)["images"]
+  gen, ref = quality_stats(scenes, generated), quality_stats(scenes, reference)
+  final = {
+      "coherence_generated": gen["coherence"],
+      "coherence_train": ref["coherence"],
+      "concepts_per_image_generated": gen["concepts_per_image"],
+      "concepts_per_image_train": ref["concepts_per_image"],
+      "frequency_gap": [float(np.mean(np.abs(g - r)))
+                        for g, r in zip(gen["frequency"], ref["frequency"])],
+      "residual_rmse_generated": gen["residual_rmse"],
+      "residual_rmse_train": ref["residual_rmse"],
+      "num_samples": s.num_samples,
+      "ddim_steps": s.num_steps,
+      "sample_seconds": seconds,
+  }
+  if s.eta:
+    final["coherence_generated_eta0"] = quality_stats(scenes, np.asarray(draw(eta=0.0)))[
+        "coherence"]
+  if workdir is not None:
+    final["figure"] = sample_figure(reference[:64], generated[:64],
+                                    os.path.join(workdir, FIGURE_STEM))[0]
+  return final
+
+
+def _grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
+  n, h, w = images.shape[:3]
+  rows = -(-n // cols)
+  out = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1), np.float32)
+  for i, img in enumerate(images[..., 0]):
+    r, c = divmod(i, cols)
+    out[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = img
+  return out
+
+
+def sample_figure(reference: np.ndarray, generated: np.ndarray, stem: str) -> list[str]:
+  """Training images beside DDIM samples, as STEM.png and STEM.pdf."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
+  for ax, images, title in ((axes[0], reference, "training images"),
+                            (axes[1], generated, "DDIM samples (EMA)")):
+    ax.imshow(_grid(np.clip(images, -1, 1)), cmap="gray_r", vmin=-1, vmax=1,
+              interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+  return save_figure(fig, stem)
+
+
+def export_subject(workdir: str, path: str) -> dict[str, Any]:
+  """Writes the EMA params of the latest checkpoint and the config to `path` as one file.
+
+  The file is EXPORT_MAGIC, one JSON header line (config, step, sha256 and size of the payload),
+  then the payload: `flax.serialization.to_bytes(ema_params)` (msgpack). Written atomically.
+  """
+  workdir = os.path.abspath(workdir)
+  saved = _load_run(workdir)
+  if saved is None:
+    raise ConfigError(f"{workdir} holds no {RUN_FILE}, so it is not a subject training workdir; "
+                      f"train first with `{TRAIN_COMMAND}`")
+  config = config_from_json(saved["config"])
+  repl = sharding.replicated(sharding.data_mesh())
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
+                        abstract_state(config))
+  checkpointer = Checkpointer(workdir, read_only=True)
+  state = checkpointer.restore(target)
+  checkpointer.close()
+  params = jax.device_get(state["ema_params"])
+  payload = flax.serialization.to_bytes(params)
+  header = {"format": 1, "kind": "diffusion_unet", "config": config.to_dict(),
+            "step": int(state["step"]), "num_params": diffusion.param_count(params),
+            "payload_bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+  data = EXPORT_MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload
+  io.write_bytes(path, data)
+  return {"path": os.path.abspath(path), "bytes": len(data), "sha256": header["sha256"],
+          "step": header["step"], "num_params": header["num_params"]}
+
+
+def load_subject(path: str) -> tuple[diffusion.UNet, Any, ml_collections.ConfigDict]:
+  """Reads an exported subject: `(model, params, config)`; CheckpointError if missing or corrupt."""
+  fix = f"re-export it, or retrain with `{TRAIN_COMMAND}`"
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    raise CheckpointError(f"cannot read subject file {path} ({e.strerror}); {fix}") from e
+  try:
+    if not data.startswith(EXPORT_MAGIC):
+      raise ValueError("it does not start with the identi subject header")
+    header_line, _, payload = data[len(EXPORT_MAGIC):].partition(b"\n")
+    header = json.loads(header_line)
+    if len(payload) != header["payload_bytes"]:
+      raise ValueError(f"the payload has {len(payload)} bytes, not {header['payload_bytes']} "
+                       "(truncated?)")
+    if hashlib.sha256(payload).hexdigest() != header["sha256"]:
+      raise ValueError("its sha256 does not match the header (corrupted)")
+    config = config_from_json(header["config"])
+    model = build_model(config)
+    target = jax.eval_shape(lambda: diffusion.init_params(model, jax.random.key(0),
+                                                          image_shape(config)))
+    target = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), target)
+    params = flax.serialization.from_bytes(target, payload)
+    for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(params)):
+      if a.shape != np.shape(b):
+        raise ValueError(f"a parameter has shape {np.shape(b)}, not {a.shape} as the config says")
+  except (ValueError, KeyError, TypeError, ConfigError) as e:
+    raise CheckpointError(f"subject file {path} is unreadable: {e}; {fix}") from e
+  return model, jax.tree.map(jnp.asarray, params), config
+
+
+def subject_variant(config: ml_collections.ConfigDict,
+                    arg: str | None) -> ml_collections.ConfigDict:
+  """Applies a `:variant` of a subject config: '' (full run) or 'smoke' (seconds on CPU, tests)."""
+  if not check_variant(arg):
+    return config
+  config.model.channels = (8, 8, 8)
+  config.train.num_steps = 20
+  config.train.batch_size = 16
+  config.train.warmup_steps = 5
+  config.train.log_every_steps = 10
+  config.checkpoint.every_steps = 10
+  config.sample.num_steps = 4
+  config.sample.num_samples = 16
+  return config

@@ -1,0 +1,135 @@
+"""train_subject on the smoke config: outputs, resume, export and load, bad configs."""
+
+import json
+import os
+import shutil
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from conftest import smoke_config
+from identi import io
+from identi.errors import CheckpointError, ConfigError, NonFiniteError
+from identi.subjects import training
+from identi.train import sharding
+from identi.train.checkpoint import Checkpointer
+
+
+def _config(**overrides):
+  return smoke_config("diffusion_scenes", **overrides)
+
+
+def _state(workdir):
+  """The latest checkpoint of a workdir, as numpy arrays."""
+  config = training.config_from_json(training._load_run(str(workdir))["config"])
+  repl = sharding.replicated(sharding.data_mesh())
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
+                        training.abstract_state(config))
+  checkpointer = Checkpointer(str(workdir), read_only=True)
+  state = checkpointer.restore(target)
+  checkpointer.close()
+  return jax.tree.map(np.asarray, state)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("subject")
+  return workdir, training.train_subject(_config(), str(workdir))
+
+
+def test_smoke_run_writes_outputs(trained):
+  workdir, final = trained
+  records = io.read_jsonl(str(workdir / "metrics.jsonl"))
+  assert [r["step"] for r in records] == [10, 20]
+  for key in ("loss", "grad_norm", "learning_rate", "ema_decay", "images_per_s"):
+    assert np.isfinite(records[-1][key]), key
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["10", "20"]
+  with open(workdir / "final.json") as f:
+    saved = json.load(f)
+  assert saved.keys() == final.keys() and saved["frequency_gap"] == final["frequency_gap"]
+  assert final["step"] == 20 and final["num_samples"] == 16
+  assert 0 <= final["coherence_generated"] <= 1 and 0 < final["coherence_train"] <= 1
+  assert final["residual_rmse_train"] < 1e-4
+  assert len(final["concepts_per_image_train"]) == 3 and len(final["frequency_gap"]) == 3
+  assert os.path.exists(workdir / "samples.png") and os.path.exists(workdir / "samples.pdf")
+  with open(workdir / "run.json") as f:
+    assert json.load(f)["config"]["model"]["channels"] == [8, 8, 8]
+
+
+def test_resume_after_a_kill_is_bit_identical(tmp_path, trained):
+  # A run killed after its step-10 checkpoint leaves checkpoint 10 and log lines past it; the
+  # resumed run must end with the uninterrupted run's state, every leaf bit for bit.
+  workdir, _ = trained
+  killed = tmp_path / "killed"
+  shutil.copytree(workdir, killed)
+  shutil.rmtree(killed / "checkpoints" / "20")
+  os.remove(killed / "final.json")
+  final = training.train_subject(_config(), str(killed))
+  assert final["step"] == 20
+  resumed, uninterrupted = _state(killed), _state(workdir)
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted), strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert [r["step"] for r in io.read_jsonl(str(killed / "metrics.jsonl"))] == [10, 20]
+
+
+def test_resume_with_another_config_is_refused(trained):
+  workdir, _ = trained
+  with pytest.raises(ConfigError, match=r"different config \(model.channels: \[8, 8, 8\] -> "
+                                        r"\[8, 8, 16\]\)"):
+    training.train_subject(_config(model__channels=(8, 8, 16)), str(workdir))
+
+
+def test_export_and_load_round_trip(tmp_path, trained):
+  workdir, _ = trained
+  path = str(tmp_path / "subject.bin")
+  shipped = training.export_subject(str(workdir), path)
+  assert shipped["bytes"] == os.path.getsize(path) < 20 * 2**20
+  model, params, config = training.load_subject(path)
+  assert tuple(config.model.channels) == (8, 8, 8) and config.scenes.level_sizes == (18, 6, 2)
+  ema = _state(workdir)["ema_params"]
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ema), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), b)
+  x = np.zeros((2, 16, 16, 1), np.float32)
+  assert model.apply({"params": params}, x, 0.5).shape == x.shape
+
+
+def test_corrupt_or_missing_export_raises(tmp_path, trained):
+  workdir, _ = trained
+  path = tmp_path / "subject.bin"
+  training.export_subject(str(workdir), str(path))
+  data = bytearray(path.read_bytes())
+  data[-10] ^= 0xFF
+  path.write_bytes(bytes(data))
+  with pytest.raises(CheckpointError, match=rf"{path} is unreadable: .*sha256.*train_subject"):
+    training.load_subject(str(path))
+  path.write_bytes(bytes(data[:-100]))
+  with pytest.raises(CheckpointError, match="truncated"):
+    training.load_subject(str(path))
+  with pytest.raises(CheckpointError, match="cannot read subject file .*absent"):
+    training.load_subject(str(tmp_path / "absent"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"train__batch_size": 12}, "'train.batch_size' is 12, not divisible by the 8 devices"),
+    ({"train__num_stepz": 3}, "unknown config key 'train.num_stepz'"),
+    ({"train__num_steps": "many"}, "'train.num_steps' has type str"),
+    ({"model__channels": (8, 8)}, "'model.channels' is \\(8, 8\\)"),
+    ({"train__ema_decay": 1.0}, "'train.ema_decay' is 1.0"),
+    ({"scenes__image_size": 18}, "'scenes.image_size' is 18"),
+    ({"scenes__tau": 5}, "ScenesConfig.tau=5"),
+])
+def test_bad_configs_are_refused(tmp_path, overrides, message):
+  config = _config()
+  for key, value in overrides.items():  # A new section bypasses ConfigDict's own type checks.
+    section, leaf = key.split("__")
+    config[section] = ml_collections.ConfigDict(dict(config[section].to_dict(), **{leaf: value}))
+  with pytest.raises(ConfigError, match=message):
+    training.train_subject(config, str(tmp_path))
+
+
+def test_diverging_run_stops_with_a_clear_error(tmp_path):
+  with pytest.raises(NonFiniteError, match="non-finite .* at step"):
+    training.train_subject(_config(train__learning_rate=1e30, train__grad_clip=0.0),
+                           str(tmp_path))
