@@ -45,11 +45,8 @@ Times: `first_s` is the first call (tracing and compilation included), `batch_ms
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 import jax
@@ -151,34 +148,12 @@ def peer_command(python: str, num_features: int, d_in: int, batch: int, repeats:
 def time_saelens(python: str, num_features: int, d_in: int, batch: int, repeats: int) -> dict:
   """SAELens's `SyntheticModel.sample` on the same sizes, all CPU threads."""
   cmd = peer_command(python, num_features, d_in, batch, repeats, os.cpu_count() or 1)
-  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-  if proc.returncode != 0:
-    raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr[-2000:]}")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _warn(message: str) -> None:
-  print(f"warning: {message.splitlines()[0]}; the SAELens columns are left empty",
-        file=sys.stderr)
-
-
-def _peer_python() -> str | None:
-  """The peer venv's python, or None (with a warning) when the peer is off or cannot be set up."""
-  peer = _PEER.value
-  if peer == "auto":
-    peer = "none" if _PRESET.value == "smoke" else "saelens"
-  if peer == "none":
-    return None
-  try:
-    return saelens_env.ensure_env(ROOT)
-  except (RuntimeError, OSError) as e:
-    _warn(f"SAELens peer environment unavailable: {e}")
-    return None
+  return saelens_env.run_json(cmd)
 
 
 def main(argv):
   del argv
-  peer_python = _peer_python()
+  peer_python = saelens_env.peer_python(_PEER.value, _PRESET.value, ROOT)
   worlds, rows, peers = [], [], []
   for num_features, d_in, batch in PRESETS[_PRESET.value]:
     info, size_rows = time_identi(num_features, d_in, batch, _REPEATS.value)
@@ -188,7 +163,7 @@ def main(argv):
         peer = time_saelens(peer_python, num_features, d_in, batch, _REPEATS.value)
         peers.append(dict(peer, num_features=num_features, d_in=d_in, batch=batch))
       except (RuntimeError, ValueError, OSError) as e:
-        _warn(f"SAELens peer failed on {(num_features, d_in, batch)}: {e}")
+        saelens_env.warn(f"SAELens peer failed on {(num_features, d_in, batch)}: {e}")
     info["saelens_build_s"] = None if peer is None else peer["build_s"]
     worlds.append(info)
     for row in size_rows:

@@ -17,10 +17,7 @@ gives identi's tokens/s over SAELens's as `ratio` (float32 rows only).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -117,29 +114,7 @@ def time_saelens(python: str, d_in: int, d_sae: int, k: int, batch: int,
     np.save(data, benchmark_batch(batch, d_in))
     cmd = peer_command(python, d_in, d_sae, k, batch, repeats,
                        default_config().train.learning_rate, data, os.cpu_count() or 1)
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-  if proc.returncode != 0:
-    raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr[-2000:]}")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _warn(message: str) -> None:
-  print(f"warning: {message.splitlines()[0]}; the SAELens columns are left empty",
-        file=sys.stderr)
-
-
-def _peer_python() -> str | None:
-  """The peer venv's python, or None (with a warning) when the peer is off or cannot be set up."""
-  peer = _PEER.value
-  if peer == "auto":
-    peer = "none" if _PRESET.value == "smoke" else "saelens"
-  if peer == "none":
-    return None
-  try:
-    return saelens_env.ensure_env(ROOT)
-  except (RuntimeError, OSError) as e:
-    _warn(f"SAELens peer environment unavailable: {e}")
-    return None
+    return saelens_env.run_json(cmd)
 
 
 def _check_dtypes(dtypes: list[str]) -> None:
@@ -152,7 +127,7 @@ def _check_dtypes(dtypes: list[str]) -> None:
 def main(argv):
   del argv
   _check_dtypes(_DTYPES.value)
-  peer_python = _peer_python() if "float32" in _DTYPES.value else None
+  peer_python = saelens_env.peer_python(_PEER.value, _PRESET.value, ROOT) if "float32" in _DTYPES.value else None
   peaks = {d: matmul_flops_per_s(dtype=d) for d in dict.fromkeys(["float32", *_DTYPES.value])}
   rows, peers = [], {}
   for d_in, d_sae, k, batch in PRESETS[_PRESET.value]:
@@ -169,7 +144,7 @@ def main(argv):
               try:
                 peers[shape] = time_saelens(peer_python, *shape, _REPEATS.value)
               except (RuntimeError, ValueError, OSError) as e:
-                _warn(f"SAELens peer failed on {shape}: {e}")
+                saelens_env.warn(f"SAELens peer failed on {shape}: {e}")
                 peers[shape] = None
             if peers[shape] is not None:
               row["saelens_tokens_per_s"] = peers[shape]["tokens_per_s"]

@@ -6,6 +6,7 @@ use. A stamp file records the installed versions; while it exists the environmen
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,3 +47,31 @@ def ensure_env(root: str) -> str:
   with open(stamp, "w", encoding="utf-8") as f:
     f.write(versions)
   return python
+
+
+def run_json(cmd: list[str]) -> dict:
+  """Runs a peer script and returns the JSON object on the last line of its stdout."""
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if proc.returncode != 0:
+    raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr[-2000:]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def warn(message: str) -> None:
+  """A one-line warning that the benchmark goes on without the SAELens columns."""
+  print(f"warning: {message.splitlines()[0]}; the SAELens columns are left empty",
+        file=sys.stderr)
+
+
+def peer_python(peer: str, preset: str, root: str) -> str | None:
+  """The peer venv's python for --peer (auto: saelens except for the smoke preset), or None
+  (with a warning) when the peer is off or cannot be set up."""
+  if peer == "auto":
+    peer = "none" if preset == "smoke" else "saelens"
+  if peer == "none":
+    return None
+  try:
+    return ensure_env(root)
+  except (RuntimeError, OSError) as e:
+    warn(f"SAELens peer environment unavailable: {e}")
+    return None

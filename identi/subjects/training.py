@@ -44,11 +44,8 @@ from identi.train import sharding
 from identi.train.checkpoint import Checkpointer
 from identi.train.config import check_keys, check_variant
 from identi.train.optimizer import learning_rate_schedule, make_optimizer
-from identi.train.trainer import raise_failure
+from identi.train.trainer import FINAL_FILE, RUN_FILE, run_steps
 
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
-FINAL_FILE = "final.json"
 FIGURE_STEM = "samples"
 EXPORT_MAGIC = b"IDENTI-SUBJECT-1\n"
 TRAIN_COMMAND = ("python -m identi.bin.train_subject --config=configs/diffusion_scenes.py "
@@ -303,9 +300,7 @@ def train_subject(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     io.write_json(os.path.join(workdir, RUN_FILE), {"config": config.to_dict()})
 
   scenes = make_scenes(scenes_config(config))
-  mesh = sharding.data_mesh()
-  repl = sharding.replicated(mesh)
-  batch_sharding = sharding.batch_sharded(mesh)
+  repl = sharding.replicated(sharding.data_mesh())
   tx = make_optimizer(config)
   checkpointer = Checkpointer(workdir, max_to_keep=config.checkpoint.max_to_keep,
                               async_save=config.checkpoint.async_save)
@@ -324,36 +319,9 @@ def train_subject(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
   logger.info("training the diffusion subject (%d parameters, channels %s) on %d devices, "
               "steps %d-%d", num_params, tuple(config.model.channels), jax.device_count(), start,
               t.num_steps)
-  metrics_path = os.path.join(workdir, METRICS_FILE)
-  if lead:
-    # Drop records a killed run logged after its last checkpoint; they are about to be redone.
-    io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if r["step"] <= start])
-
-  step_fn = jax.jit(make_train_step(config), in_shardings=(repl, batch_sharding),
-                    out_shardings=(repl, repl), donate_argnums=0)
-  rows = sharding.local_rows(t.batch_size)
-  t_last, step_last = time.time(), start
-  for step in range(start, t.num_steps):
-    images = training_batch(config, scenes, step)
-    x = sharding.make_global_batch(images[rows], batch_sharding, t.batch_size)
-    state, metrics = step_fn(state, x)
-    done = step + 1
-    if done % t.log_every_steps == 0 or done == t.num_steps:
-      m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      raise_failure(state, checkpointer)
-      now = time.time()
-      rate = (done - step_last) * t.batch_size / max(now - t_last, 1e-9)
-      eta = (t.num_steps - done) * t.batch_size / max(rate, 1e-9)
-      t_last, step_last = now, done
-      if lead:
-        io.append_jsonl(metrics_path, dict(m, step=done, images_per_s=rate))
-        logger.info("%s", _progress_line(done, t.num_steps, rate, eta, m))
-    if done % config.checkpoint.every_steps == 0 or done == t.num_steps:
-      raise_failure(state, checkpointer)
-      # Save a copy: the live state's buffers are donated to the next step while orbax writes.
-      checkpointer.save(done, jax.tree.map(jnp.copy, state))
-  raise_failure(state, checkpointer)
-  checkpointer.close()
+  state = run_steps(state, make_train_step(config),
+                    lambda step, rows: training_batch(config, scenes, step)[rows], config, start,
+                    checkpointer, workdir, rate_key="images_per_s", progress_line=_progress_line)
 
   final = evaluate_subject(config, scenes, state["ema_params"], workdir if lead else None)
   final.update(step=int(jax.device_get(state["step"])), num_params=num_params)

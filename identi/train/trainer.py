@@ -208,6 +208,51 @@ def raise_failure(state, checkpointer: Checkpointer) -> None:
       f"and {kept}; check the data for NaN/Inf or lower train.learning_rate")
 
 
+def run_steps(state, train_step, batch_fn, config: ml_collections.ConfigDict, start: int,
+              checkpointer: Checkpointer, workdir: str, *, rate_key: str, progress_line) -> Any:
+  """The data-parallel step loop shared by every identi trainer; returns the final state.
+
+  Jits `train_step(state, batch) -> (state, metrics)` with donated, replicated state; feeds
+  `batch_fn(step, rows)`, this process's rows (a slice) of the global batch of each step; every `train.log_every_steps` appends
+  the metrics and `rate_key` (items/s) to metrics.jsonl (records a killed run wrote after `start`
+  are dropped first) and logs `progress_line(step, num_steps, rate, eta_s, metrics)`; checkpoints
+  every `checkpoint.every_steps` and at the end; raises the failure the state records.
+  """
+  lead = jax.process_index() == 0
+  metrics_path = os.path.join(workdir, METRICS_FILE)
+  if lead:
+    # Drop records a killed run logged after its last checkpoint; they are about to be redone.
+    io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if r["step"] <= start])
+  mesh = sharding.data_mesh()
+  repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  step_fn = jax.jit(train_step, in_shardings=(repl, batch_sharding), out_shardings=(repl, repl),
+                    donate_argnums=0)
+  t = config.train
+  rows = sharding.local_rows(t.batch_size)
+  t_last, step_last = time.time(), start
+  for step in range(start, t.num_steps):
+    x = sharding.make_global_batch(batch_fn(step, rows), batch_sharding, t.batch_size)
+    state, metrics = step_fn(state, x)
+    done = step + 1
+    if done % t.log_every_steps == 0 or done == t.num_steps:
+      m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      raise_failure(state, checkpointer)
+      now = time.time()
+      rate = (done - step_last) * t.batch_size / max(now - t_last, 1e-9)
+      eta = (t.num_steps - done) * t.batch_size / max(rate, 1e-9)
+      t_last, step_last = now, done
+      if lead:
+        io.append_jsonl(metrics_path, dict(m, step=done, **{rate_key: rate}))
+        logger.info("%s", progress_line(done, t.num_steps, rate, eta, m))
+    if done % config.checkpoint.every_steps == 0 or done == t.num_steps:
+      raise_failure(state, checkpointer)
+      # Save a copy: the live state's buffers are donated to the next step while orbax writes.
+      checkpointer.save(done, jax.tree.map(jnp.copy, state))
+  raise_failure(state, checkpointer)
+  checkpointer.close()
+  return state
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        source: Any = None) -> dict[str, Any]:
   """Trains the configured SAE in `workdir` (resuming from its latest checkpoint) and evaluates it.
@@ -246,9 +291,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if lead:
     io.write_json(os.path.join(workdir, RUN_FILE), {"config": config.to_dict(), "d_in": d_in})
 
-  mesh = sharding.data_mesh()
-  repl = sharding.replicated(mesh)
-  batch_sharding = sharding.batch_sharded(mesh)
+  repl = sharding.replicated(sharding.data_mesh())
   model = build_model(config, d_in)
   tx = make_optimizer(config)
 
@@ -271,37 +314,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   logger.info("training %s SAE (d_in=%d, d_sae=%d) on %d devices in %d processes, steps %d-%d",
                config.sae.kind, d_in, config.sae.d_sae, jax.device_count(), jax.process_count(),
                start, config.train.num_steps)
-  metrics_path = os.path.join(workdir, METRICS_FILE)
-  if lead:
-    # Drop records a killed run logged after its last checkpoint; they are about to be redone.
-    io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if r["step"] <= start])
-
-  step_fn = jax.jit(make_train_step(model, config), in_shardings=(repl, batch_sharding),
-                    out_shardings=(repl, repl), donate_argnums=0)
   t = config.train
-  rows = sharding.local_rows(t.batch_size)
-  t_last, step_last = time.time(), start
-  for step in range(start, t.num_steps):
-    idx = data_lib.batch_indices(train_src.num_examples, t.batch_size, step, t.seed)
-    x = sharding.make_global_batch(train_src.get(idx[rows]), batch_sharding, t.batch_size)
-    state, metrics = step_fn(state, x)
-    done = step + 1
-    if done % t.log_every_steps == 0 or done == t.num_steps:
-      m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      raise_failure(state, checkpointer)
-      now = time.time()
-      rate = (done - step_last) * t.batch_size / max(now - t_last, 1e-9)
-      eta = (t.num_steps - done) * t.batch_size / max(rate, 1e-9)
-      t_last, step_last = now, done
-      if lead:
-        io.append_jsonl(metrics_path, dict(m, step=done, tokens_per_s=rate))
-        logger.info("%s", _progress_line(done, t.num_steps, rate, eta, m))
-    if done % config.checkpoint.every_steps == 0 or done == t.num_steps:
-      raise_failure(state, checkpointer)
-      # Save a copy: the live state's buffers are donated to the next step while orbax writes.
-      checkpointer.save(done, jax.tree.map(jnp.copy, state))
-  raise_failure(state, checkpointer)
-  checkpointer.close()
+  state = run_steps(
+      state, make_train_step(model, config),
+      lambda step, rows: train_src.get(
+          data_lib.batch_indices(train_src.num_examples, t.batch_size, step, t.seed)[rows]),
+      config, start, checkpointer, workdir, rate_key="tokens_per_s",
+      progress_line=_progress_line)
 
   variables = {"params": state["params"], "stats": state["stats"]}
   final = evaluate(model, variables, eval_src, config.eval.batch_size,
