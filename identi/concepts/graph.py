@@ -39,10 +39,19 @@ for all 2^max_parents subsets S at once. Upper units are processed in fixed-size
 ``jax.vmap`` and ``jax.jit`` (the last chunk padded), keeping the gathered (chunk, max_parents,
 n_samples) candidate bits under ~256 MB.
 
+Threshold wholes (``rule='threshold'``). Where a whole emerges from at least tau of its parts with
+tau < |Pa| (``hsm.md``'s tau rule), each part's necessity is only P(part | whole) < 1 (about 0.7
+for 2 of 3 parts at pi = 0.3) and any tau parts already suffice, so the conjunctive cover would
+stop after tau of them. The threshold rule instead scores, for every prefix S of the candidates
+(sorted by necessity, each >= ``necessity``) and every tau in 1..|S|, the rule "j present iff at
+least tau of S are present" by its F1 against j, and keeps the best S (ties: the smaller S). Set
+``necessity`` below P(part | whole) for it (e.g. 0.5).
+
 Strong selection (small eps) makes partial patterns rare, so a single part can almost imply its
 whole (P(j | one part) close to 1); raise ``precision`` (e.g. to 0.99) for such data, or the cover
 may stop before it holds every part.
 """
+import functools
 import numbers
 from typing import Sequence
 
@@ -228,20 +237,51 @@ def _cover(bits: jax.Array, up: jax.Array, ok: jax.Array, target: jax.Array) -> 
   return (chosen & masks) != 0
 
 
-@jax.jit
-def _cover_chunk(lower_t, upper_t, units, candidates, ok, target):
-  """Covers of a chunk of upper units: bool (chunk, k)."""
-  return jax.vmap(_cover, in_axes=(0, 0, 0, None))(lower_t[candidates], upper_t[units], ok, target)
+def _threshold(bits: jax.Array, up: jax.Array, ok: jax.Array, target: jax.Array) -> jax.Array:
+  """Best threshold rule of one upper unit: bool (k,) chosen candidates (a prefix of them).
+
+  Candidates come sorted by necessity. For every prefix S of the allowed candidates and every
+  tau in 1..|S|, the rule "j present iff at least tau of S are present" is scored by its F1
+  against j's presence; the best (S, tau) wins, ties going to the smaller S (then smaller tau).
+  ``target`` is unused: the rule needs no precision target.
+  """
+  del target
+  width, n = bits.shape
+  b = (bits & ok[:, None]).astype(jnp.int32)
+  cum = jnp.cumsum(b, axis=0)  # (k, n): present members of each prefix.
+  prefix = jnp.arange(width, dtype=jnp.int32)[:, None]
+  slots = (prefix * (width + 1) + cum) * 2 + up.astype(jnp.int32)[None, :]
+  hist = jnp.bincount(slots.reshape(-1), length=width * (width + 1) * 2).reshape(
+      width, width + 1, 2)
+  at_least = jnp.flip(jnp.cumsum(jnp.flip(hist, 1), 1), 1)[:, 1:]  # (k, tau = 1..k, 2)
+  tp, pp = at_least[..., 1], at_least.sum(-1)
+  f1 = 2.0 * tp / jnp.maximum(pp + jnp.sum(up), 1)
+  tau = jnp.arange(1, width + 1)[None, :]
+  valid = ok[:, None] & (tau <= prefix + 1)
+  best = jnp.argmax(jnp.where(valid, f1, -1.0).reshape(-1))
+  size = best // width + 1
+  return jnp.any(valid) & (jnp.arange(width) < size) & ok
 
 
-def _unit_chunk(n: int, width: int, n_high: int) -> int:
+RULES = {"and": _cover, "threshold": _threshold}
+
+
+@functools.partial(jax.jit, static_argnames="rule")
+def _cover_chunk(lower_t, upper_t, units, candidates, ok, target, rule="and"):
+  """Parent sets of a chunk of upper units: bool (chunk, k)."""
+  return jax.vmap(RULES[rule], in_axes=(0, 0, 0, None))(lower_t[candidates], upper_t[units], ok,
+                                                        target)
+
+
+def _unit_chunk(n: int, width: int, n_high: int, rule: str = "and") -> int:
   """Upper units per chunk: the gathered bits and the pattern tables stay under the budget."""
-  per_unit = max(n * width, 3 * 4 << width)
+  per_unit = max(n * width * (16 if rule == "threshold" else 1), 3 * 4 << width)
   return max(1, min(n_high, _MEMORY_BYTES // per_unit))
 
 
 def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
-                max_parents: int = 8, min_support: int = 5) -> tuple[np.ndarray, np.ndarray]:
+                max_parents: int = 8, min_support: int = 5,
+                rule: str = "and") -> tuple[np.ndarray, np.ndarray]:
   """Parent sets of every upper unit among the lower units (see the module docstring).
 
   Args:
@@ -251,6 +291,9 @@ def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
     precision: the cover stops once P(j | all parents) reaches it.
     max_parents: candidates per upper unit, hence the largest parent set (1..16).
     min_support: upper units present in fewer samples get no parents.
+    rule: 'and' (the greedy minimal conjunctive cover: a whole needs all its parts) or
+      'threshold' (the best "at least tau of the top candidates" rule by F1, for worlds whose
+      wholes emerge from tau of their parts; see the module docstring).
 
   Returns:
     (adj, scores): bool (n_low, n_high) edges lower -> upper, and float32 (n_low, n_high)
@@ -261,6 +304,9 @@ def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
   target = _check_fraction(precision, "precision")
   max_parents = _check_int(max_parents, "max_parents", 1, _MAX_CANDIDATES)
   min_support = _check_int(min_support, "min_support", 1)
+  if rule not in RULES:
+    raise ConfigError(f"rule={rule!r} is unknown: use one of {', '.join(RULES)} ('threshold' "
+                      "for wholes that emerge from tau < |parents| of their parts)")
   (n, n_low), n_high = lower.shape, upper.shape[1]
   joint, support = _cooccurrence(lower, upper, 8192)
   scores = _necessity(joint, support)
@@ -268,7 +314,7 @@ def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
   top, candidates = jax.lax.top_k(scores.T, width)
   ok = np.asarray((top >= necessity) & (support >= min_support)[:, None])
   candidates = np.asarray(candidates)
-  size = _unit_chunk(n, width, n_high)
+  size = _unit_chunk(n, width, n_high, rule)
   padded = -(-n_high // size) * size
   units = np.arange(padded) % n_high
   candidates = np.pad(candidates, ((0, padded - n_high), (0, 0)))
@@ -276,7 +322,7 @@ def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
   lower_t, upper_t = jnp.asarray(lower.T), jnp.asarray(upper.T)
   chosen = np.concatenate([
       np.asarray(_cover_chunk(lower_t, upper_t, units[s:s + size], candidates[s:s + size],
-                              ok[s:s + size], np.float32(target)))
+                              ok[s:s + size], np.float32(target), rule=rule))
       for s in range(0, padded, size)])[:n_high]
   adj = np.zeros((n_low, n_high), bool)
   rows, slots = np.nonzero(chosen)

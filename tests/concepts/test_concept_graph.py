@@ -70,6 +70,26 @@ def test_cover_is_minimal_and_respects_min_support():
   np.testing.assert_allclose(scores[:, 2], 1.0)
 
 
+def test_threshold_rule_recovers_tau_of_parents_wholes():
+  # Wholes emerge from 2 of their 3 parts: each part's necessity is ~0.7, and any two parts
+  # suffice, so the conjunctive cover misses edges; the threshold rule recovers all of them.
+  hsm = make_hsm(HSMConfig(level_sizes=(18, 6, 2), min_parents=3, max_parents=3, overlap=0.0,
+                           pi=0.3, tau=2, eps=0.01, magnitude="uniform"))
+  a = sample_hsm(jax.random.key(0), hsm, 20_000)["a"]
+  for lower, upper, true in zip(a[:-1], a[1:], hsm.adjacency):
+    adj, scores = learn_edges(lower, upper, necessity=0.5, max_parents=6, rule="threshold")
+    assert edge_metrics(true, adj)["f1"] == 1.0
+    assert np.all(scores[true] < 0.9), "no part is necessary at 0.9 for a 2-of-3 whole"
+    assert edge_metrics(true, learn_edges(lower, upper, necessity=0.5)[0])["recall"] < 1.0
+  rng = np.random.default_rng(0)
+  lower = rng.random((4000, 5)) < 0.4
+  upper = (lower[:, :3].sum(1) >= 2)[:, None]
+  adj, _ = learn_edges(lower, upper, necessity=0.3, rule="threshold")
+  assert adj[:, 0].tolist() == [True, True, True, False, False]
+  with pytest.raises(ConfigError, match="rule='or' is unknown"):
+    learn_edges(lower, upper, rule="or")
+
+
 def test_edge_scores_match_counts_over_padded_chunks():
   rng = np.random.default_rng(0)
   lower = rng.random((1003, 6)) < 0.3
