@@ -66,3 +66,15 @@ def trained_workdir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("trained"))
   train_and_evaluate(smoke_config("sae_topk"), workdir)
   return workdir
+
+
+@pytest.fixture(scope="session")
+def lm_graph(tmp_path_factory):
+  """(config, workdir, capture summary, graph result) of configs/grammar_concepts.py:smoke, shared
+  by the transformer-subject pipeline tests."""
+  from identi.subjects import lm_experiment  # pylint: disable=g-import-not-at-top
+
+  workdir = str(tmp_path_factory.mktemp("grammar"))
+  config = smoke_config("grammar_concepts")
+  summary = lm_experiment.capture_lm_subject(config, workdir)
+  return config, workdir, summary, lm_experiment.run_lm_graph(config, workdir)

@@ -17,23 +17,32 @@ from identi.train.config import default_config
 Schema = Callable[[], ml_collections.ConfigDict]
 
 
+def merge_schemas(*schemas: Schema) -> ml_collections.ConfigDict:
+  """The keys of several config schemas together (for a binary that takes any of them); a key in
+  more than one keeps the first schema's default."""
+  merged = schemas[0]()
+  with merged.unlocked():
+    for schema in schemas[1:]:
+      other = schema()
+      for name in other:
+        if name in merged and isinstance(merged[name], ml_collections.ConfigDict):
+          for key in other[name]:
+            if key not in merged[name]:
+              merged[name][key] = other[name][key]
+        elif name not in merged:
+          merged[name] = other[name]
+  return merged
+
+
 def union_schema() -> ml_collections.ConfigDict:
-  """The keys of the HSM concept-graph and the subject-experiment schemas together (for the
-  binaries that take either config)."""
+  """The keys of the HSM concept-graph, the subject-experiment and the LM-experiment schemas
+  together (for the binaries that take any of them)."""
   # pylint: disable=g-import-not-at-top
   from identi.concepts.experiment import default_concept_config
   from identi.subjects.experiment import default_subject_experiment_config
-  merged = default_concept_config()
-  other = default_subject_experiment_config()
-  with merged.unlocked():
-    for name in other:
-      if name in merged and isinstance(merged[name], ml_collections.ConfigDict):
-        for key in other[name]:
-          if key not in merged[name]:
-            merged[name][key] = other[name][key]
-      elif name not in merged:
-        merged[name] = other[name]
-  return merged
+  from identi.subjects.lm_experiment import default_lm_experiment_config
+  return merge_schemas(default_concept_config, default_subject_experiment_config,
+                       default_lm_experiment_config)
 
 
 def _unknown_override(argv: Sequence[str], schema: Schema = default_config) -> str | None:

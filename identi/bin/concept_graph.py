@@ -10,6 +10,10 @@ With a subject config (configs/scenes_concepts.py): captures the subject's activ
 DIR/capture), trains one SAE per timestep, prints the timestep x level MCC table and the graph
 across timesteps scored against the world's true graph, and writes DIR/graph.json,
 DIR/timestep_mcc.png and DIR/concept_graph.png.
+
+With an LM-experiment config (configs/grammar_concepts.py): the same across the transformer's
+layers (`identi.subjects.lm_experiment`): the layer x level MCC table, the graph from presence
+per sequence, DIR/graph.json, DIR/layer_mcc.png and DIR/concept_graph.png.
 """
 
 from absl import flags
@@ -18,6 +22,7 @@ from ml_collections import config_flags
 from identi.bin import cli
 from identi.concepts import run_concept_graph
 from identi.subjects.experiment import run_subject_graph
+from identi.subjects.lm_experiment import is_lm_experiment_config, run_lm_graph
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config, e.g. configs/concept_graph_hsm.py or configs/scenes_concepts.py.")
@@ -32,6 +37,17 @@ def _pairs(result):
 def main(argv):
   del argv
   config = cli.load_config(_CONFIG)
+  if is_lm_experiment_config(config):
+    result = run_lm_graph(config, _WORKDIR.value)
+    print()
+    print(cli.format_table(result["table"], ["layer", "units"] +
+                           [f"level_{l + 1}" for l in range(len(result["level_layers"]))]))
+    print()
+    rows = [dict(r, layers="->".join(r["layers"])) for r in _pairs(result)]
+    print(cli.format_table(rows, ["levels", "layers", "precision", "recall", "f1", "shd",
+                                  "auroc", "learned_edges", "true_edges"]))
+    print(f"\ngraph: {_WORKDIR.value}/graph.json\nfigures: {', '.join(result['figures'])}")
+    return
   if "subject" in config:
     result = run_subject_graph(config, _WORKDIR.value)
     levels = len(result["level_timesteps"])

@@ -6,6 +6,10 @@ test (HSM against HCM); prints both and writes DIR/steering.json and DIR/steerin
 
 With a subject config (configs/scenes_concepts.py) it steers the diffusion subject during sampling
 instead (`identi.subjects.steering`) and writes DIR/steering.json and DIR/steering_grid.png.
+
+With an LM-experiment config (configs/grammar_concepts.py) it steers the transformer subject's
+phrases during generation (`identi.subjects.lm_steering`) and writes DIR/steering.json and
+DIR/steering.png.
 """
 
 from absl import flags
@@ -13,6 +17,8 @@ from ml_collections import config_flags
 
 from identi.bin import cli
 from identi.concepts import run_steering
+from identi.subjects.lm_experiment import is_lm_experiment_config
+from identi.subjects.lm_steering import run_lm_steering
 from identi.subjects.steering import run_subject_steering
 
 _CONFIG = config_flags.DEFINE_config_file("config", None,
@@ -24,6 +30,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   config = cli.load_config(_CONFIG)
+  if is_lm_experiment_config(config):
+    result = run_lm_steering(config, _WORKDIR.value)
+    print()
+    print(cli.format_table(result["rows"], ["mode", "samples", "success", "coherence",
+                                            "preservation", "units_per_edit"]))
+    print(f"\nresults: {_WORKDIR.value}/steering.json\nfigure: {result['figure']}")
+    return
   if "subject" in config:
     result = run_subject_steering(config, _WORKDIR.value)
     print()

@@ -60,19 +60,20 @@ def default_subject_experiment_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.subject = ml_collections.ConfigDict({"checkpoint": ""})  # '' = the shipped checkpoint.
   c.capture = ml_collections.ConfigDict({
-      "block": "mid", "reduce": "flatten", "timesteps": (0.8, 0.5, 0.2), "num_steps": 50,
+      "block": "mid", "reduce": "flatten", "timesteps": (0.8, 0.5, 0.2, 0.05), "num_steps": 50,
       "num_samples": 16384, "batch_size": 512, "seed": 0})
   c.data = ml_collections.ConfigDict({"num_eval": 4096, "split_seed": 0})
   schema = config_lib.default_config()
   for section in ("sae", "train", "checkpoint", "eval"):
     c[section] = schema[section]
-  c.sae.kind = "topk"
+  c.sae.kind = "batchtopk"
   c.train.num_steps = 3000
   c.sae_width = 2.0  # d_sae = sae_width * (concepts of all levels).
-  c.k_factor = 1.5  # k = ceil(k_factor * mean detected active concepts of all levels).
+  c.k_factor = 2.5  # k = ceil(k_factor * mean detected active concepts of all levels).
   c.graph = ml_collections.ConfigDict({
-      "codes": "minimal", "level_timesteps": (2, 1, 0), "rel_threshold": 0.1,
-      "necessity": 0.9, "precision": 0.9, "max_parents": 6, "min_support": 5})
+      "codes": "minimal", "level_timesteps": (3, 2, 1), "rel_threshold": 0.1,
+      "rule": "threshold", "necessity": 0.5, "precision": 0.9, "max_parents": 6,
+      "min_support": 5})
   c.steer = ml_collections.ConfigDict({
       "samples_per_edit": 256, "pool": 4096, "window": 0.15, "flat_timestep": 1, "seed": 1})
   return c
@@ -110,6 +111,9 @@ def validate_subject_experiment_config(config: ml_collections.ConfigDict) -> Non
   if not 0 < config.data.num_eval < c.num_samples:
     raise ConfigError(f"config key 'data.num_eval' is {config.data.num_eval}; hold out fewer "
                       f"than capture.num_samples = {c.num_samples} rows")
+  if config.graph.rule not in ("and", "threshold"):
+    raise ConfigError(f"config key 'graph.rule' is {config.graph.rule!r}; use 'threshold' (wholes "
+                      "emerge from tau of their parts, as in the scenes world) or 'and'")
   if config.graph.codes not in ("encoder", "minimal"):
     raise ConfigError(f"config key 'graph.codes' is {config.graph.codes!r}; use 'encoder' or "
                       "'minimal'")
@@ -236,11 +240,21 @@ def train_timesteps(config, workdir: str) -> list[tuple[Any, Any, Any]]:
   labels = load_labels(workdir)
   sizes = [a.shape[1] for a in labels["a"]]
   active = float(sum(a.sum(1).mean() for a in labels["a"]))
+  names = [f"t{s}" for s in range(len(config.capture.timesteps))]
+  return train_saes(config, workdir, names, sum(sizes), active)
+
+
+def train_saes(config, workdir: str, names, num_concepts: int, active: float,
+               rows: np.ndarray | None = None) -> list[tuple[Any, Any, Any]]:
+  """Trains (or resumes) one SAE per capture directory `capture/<name>` in `sae_<name>`, on the
+  given `rows` of it (None = all); returns (model, variables, eval source) each."""
   out = []
-  for s in range(len(config.capture.timesteps)):
-    source = data_lib.open_source(os.path.join(workdir, CAPTURE_DIR, f"t{s}"))
-    wd = os.path.join(workdir, f"sae_t{s}")
-    train_and_evaluate(sae_config(config, sum(sizes), active), wd, source=source)
+  for name in names:
+    source = data_lib.open_source(os.path.join(workdir, CAPTURE_DIR, name))
+    if rows is not None:
+      source = data_lib.Subset(source, rows)
+    wd = os.path.join(workdir, f"sae_{name}")
+    train_and_evaluate(sae_config(config, num_concepts, active), wd, source=source)
     _, model, variables = load_trained(wd)
     _, eval_source = data_lib.train_eval_split(source, config.data.num_eval,
                                                config.data.split_seed)
@@ -285,27 +299,18 @@ def run_subject_graph(config: ml_collections.ConfigDict, workdir: str) -> dict[s
   matches = [mcc(codes[s][1][:, slices[l]], codes[s][0]) for l, s in enumerate(level_ts)]
   present = [presence(codes[s][0], g.rel_threshold) for s in level_ts]
   blocks = extract_graph(present, necessity=g.necessity, precision=g.precision,
-                         max_parents=g.max_parents, min_support=g.min_support)
-  pairs = []
-  for l, (adj, scores) in enumerate(blocks):
-    lo, hi = matches[l].matching, matches[l + 1].matching
-    learned = adj[np.ix_(lo, hi)]
-    true = scenes.hsm.adjacency[l]
-    metrics = edge_metrics(true, learned)
-    metrics.update(auroc=edge_auroc(true, scores[np.ix_(lo, hi)]),
-                   edges_off_matching=int(adj.sum() - learned.sum()),
-                   learned_edges=int(adj.sum()), true_edges=int(true.sum()))
-    pairs.append({"levels": [l + 1, l + 2],
-                  "timesteps": [float(config.capture.timesteps[level_ts[l]]),
-                                float(config.capture.timesteps[level_ts[l + 1]])], **metrics})
+                         max_parents=g.max_parents, min_support=g.min_support, rule=g.rule)
+  pairs = [{"levels": m["levels"],
+            "timesteps": [float(config.capture.timesteps[level_ts[l]]),
+                          float(config.capture.timesteps[level_ts[l + 1]])],
+            **{k: v for k, v in m.items() if k != "levels"}}
+           for l, m in enumerate(score_pairs(blocks, matches, scenes.hsm.adjacency))]
   result = {
       "capture": capture, "table": table, "pairs": pairs,
       "level_timesteps": [float(config.capture.timesteps[s]) for s in level_ts],
       "matches": [{"level": l + 1, "mcc": float(m.mcc), "matching": m.matching.tolist(),
                    "per_concept": m.per_concept.tolist()} for l, m in enumerate(matches)],
-      "edges": [{"level_pair": [l + 1, l + 2], "from": int(i), "to": int(j),
-                 "score": float(blocks[l][1][i, j])}
-                for l in range(len(blocks)) for i, j in zip(*np.nonzero(blocks[l][0]))],
+      "edges": edge_list(blocks),
       "codes": g.codes, "block": config.capture.block,
   }
   io.write_json(os.path.join(workdir, GRAPH_FILE), result)
@@ -317,8 +322,32 @@ def run_subject_graph(config: ml_collections.ConfigDict, workdir: str) -> dict[s
   return result
 
 
-def mcc_heatmap(table: list[dict[str, Any]], num_levels: int, stem: str) -> list[str]:
-  """The timestep x level MCC table as a heat map."""
+def score_pairs(blocks, matches, adjacency) -> list[dict[str, Any]]:
+  """Edge precision / recall / F1 / SHD / AUROC of each extracted level pair against the true
+  adjacency, among the MCC-matched units (`matches[l].matching[i]` is concept i's unit)."""
+  pairs = []
+  for l, (adj, scores) in enumerate(blocks):
+    lo, hi = matches[l].matching, matches[l + 1].matching
+    learned = adj[np.ix_(lo, hi)]
+    true = adjacency[l]
+    metrics = edge_metrics(true, learned)
+    metrics.update(auroc=edge_auroc(true, scores[np.ix_(lo, hi)]),
+                   edges_off_matching=int(adj.sum() - learned.sum()),
+                   learned_edges=int(adj.sum()), true_edges=int(true.sum()))
+    pairs.append({"levels": [l + 1, l + 2], **metrics})
+  return pairs
+
+
+def edge_list(blocks) -> list[dict[str, Any]]:
+  """The extracted edges as JSON records (level pair, from unit, to unit, score)."""
+  return [{"level_pair": [l + 1, l + 2], "from": int(i), "to": int(j),
+           "score": float(blocks[l][1][i, j])}
+          for l in range(len(blocks)) for i, j in zip(*np.nonzero(blocks[l][0]))]
+
+
+def mcc_heatmap(table: list[dict[str, Any]], num_levels: int, stem: str,
+                row_key: str = "timestep") -> list[str]:
+  """The timestep (or other `row_key`) x level MCC table as a heat map."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   values = np.array([[r[f"level_{l + 1}"] for l in range(num_levels)] for r in table])
   fig, ax = plt.subplots(figsize=(1.2 * num_levels + 2, 0.6 * len(table) + 1.5))
@@ -326,7 +355,10 @@ def mcc_heatmap(table: list[dict[str, Any]], num_levels: int, stem: str) -> list
   for (i, j), v in np.ndenumerate(values):
     ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k")
   ax.set_xticks(range(num_levels), [f"level {l + 1}" for l in range(num_levels)])
-  ax.set_yticks(range(len(table)), [f"t = {r['timestep']:.2f}" for r in table])
-  ax.set_title("MCC of each timestep's SAE units")
+  if row_key == "timestep":
+    ax.set_yticks(range(len(table)), [f"t = {r['timestep']:.2f}" for r in table])
+  else:
+    ax.set_yticks(range(len(table)), [str(r[row_key]) for r in table])
+  ax.set_title(f"MCC of each {row_key}'s SAE units")
   fig.colorbar(im, ax=ax)
   return save_figure(fig, stem)

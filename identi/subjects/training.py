@@ -13,7 +13,9 @@ step), checkpoints/<step>/ (orbax), final.json (coherence and quality of DDIM sa
 params against the training distribution), samples.{png,pdf} (training images and samples).
 
 `export_subject(workdir, path)` ships the EMA params and the config as one file; `load_subject`
-reads it back, checking its sha256.
+reads it back, checking its sha256. The file format (`write_export`, `read_export`) is shared with
+the transformer subject of `identi.subjects.lm_training`; each file names its kind, and each
+loader refuses the other's files.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import flax.serialization
 import jax
@@ -48,6 +50,9 @@ from identi.train.trainer import FINAL_FILE, RUN_FILE, run_steps
 
 FIGURE_STEM = "samples"
 EXPORT_MAGIC = b"IDENTI-SUBJECT-1\n"
+# Kinds of exported subjects and the function that loads each.
+EXPORT_LOADERS = {"diffusion_unet": "identi.subjects.training.load_subject",
+                  "transformer_lm": "identi.subjects.lm_training.load_lm_subject"}
 TRAIN_COMMAND = ("python -m identi.bin.train_subject --config=configs/diffusion_scenes.py "
                  "--workdir=runs/diffusion_scenes --export=PATH")
 
@@ -103,18 +108,7 @@ _NON_NEGATIVE = ("train.warmup_steps", "train.grad_clip", "train.seed", "sample.
 def validate_subject_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the key for unknown keys, wrong types and impossible values."""
   flat = check_keys(config, default_subject_config())
-  for name in _POSITIVE:
-    if not flat[name] > 0:
-      raise ConfigError(f"config key '{name}' is {flat[name]!r}; it must be > 0")
-  for name in _NON_NEGATIVE:
-    if not flat[name] >= 0:
-      raise ConfigError(f"config key '{name}' is {flat[name]!r}; it must be >= 0")
-  if not 0 <= flat["train.decay_fraction"] <= 1:
-    raise ConfigError(f"config key 'train.decay_fraction' is {flat['train.decay_fraction']!r}; "
-                      "it must lie in [0, 1]")
-  if not 0 <= flat["train.ema_decay"] < 1:
-    raise ConfigError(f"config key 'train.ema_decay' is {flat['train.ema_decay']!r}; it must "
-                      "lie in [0, 1), e.g. 0.999")
+  check_ranges(flat, _POSITIVE, _NON_NEGATIVE)
   channels = flat["model.channels"]
   if len(channels) != 3 or not all(isinstance(c, int) and c > 0 for c in channels):
     raise ConfigError(f"config key 'model.channels' is {channels!r}; pass 3 positive widths "
@@ -123,6 +117,24 @@ def validate_subject_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config key 'scenes.image_size' is {flat['scenes.image_size']}; the U-Net "
                       "halves it twice, so use a multiple of 4, e.g. 16")
   scenes_config(config).validate()
+
+
+def check_ranges(flat: dict[str, Any], positive: tuple[str, ...],
+                 non_negative: tuple[str, ...]) -> None:
+  """ConfigError naming the key unless the `positive` keys of a flat subject config are > 0, the
+  `non_negative` ones >= 0, and train.decay_fraction and train.ema_decay in their ranges."""
+  for name in positive:
+    if not flat[name] > 0:
+      raise ConfigError(f"config key '{name}' is {flat[name]!r}; it must be > 0")
+  for name in non_negative:
+    if not flat[name] >= 0:
+      raise ConfigError(f"config key '{name}' is {flat[name]!r}; it must be >= 0")
+  if not 0 <= flat["train.decay_fraction"] <= 1:
+    raise ConfigError(f"config key 'train.decay_fraction' is {flat['train.decay_fraction']!r}; "
+                      "it must lie in [0, 1]")
+  if not 0 <= flat["train.ema_decay"] < 1:
+    raise ConfigError(f"config key 'train.ema_decay' is {flat['train.ema_decay']!r}; it must "
+                      "lie in [0, 1), e.g. 0.999")
 
 
 def scenes_config(config: ml_collections.ConfigDict) -> ScenesConfig:
@@ -148,7 +160,12 @@ def _keys(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
 def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
                key: jax.Array) -> dict[str, Any]:
   """The training state pytree at step 0."""
-  params = diffusion.init_params(build_model(config), key, image_shape(config))
+  return state_from_params(diffusion.init_params(build_model(config), key, image_shape(config)),
+                           tx)
+
+
+def state_from_params(params: Any, tx: optax.GradientTransformation) -> dict[str, Any]:
+  """The training state pytree at step 0 of any subject with initial `params`."""
   return {
       "step": jnp.zeros((), jnp.int32),
       "params": params,
@@ -168,20 +185,27 @@ def abstract_state(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def make_train_step(config: ml_collections.ConfigDict):
   """The pure training step `(state, x) -> (state, metrics)`; jit it with donation."""
   model = build_model(config)
+  noise_key = _keys(config)["noise"]
+
+  def loss_fn(params, x, step):
+    return diffusion.diffusion_loss(lambda x_t, t: model.apply({"params": params}, x_t, t),
+                                    jax.random.fold_in(noise_key, step), x)
+
+  return make_step(config, loss_fn)
+
+
+def make_step(config: ml_collections.ConfigDict, loss_fn: Callable[[Any, jax.Array, jax.Array],
+                                                                     jax.Array]):
+  """The pure training step `(state, x) -> (state, metrics)` of any subject: the gradient of
+  `loss_fn(params, x, step)`, the optimiser of `make_optimizer`, the EMA ramp and the failure
+  record (a step with non-finite input, loss or gradient changes nothing); jit it with donation."""
   tx = make_optimizer(config)
   lr_at = learning_rate_schedule(config)
-  noise_key = _keys(config)["noise"]
   ema_max = config.train.ema_decay
 
   def step_fn(state, x):
     step = state["step"]
-    key = jax.random.fold_in(noise_key, step)
-
-    def loss_fn(params):
-      return diffusion.diffusion_loss(lambda x_t, t: model.apply({"params": params}, x_t, t),
-                                      key, x)
-
-    loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"], x, step)
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
@@ -237,19 +261,26 @@ def _check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict,
         "resume with the same config or choose a new --workdir")
 
 
-def config_from_json(d: dict[str, Any]) -> ml_collections.ConfigDict:
-  """A saved (JSON) config as a validated ConfigDict, lists turned back into the schema's tuples."""
-  schema = default_subject_config()
+def config_from_schema(d: dict[str, Any], schema: ml_collections.ConfigDict,
+                       validate: Callable[[ml_collections.ConfigDict], None]
+                       ) -> ml_collections.ConfigDict:
+  """A saved (JSON) config as a ConfigDict checked by `validate`, lists turned back into the
+  schema's tuples."""
   config = ml_collections.ConfigDict()
   for section, values in d.items():
     if section not in schema:
       raise ConfigError(f"saved config has unknown section '{section}'; it was not written by "
-                        "identi.subjects.training")
+                        "this subject's trainer")
     config[section] = ml_collections.ConfigDict(
         {k: tuple(v) if isinstance(v, list) and isinstance(schema[section].get(k), tuple) else v
          for k, v in values.items()})
-  validate_subject_config(config)
+  validate(config)
   return config
+
+
+def config_from_json(d: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A saved (JSON) diffusion-subject config as a validated ConfigDict."""
+  return config_from_schema(d, default_subject_config(), validate_subject_config)
 
 
 def _progress_line(step, num_steps, rate, eta_s, m) -> str:
@@ -408,38 +439,54 @@ def sample_figure(reference: np.ndarray, generated: np.ndarray, stem: str) -> li
   return save_figure(fig, stem)
 
 
-def export_subject(workdir: str, path: str) -> dict[str, Any]:
-  """Writes the EMA params of the latest checkpoint and the config to `path` as one file.
-
-  The file is EXPORT_MAGIC, one JSON header line (config, step, sha256 and size of the payload),
-  then the payload: `flax.serialization.to_bytes(ema_params)` (msgpack). Written atomically.
-  """
+def restore_latest(workdir: str, from_json: Callable[[dict[str, Any]], ml_collections.ConfigDict],
+                   abstract: Callable[[ml_collections.ConfigDict], Any],
+                   command: str) -> tuple[ml_collections.ConfigDict, Any]:
+  """`(config, state)` of a subject workdir's latest checkpoint, its config read by `from_json`
+  and its state shaped by `abstract(config)`; ConfigError naming the training `command` if the
+  workdir holds no run."""
   workdir = os.path.abspath(workdir)
   saved = _load_run(workdir)
   if saved is None:
     raise ConfigError(f"{workdir} holds no {RUN_FILE}, so it is not a subject training workdir; "
-                      f"train first with `{TRAIN_COMMAND}`")
-  config = config_from_json(saved["config"])
+                      f"train first with `{command}`")
+  config = from_json(saved["config"])
   repl = sharding.replicated(sharding.data_mesh())
   target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
-                        abstract_state(config))
+                        abstract(config))
   checkpointer = Checkpointer(workdir, read_only=True)
   state = checkpointer.restore(target)
   checkpointer.close()
-  params = jax.device_get(state["ema_params"])
+  return config, state
+
+
+def write_export(params: Any, config: dict[str, Any], kind: str, path: str,
+                 step: int) -> dict[str, Any]:
+  """Writes subject `params` of `kind` (a key of EXPORT_LOADERS) and their config as one file.
+
+  The file is EXPORT_MAGIC, one JSON header line (kind, config, step, sha256 and size of the
+  payload), then the payload: `flax.serialization.to_bytes(params)` (msgpack). Written
+  atomically.
+  """
+  params = jax.device_get(params)
   payload = flax.serialization.to_bytes(params)
-  header = {"format": 1, "kind": "diffusion_unet", "config": config.to_dict(),
-            "step": int(state["step"]), "num_params": diffusion.param_count(params),
-            "payload_bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+  header = {"format": 1, "kind": kind, "config": config, "step": int(step),
+            "num_params": diffusion.param_count(params), "payload_bytes": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest()}
   data = EXPORT_MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload
   io.write_bytes(path, data)
   return {"path": os.path.abspath(path), "bytes": len(data), "sha256": header["sha256"],
           "step": header["step"], "num_params": header["num_params"]}
 
 
-def load_subject(path: str) -> tuple[diffusion.UNet, Any, ml_collections.ConfigDict]:
-  """Reads an exported subject: `(model, params, config)`; CheckpointError if missing or corrupt."""
-  fix = f"re-export it, or retrain with `{TRAIN_COMMAND}`"
+def read_export(path: str, kind: str, build: Callable[[dict[str, Any]], tuple[Any, Any, Any]],
+                fix: str) -> tuple[Any, Any, ml_collections.ConfigDict]:
+  """Reads a file of `write_export` holding a subject of `kind`: `(model, params, config)`.
+
+  `build(config_dict) -> (model, config, params)` makes the model, its validated config and
+  parameters of the right shapes from the header. CheckpointError, ending with `fix`, for a
+  missing, truncated or corrupted file; CheckpointError naming the right loader for another kind.
+  """
   try:
     with open(path, "rb") as f:
       data = f.read()
@@ -450,15 +497,18 @@ def load_subject(path: str) -> tuple[diffusion.UNet, Any, ml_collections.ConfigD
       raise ValueError("it does not start with the identi subject header")
     header_line, _, payload = data[len(EXPORT_MAGIC):].partition(b"\n")
     header = json.loads(header_line)
+    if header["kind"] != kind:
+      loader = EXPORT_LOADERS.get(header["kind"])
+      if loader is None:
+        raise ValueError(f"it holds a subject of unknown kind {header['kind']!r}")
+      raise CheckpointError(f"subject file {path} holds a {header['kind']!r} subject, not a "
+                            f"{kind!r} one: load it with {loader}")
     if len(payload) != header["payload_bytes"]:
       raise ValueError(f"the payload has {len(payload)} bytes, not {header['payload_bytes']} "
                        "(truncated?)")
     if hashlib.sha256(payload).hexdigest() != header["sha256"]:
       raise ValueError("its sha256 does not match the header (corrupted)")
-    config = config_from_json(header["config"])
-    model = build_model(config)
-    target = jax.eval_shape(lambda: diffusion.init_params(model, jax.random.key(0),
-                                                          image_shape(config)))
+    model, config, target = build(header["config"])
     target = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), target)
     params = flax.serialization.from_bytes(target, payload)
     for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(params)):
@@ -467,6 +517,29 @@ def load_subject(path: str) -> tuple[diffusion.UNet, Any, ml_collections.ConfigD
   except (ValueError, KeyError, TypeError, ConfigError) as e:
     raise CheckpointError(f"subject file {path} is unreadable: {e}; {fix}") from e
   return model, jax.tree.map(jnp.asarray, params), config
+
+
+def export_subject(workdir: str, path: str) -> dict[str, Any]:
+  """Writes the EMA params of the latest checkpoint and the config to `path` as one file
+  (`write_export`, kind 'diffusion_unet')."""
+  config, state = restore_latest(workdir, config_from_json, abstract_state, TRAIN_COMMAND)
+  return write_export(state["ema_params"], config.to_dict(), "diffusion_unet", path,
+                      int(state["step"]))
+
+
+def _build_unet(config_dict: dict[str, Any]) -> tuple[diffusion.UNet, Any, Any]:
+  config = config_from_json(config_dict)
+  model = build_model(config)
+  target = jax.eval_shape(lambda: diffusion.init_params(model, jax.random.key(0),
+                                                        image_shape(config)))
+  return model, config, target
+
+
+def load_subject(path: str) -> tuple[diffusion.UNet, Any, ml_collections.ConfigDict]:
+  """Reads an exported diffusion subject: `(model, params, config)`; CheckpointError if missing,
+  corrupt or of another kind."""
+  return read_export(path, "diffusion_unet", _build_unet,
+                     f"re-export it, or retrain with `{TRAIN_COMMAND}`")
 
 
 def subject_variant(config: ml_collections.ConfigDict,

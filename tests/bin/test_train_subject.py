@@ -1,4 +1,5 @@
-"""identi.bin.train_subject: trains and exports the smoke subject; config typos fail in one line."""
+"""identi.bin.train_subject: trains and exports the smoke subjects (diffusion and transformer);
+config typos fail in one line."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import os
 from conftest import ROOT, run_module
 
 CONFIG = f"--config={ROOT}/configs/diffusion_scenes.py:smoke"
+LM_CONFIG = f"--config={ROOT}/configs/grammar_lm.py:smoke"
 
 
 def test_train_subject_binary_writes_outputs_and_exports(tmp_path):
@@ -18,6 +20,20 @@ def test_train_subject_binary_writes_outputs_and_exports(tmp_path):
   with open(tmp_path / "w" / "final.json") as f:
     assert json.load(f)["step"] == 10
   assert os.path.getsize(path) > 0
+
+
+def test_train_subject_binary_trains_the_transformer_on_a_grammar_config(tmp_path):
+  path = tmp_path / "lm.bin"
+  proc = run_module("identi.bin.train_subject", LM_CONFIG, f"--workdir={tmp_path / 'w'}",
+                    f"--export={path}", "--config.train.num_steps=10",
+                    "--config.model.d_model=16")
+  assert "grammatical_rate" in proc.stdout and "export_mb" in proc.stdout
+  assert "coherence_generated" not in proc.stdout
+  assert f"subject: {path}" in proc.stdout
+  assert "step 10/10" in proc.stderr and "seq/s" in proc.stderr
+  with open(tmp_path / "w" / "final.json") as f:
+    assert json.load(f)["step"] == 10
+  assert os.path.exists(tmp_path / "w" / "samples.txt") and os.path.getsize(path) > 0
 
 
 def test_unknown_override_key_of_the_subject_schema(tmp_path):

@@ -28,7 +28,7 @@ def test_step_indices_pick_the_nearest_ddim_step():
 def test_capture_writes_shards_labelled_by_the_detectors(captured):
   config, workdir, summary = captured
   c = config.capture
-  assert summary["samples"] == c.num_samples and summary["steps"] == [2, 5, 8]
+  assert summary["samples"] == c.num_samples and summary["steps"] == [2, 5, 8, 9]
   labels = experiment.load_labels(workdir)
   _, _, subject_config = load_subject(experiment.subject_path(config))
   scenes = scenes_lib.make_scenes(scenes_config(subject_config))
