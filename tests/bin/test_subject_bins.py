@@ -12,9 +12,9 @@ def test_capture_then_graph_then_steer(tmp_path):
   proc = run_module("identi.bin.capture", CONFIG, workdir)
   assert "coherence" in proc.stdout and "0.8,0.5,0.2" in proc.stdout
   proc = run_module("identi.bin.concept_graph", CONFIG, workdir)
-  assert "level_3" in proc.stdout and "1->2" in proc.stdout and "0.2->0.5" in proc.stdout
+  assert "level_3" in proc.stdout and "1->2" in proc.stdout and "0.05->0.2" in proc.stdout
   graph = json.loads((tmp_path / "graph.json").read_text())
-  assert len(graph["table"]) == 3
+  assert len(graph["table"]) == 4
   assert (tmp_path / "timestep_mcc.png").stat().st_size > 100
   proc = run_module("identi.bin.steer", CONFIG, workdir)
   assert "inject_part" in proc.stdout and "hierarchical" in proc.stdout
