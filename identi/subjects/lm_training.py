@@ -35,12 +35,10 @@ from identi.errors import ConfigError
 from identi.subjects import training, transformer
 from identi.subjects.grammar import (Grammar, GrammarConfig, make_grammar, parse, sample_grammar,
                                      to_text)
-from identi.subjects.training import _check_resumable, _keys, _load_run, _prepare_workdir
-from identi.train import sharding
-from identi.train.checkpoint import Checkpointer
+from identi.subjects.training import _keys
 from identi.train.config import check_keys, check_variant
 from identi.train.optimizer import make_optimizer
-from identi.train.trainer import FINAL_FILE, RUN_FILE, run_steps
+from identi.train.trainer import FINAL_FILE, run_steps
 
 KIND = "transformer_lm"
 SAMPLES_FILE = "samples.txt"
@@ -158,29 +156,11 @@ def train_lm_subject(config: ml_collections.ConfigDict, workdir: str) -> dict[st
     The final metrics (also written to `workdir/final.json`).
   """
   validate_lm_subject_config(config)
-  workdir = _prepare_workdir(workdir)
-  sharding.check_batch_size(config.train.batch_size, "train.batch_size")
+  workdir, checkpointer, state, start = training.start_run(config, workdir, init_state,
+                                                          abstract_state)
   lead = jax.process_index() == 0
-  saved = _load_run(workdir)
-  if saved is not None:
-    _check_resumable(saved, config, workdir)
-  if lead:
-    io.write_json(os.path.join(workdir, RUN_FILE), {"config": config.to_dict()})
 
   grammar = make_grammar(grammar_config(config))
-  repl = sharding.replicated(sharding.data_mesh())
-  tx = make_optimizer(config)
-  checkpointer = Checkpointer(workdir, max_to_keep=config.checkpoint.max_to_keep,
-                              async_save=config.checkpoint.async_save)
-  start = checkpointer.latest_step()
-  if start is None:
-    state = jax.device_put(init_state(config, tx, _keys(config)["init"]), repl)
-    start = 0
-  else:
-    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
-                          abstract_state(config))
-    state = checkpointer.restore(target, start)
-    logger.info("resumed from checkpoint at step %d in %s", start, workdir)
 
   m = config.model
   num_params = transformer.param_count(state["params"])

@@ -309,6 +309,32 @@ def _load_run(workdir: str) -> dict[str, Any] | None:
     return json.load(f)
 
 
+def start_run(config: ml_collections.ConfigDict, workdir: str, init: Callable[..., Any],
+              abstract: Callable[[ml_collections.ConfigDict], Any]) -> tuple[str, Any, Any, int]:
+  """Prepares a subject training workdir: checks a saved run is resumable, writes run.json, and
+  returns (workdir, checkpointer, replicated state, start step): the latest checkpoint's state,
+  or `init(config, optimizer, init_key)` at step 0."""
+  workdir = _prepare_workdir(workdir)
+  sharding.check_batch_size(config.train.batch_size, "train.batch_size")
+  saved = _load_run(workdir)
+  if saved is not None:
+    _check_resumable(saved, config, workdir)
+  if jax.process_index() == 0:
+    io.write_json(os.path.join(workdir, RUN_FILE), {"config": config.to_dict()})
+  repl = sharding.replicated(sharding.data_mesh())
+  checkpointer = Checkpointer(workdir, max_to_keep=config.checkpoint.max_to_keep,
+                              async_save=config.checkpoint.async_save)
+  start = checkpointer.latest_step()
+  if start is None:
+    return workdir, checkpointer, jax.device_put(
+        init(config, make_optimizer(config), _keys(config)["init"]), repl), 0
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
+                        abstract(config))
+  state = checkpointer.restore(target, start)
+  logger.info("resumed from checkpoint at step %d in %s", start, workdir)
+  return workdir, checkpointer, state, start
+
+
 def train_subject(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains the diffusion subject in `workdir` (resuming from its latest checkpoint), then scores
   DDIM samples of its EMA params.
@@ -321,29 +347,10 @@ def train_subject(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
     The final metrics (also written to `workdir/final.json`).
   """
   validate_subject_config(config)
-  workdir = _prepare_workdir(workdir)
-  sharding.check_batch_size(config.train.batch_size, "train.batch_size")
+  workdir, checkpointer, state, start = start_run(config, workdir, init_state, abstract_state)
   lead = jax.process_index() == 0
-  saved = _load_run(workdir)
-  if saved is not None:
-    _check_resumable(saved, config, workdir)
-  if lead:
-    io.write_json(os.path.join(workdir, RUN_FILE), {"config": config.to_dict()})
 
   scenes = make_scenes(scenes_config(config))
-  repl = sharding.replicated(sharding.data_mesh())
-  tx = make_optimizer(config)
-  checkpointer = Checkpointer(workdir, max_to_keep=config.checkpoint.max_to_keep,
-                              async_save=config.checkpoint.async_save)
-  start = checkpointer.latest_step()
-  if start is None:
-    state = jax.device_put(init_state(config, tx, _keys(config)["init"]), repl)
-    start = 0
-  else:
-    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
-                          abstract_state(config))
-    state = checkpointer.restore(target, start)
-    logger.info("resumed from checkpoint at step %d in %s", start, workdir)
 
   t = config.train
   num_params = diffusion.param_count(state["params"])
