@@ -45,21 +45,15 @@ import jax
 import numpy as np
 
 from identi.errors import ConfigError, DataError
-from identi.generators.hsm import HSM, HSMConfig, MAX_EXACT_COMPONENT, make_hsm, sample_hsm
+from identi.generators.hsm import HSM, HSMConfig, make_hsm, sample_hsm
 from identi.generators.superposition import check_key
+from identi.subjects.world import (check_graph_seed, check_tiled_levels, is_int,
+                                   tiled_hsm_config)
 
 PAD, BOS, EOS, SEP = 0, 1, 2, 3
 NUM_SPECIAL = 4
 _ORDERS = ("random", "fixed")
 _NAMES = {PAD: "<pad>", BOS: "<s>", EOS: "</s>", SEP: "|"}
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,52 +96,19 @@ class GrammarConfig:
 
   def validate(self) -> "GrammarConfig":
     """Raises ConfigError naming the field and the fix for impossible settings; returns self."""
-    if not _is_int(self.parents) or self.parents < 2:
+    if not is_int(self.parents) or self.parents < 2:
       raise ConfigError(
           f"GrammarConfig.parents={self.parents!r} is invalid: pass an integer >= 2, e.g. 3")
-    sizes = self.level_sizes
-    if (not isinstance(sizes, tuple) or len(sizes) < 2
-        or not all(_is_int(n) and n >= 1 for n in sizes)):
-      raise ConfigError(
-          f"GrammarConfig.level_sizes={sizes!r} is invalid: pass a tuple of at least 2 positive "
-          "concept counts, words first, e.g. (18, 6, 2)")
-    p = self.parents
-    for l in range(len(sizes) - 1):
-      if sizes[l] != p * sizes[l + 1]:
-        raise ConfigError(
-            f"GrammarConfig.level_sizes={sizes} do not tile: level {l + 1} needs exactly parents="
-            f"{p} concepts per concept of level {l + 2}, so level_sizes[{l}] must be "
-            f"{p * sizes[l + 1]}, not {sizes[l]}")
-    if p ** (len(sizes) - 1) > MAX_EXACT_COMPONENT:
-      raise ConfigError(
-          f"GrammarConfig.level_sizes={sizes} with parents={p} gives a top concept with "
-          f"{p ** (len(sizes) - 1)} words, over the exact sampler's limit of "
-          f"{MAX_EXACT_COMPONENT}: use fewer levels or fewer parents")
-    if not _is_int(self.tau) or not 1 <= self.tau <= p:
-      raise ConfigError(
-          f"GrammarConfig.tau={self.tau!r} is invalid: pass an integer in [1, parents={p}]")
-    if not _is_real(self.pi) or not 0.0 < self.pi < 1.0:
-      raise ConfigError(
-          f"GrammarConfig.pi={self.pi!r} is outside (0, 1): pass a firing probability such as "
-          "0.3")
-    if not _is_real(self.eps) or not 0.0 < self.eps <= 1.0:
-      raise ConfigError(
-          f"GrammarConfig.eps={self.eps!r} is outside (0, 1]: pass the selection leak, e.g. "
-          "0.001, or 1.0 to switch selection off")
+    check_tiled_levels(self, "words")
     if self.order not in _ORDERS:
       raise ConfigError(
           f"GrammarConfig.order={self.order!r} is unknown: use one of {', '.join(_ORDERS)}")
-    if not _is_int(self.graph_seed) or self.graph_seed < 0:
-      raise ConfigError(
-          f"GrammarConfig.graph_seed={self.graph_seed!r} is invalid: pass an integer >= 0")
+    check_graph_seed(self)
     return self
 
   def hsm_config(self) -> HSMConfig:
     """The identi HSMConfig of this world."""
-    return HSMConfig(level_sizes=self.level_sizes, min_parents=self.parents,
-                     max_parents=self.parents, overlap=0.0, pi=float(self.pi), zipf_exponent=0.0,
-                     tau=self.tau, eps=float(self.eps), magnitude="uniform",
-                     graph_seed=self.graph_seed)
+    return tiled_hsm_config(self)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -281,7 +242,7 @@ def sample_grammar(key: jax.Array, grammar: Grammar, num_samples: int) -> dict:
   """
   key = check_key(key)
   grammar = _check_grammar(grammar)
-  if not _is_int(num_samples) or num_samples < 1:
+  if not is_int(num_samples) or num_samples < 1:
     raise ConfigError(f"num_samples={num_samples!r} is invalid: pass an integer >= 1")
   k_hsm, k_order = jax.random.split(key)
   out = sample_hsm(k_hsm, grammar.hsm, int(num_samples))

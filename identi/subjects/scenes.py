@@ -60,8 +60,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError, DataError
-from identi.generators.hsm import HSM, HSMConfig, MAX_EXACT_COMPONENT, make_hsm, sample_hsm
+from identi.generators.hsm import HSM, HSMConfig, make_hsm, sample_hsm
 from identi.generators.superposition import check_key
+from identi.subjects.world import (check_graph_seed, check_tiled_levels, is_int,
+                                   tiled_hsm_config)
 
 KINDS = ("stroke", "arc", "blob", "texture")
 THRESHOLD = 0.25
@@ -69,14 +71,6 @@ _PLACEMENTS = ("fixed", "jitter")
 _MIN_PIXELS = 4
 _SCALE = 0.75
 _ASCII = " .:-=+*#%@"
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,41 +110,14 @@ class ScenesConfig:
 
   def validate(self) -> "ScenesConfig":
     """Raises ConfigError naming the field and the fix for impossible settings; returns self."""
-    if not _is_int(self.image_size) or self.image_size < 4:
+    if not is_int(self.image_size) or self.image_size < 4:
       raise ConfigError(
           f"ScenesConfig.image_size={self.image_size!r} is invalid: pass an integer >= 4, e.g. 16")
-    if not _is_int(self.parents) or not 2 <= self.parents <= len(KINDS):
+    if not is_int(self.parents) or not 2 <= self.parents <= len(KINDS):
       raise ConfigError(
           f"ScenesConfig.parents={self.parents!r} is invalid: pass an integer in [2, {len(KINDS)}] "
           f"(the parts of one object must differ in kind, and there are {len(KINDS)} kinds)")
-    sizes = self.level_sizes
-    if (not isinstance(sizes, tuple) or len(sizes) < 2
-        or not all(_is_int(n) and n >= 1 for n in sizes)):
-      raise ConfigError(
-          f"ScenesConfig.level_sizes={sizes!r} is invalid: pass a tuple of at least 2 positive "
-          "concept counts, parts first, e.g. (18, 6, 2)")
-    p = self.parents
-    for l in range(len(sizes) - 1):
-      if sizes[l] != p * sizes[l + 1]:
-        raise ConfigError(
-            f"ScenesConfig.level_sizes={sizes} do not tile: level {l + 1} needs exactly parents="
-            f"{p} concepts per concept of level {l + 2}, so level_sizes[{l}] must be "
-            f"{p * sizes[l + 1]}, not {sizes[l]}")
-    if p ** (len(sizes) - 1) > MAX_EXACT_COMPONENT:
-      raise ConfigError(
-          f"ScenesConfig.level_sizes={sizes} with parents={p} gives a top concept with "
-          f"{p ** (len(sizes) - 1)} parts, over the exact sampler's limit of "
-          f"{MAX_EXACT_COMPONENT}: use fewer levels or fewer parents")
-    if not _is_int(self.tau) or not 1 <= self.tau <= p:
-      raise ConfigError(
-          f"ScenesConfig.tau={self.tau!r} is invalid: pass an integer in [1, parents={p}]")
-    if not _is_real(self.pi) or not 0.0 < self.pi < 1.0:
-      raise ConfigError(
-          f"ScenesConfig.pi={self.pi!r} is outside (0, 1): pass a firing probability such as 0.3")
-    if not _is_real(self.eps) or not 0.0 < self.eps <= 1.0:
-      raise ConfigError(
-          f"ScenesConfig.eps={self.eps!r} is outside (0, 1]: pass the selection leak, e.g. 0.02, "
-          "or 1.0 to switch selection off")
+    check_tiled_levels(self, "parts")
     if self.magnitude != "uniform":
       raise ConfigError(
           f"ScenesConfig.magnitude={self.magnitude!r} is not supported: use 'uniform' "
@@ -159,23 +126,18 @@ class ScenesConfig:
       raise ConfigError(
           f"ScenesConfig.placement={self.placement!r} is unknown: use one of "
           f"{', '.join(_PLACEMENTS)}")
-    if not _is_int(self.jitter) or self.jitter < 0:
+    if not is_int(self.jitter) or self.jitter < 0:
       raise ConfigError(f"ScenesConfig.jitter={self.jitter!r} is invalid: pass an integer >= 0")
     if self.placement == "jitter" and self.jitter < 1:
       raise ConfigError(
           "ScenesConfig.jitter=0 cannot move objects: set jitter >= 1 or placement='fixed'")
-    if not _is_int(self.graph_seed) or self.graph_seed < 0:
-      raise ConfigError(
-          f"ScenesConfig.graph_seed={self.graph_seed!r} is invalid: pass an integer >= 0")
+    check_graph_seed(self)
     _grid(self)
     return self
 
   def hsm_config(self) -> HSMConfig:
     """The identi HSMConfig of this world."""
-    return HSMConfig(level_sizes=self.level_sizes, min_parents=self.parents,
-                     max_parents=self.parents, overlap=0.0, pi=float(self.pi), zipf_exponent=0.0,
-                     tau=self.tau, eps=float(self.eps), magnitude=self.magnitude,
-                     graph_seed=self.graph_seed)
+    return tiled_hsm_config(self, self.magnitude)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -408,7 +370,7 @@ def sample_scenes(key: jax.Array, scenes: Scenes, num_samples: int) -> dict:
   """
   key = check_key(key)
   scenes = _check_scenes(scenes)
-  if not _is_int(num_samples) or num_samples < 1:
+  if not is_int(num_samples) or num_samples < 1:
     raise ConfigError(f"num_samples={num_samples!r} is invalid: pass an integer >= 1")
   k_hsm, k_offsets = jax.random.split(key)
   out = sample_hsm(k_hsm, scenes.hsm, int(num_samples))
