@@ -47,6 +47,13 @@ stop after tau of them. The threshold rule instead scores, for every prefix S of
 least tau of S are present" by its F1 against j, and keeps the best S (ties: the smaller S). Set
 ``necessity`` below P(part | whole) for it (e.g. 0.5).
 
+Contrast ranking (``score='contrast'``). Units present in nearly every sample (a unit for a
+token every sequence has, a background unit) have necessity ~1 for every whole and can crowd the
+true parts out of the ``max_parents`` candidates. ``score='contrast'`` ranks and thresholds the
+candidates by the probabilistic contrast P(i | j) - P(i | not j) instead: such units score ~0,
+while a part whose whole needs it scores P(part | whole) minus its rate elsewhere. ``necessity``
+is then the smallest contrast of an edge.
+
 Strong selection (small eps) makes partial patterns rare, so a single part can almost imply its
 whole (P(j | one part) close to 1); raise ``precision`` (e.g. to 0.99) for such data, or the cover
 may stop before it holds every part.
@@ -172,6 +179,15 @@ def _necessity(joint: jax.Array, support: jax.Array) -> jax.Array:
   return jnp.where(support > 0, joint / jnp.maximum(support, 1), 0.0).astype(jnp.float32)
 
 
+def _contrast(joint: jax.Array, support: jax.Array, count: jax.Array, n: int) -> jax.Array:
+  """P(i | j) - P(i | not j) from the joint counts, each unit's count and the sample count."""
+  rest = (count[:, None] - joint) / jnp.maximum(n - support, 1)
+  return jnp.where(support > 0, _necessity(joint, support) - rest, 0.0).astype(jnp.float32)
+
+
+SCORES = ("necessity", "contrast")
+
+
 def edge_scores(lower, upper, *, chunk: int = 8192) -> np.ndarray:
   """Necessity scores P(lower unit i present | upper unit j present) of every candidate edge i -> j.
 
@@ -280,8 +296,8 @@ def _unit_chunk(n: int, width: int, n_high: int, rule: str = "and") -> int:
 
 
 def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
-                max_parents: int = 8, min_support: int = 5,
-                rule: str = "and") -> tuple[np.ndarray, np.ndarray]:
+                max_parents: int = 8, min_support: int = 5, rule: str = "and",
+                score: str = "necessity") -> tuple[np.ndarray, np.ndarray]:
   """Parent sets of every upper unit among the lower units (see the module docstring).
 
   Args:
@@ -294,10 +310,12 @@ def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
     rule: 'and' (the greedy minimal conjunctive cover: a whole needs all its parts) or
       'threshold' (the best "at least tau of the top candidates" rule by F1, for worlds whose
       wholes emerge from tau of their parts; see the module docstring).
+    score: what ranks and thresholds the candidates: 'necessity' P(i | j) or 'contrast'
+      P(i | j) - P(i | not j) (for levels with units present in almost every sample).
 
   Returns:
     (adj, scores): bool (n_low, n_high) edges lower -> upper, and float32 (n_low, n_high)
-    necessity scores (every edge's score is >= necessity).
+    scores of the chosen kind (every edge's score is >= necessity).
   """
   lower, upper = _check_pair(lower, upper)
   necessity = _check_fraction(necessity, "necessity")
@@ -307,9 +325,15 @@ def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
   if rule not in RULES:
     raise ConfigError(f"rule={rule!r} is unknown: use one of {', '.join(RULES)} ('threshold' "
                       "for wholes that emerge from tau < |parents| of their parts)")
+  if score not in SCORES:
+    raise ConfigError(f"score={score!r} is unknown: use one of {', '.join(SCORES)} ('contrast' "
+                      "where some units are present in almost every sample)")
   (n, n_low), n_high = lower.shape, upper.shape[1]
   joint, support = _cooccurrence(lower, upper, 8192)
-  scores = _necessity(joint, support)
+  if score == "contrast":
+    scores = _contrast(joint, support, jnp.asarray(lower.sum(0), jnp.float32), n)
+  else:
+    scores = _necessity(joint, support)
   width = min(max_parents, n_low)
   top, candidates = jax.lax.top_k(scores.T, width)
   ok = np.asarray((top >= necessity) & (support >= min_support)[:, None])

@@ -90,6 +90,27 @@ def test_threshold_rule_recovers_tau_of_parents_wholes():
     learn_edges(lower, upper, rule="or")
 
 
+def test_contrast_score_keeps_always_present_units_out_of_the_candidates():
+  # Four background units present in almost every sample have necessity ~1 for the whole and
+  # fill all max_parents = 4 candidate slots; ranked by contrast they score ~0 and the three
+  # true parts (the whole = at least 2 of them) come first.
+  rng = np.random.default_rng(0)
+  parts = rng.random((6000, 3)) < 0.4
+  background = rng.random((6000, 4)) < 0.98
+  lower = np.concatenate([background, parts], axis=1)
+  upper = (parts.sum(1) >= 2)[:, None]
+  kwargs = dict(necessity=0.3, max_parents=4, rule="threshold")
+  adj, _ = learn_edges(lower, upper, **kwargs)
+  assert not adj[4:, 0].all(), "by necessity the background crowds the parts out"
+  adj, scores = learn_edges(lower, upper, score="contrast", **kwargs)
+  assert adj[:, 0].tolist() == [False] * 4 + [True] * 3
+  # Contrast of a part: P(part | whole) - P(part | no whole) = 0.727 - 0.222 at p = 0.4.
+  assert np.all(np.abs(scores[:4, 0]) < 0.05)
+  np.testing.assert_allclose(scores[4:, 0], 0.505, atol=0.05)
+  with pytest.raises(ConfigError, match="score='lift' is unknown"):
+    learn_edges(lower, upper, score="lift")
+
+
 def test_edge_scores_match_counts_over_padded_chunks():
   rng = np.random.default_rng(0)
   lower = rng.random((1003, 6)) < 0.3
