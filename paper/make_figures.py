@@ -12,6 +12,7 @@ from absl import flags
 
 from identi.bin import cli
 from identi.concepts import run_concept_graph, run_steering
+from identi.subjects import run_lm_graph, run_lm_steering
 from identi.train import load_config
 from identi.verify import FIGURE_STEM, run_verify
 from paper import amortisation_gap, leak_sweep, minimality_sweep, phase_diagram, sample_size
@@ -39,6 +40,19 @@ def concept_graph(out: str, smoke: bool) -> list[str]:
   return paths + [os.path.join(workdir, name) for name in ("graph.json", "steering.json")]
 
 
+def grammar_concepts(out: str, smoke: bool) -> list[str]:
+  """The transformer subject: layer x level MCC, learned vs true grammar graph, steering bars
+  (configs/grammar_concepts.py)."""
+  variant = ":smoke" if smoke else ""
+  config = load_config(os.path.join(ROOT, "configs", "grammar_concepts.py" + variant))
+  workdir = os.path.join(out, "grammar_concepts")
+  run_lm_graph(config, workdir)
+  run_lm_steering(config, workdir)
+  return [os.path.join(workdir, f"{stem}.{ext}")
+          for stem in ("layer_mcc", "concept_graph", "steering") for ext in ("png", "pdf")] + [
+              os.path.join(workdir, name) for name in ("steering.json", "graph.json")]
+
+
 FIGURES = {
     "hsm_identifiability": hsm_identifiability,
     "phase_diagram": phase_diagram.run,
@@ -47,6 +61,7 @@ FIGURES = {
     "amortisation_gap": amortisation_gap.run,
     "leak_sweep": leak_sweep.run,
     "concept_graph": concept_graph,
+    "grammar_concepts": grammar_concepts,
 }
 
 

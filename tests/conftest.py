@@ -45,6 +45,21 @@ def run_module(module: str, *args: str, devices: int = 8, check: bool = True,
   return proc
 
 
+def latest_state(workdir, abstract):
+  """The latest checkpoint in `workdir`, restored replicated onto the shapes of the pytree of
+  ShapeDtypeStructs `abstract`, as numpy arrays."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from identi.train import sharding  # pylint: disable=g-import-not-at-top
+  from identi.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+
+  repl = sharding.replicated(sharding.data_mesh())
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl), abstract)
+  checkpointer = Checkpointer(str(workdir), read_only=True)
+  state = checkpointer.restore(target)
+  checkpointer.close()
+  return jax.tree.map(np.asarray, state)
+
+
 def planted_codes(n=64, n_atoms=128, d=64, active=4, seed=0):
   """Random unit-row dictionary and planted non-negative codes with exactly `active` atoms each."""
   import numpy as np  # pylint: disable=g-import-not-at-top

@@ -30,7 +30,13 @@ Choices:
   present (`identi.concepts.graph.presence`) at any of its positions, because words and phrases
   compose at the sequence level (a phrase emerges from words at several positions). Level l's
   units are those of the SAE at ``capture.layers[graph.level_layers[l]]``, identified with the
-  concepts by MCC matching of the per-position codes.
+  concepts by MCC matching of the per-position codes. Some units are present in every sequence
+  (those of BOS, SEP, EOS and the first positions), so candidates are ranked by contrast
+  (``graph.score``, `identi.concepts.learn_edges`), and presence needs half of a unit's typical
+  code (``graph.rel_threshold`` 0.5).
+- Layers: the residual stream entering the first block (``embed``, token plus position
+  embedding) and after each block. Words are read best at ``embed``, where they enter; phrases
+  after ``block_0``; sentence types, a property of the whole sequence, barely per position.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ import numpy as np
 
 from identi import data as data_lib
 from identi import hooks, io
-from identi.concepts.graph import extract_graph, presence
+from identi.concepts.graph import SCORES, extract_graph, presence
 from identi.errors import ConfigError, DataError
 from identi.metrics import mcc
 from identi.subjects import transformer
@@ -68,7 +74,7 @@ def default_lm_experiment_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.subject = ml_collections.ConfigDict({"checkpoint": ""})  # '' = the shipped grammar_lm.bin.
   c.capture = ml_collections.ConfigDict({
-      "layers": ("block_0", "block_1"), "num_samples": 8192, "batch_size": 512,
+      "layers": ("embed", "block_0", "block_1"), "num_samples": 8192, "batch_size": 512,
       "temperature": 1.0, "seed": 0})
   # num_eval: rows the SAEs hold out of their training sequences; num_test: held-out sequences.
   c.data = ml_collections.ConfigDict({"num_eval": 4096, "num_test": 1024, "split_seed": 0})
@@ -80,14 +86,14 @@ def default_lm_experiment_config() -> ml_collections.ConfigDict:
   c.sae_width = 2.0  # d_sae = sae_width * (concepts of all levels).
   c.k_factor = 1.5  # k = ceil(k_factor * mean active concepts per position).
   c.graph = ml_collections.ConfigDict({
-      "codes": "encoder", "level_layers": (0, 1, 1), "rel_threshold": 0.1, "rule": "threshold",
-      "necessity": 0.5, "precision": 0.9, "max_parents": 6, "min_support": 5})
+      "codes": "encoder", "level_layers": (0, 1, 2), "rel_threshold": 0.5, "rule": "threshold",
+      "score": "contrast", "necessity": 0.5, "precision": 0.9, "max_parents": 6, "min_support": 5})
   # samples_per_mode generations per mode, spread over the phrases, from a pool of `pool`
   # unedited ones; raised units get strength * their `percentile` active code; flat_layer indexes
   # capture.layers.
   c.steer = ml_collections.ConfigDict({
-      "samples_per_mode": 256, "pool": 2048, "batch_size": 256, "percentile": 90.0,
-      "strength": 1.0, "flat_layer": 0, "seed": 1})
+      "samples_per_mode": 500, "pool": 2048, "batch_size": 256, "percentile": 90.0,
+      "strength": 1.0, "flat_layer": 2, "seed": 1})
   return c
 
 
@@ -137,6 +143,9 @@ def validate_lm_experiment_config(config: ml_collections.ConfigDict) -> None:
   if g.rule not in ("and", "threshold"):
     raise ConfigError(f"config key 'graph.rule' is {g.rule!r}; use 'threshold' (wholes emerge "
                       "from tau of their parts, as in the grammar) or 'and'")
+  if g.score not in SCORES:
+    raise ConfigError(f"config key 'graph.score' is {g.score!r}; use 'contrast' (units present in "
+                      "every sequence, e.g. of BOS, cannot crowd the parts out) or 'necessity'")
   if g.codes not in ("encoder", "minimal"):
     raise ConfigError(f"config key 'graph.codes' is {g.codes!r}; use 'encoder' or 'minimal'")
   for name, idx in (("graph.level_layers", tuple(g.level_layers)),
@@ -330,7 +339,8 @@ def run_lm_graph(config: ml_collections.ConfigDict, workdir: str) -> dict[str, A
   present = [per_sequence(presence(codes[s], g.rel_threshold), test["seq_id"])
              for s in level_layers]
   blocks = extract_graph(present, necessity=g.necessity, precision=g.precision,
-                         max_parents=g.max_parents, min_support=g.min_support, rule=g.rule)
+                         max_parents=g.max_parents, min_support=g.min_support, rule=g.rule,
+                         score=g.score)
   pairs = [dict(m, layers=[layers[level_layers[l]], layers[level_layers[l + 1]]])
            for l, m in enumerate(score_pairs(blocks, matches, grammar.hsm.adjacency))]
   result = {

@@ -212,8 +212,8 @@ def steering_bars(rows: list[dict[str, Any]], stem: str) -> list[str]:
     xs = np.arange(len(rows)) + (k - 1) * width
     ax.bar(xs, [r[name] for r in rows], width, label=name)
   ax.set_xticks(range(len(rows)), [f"{r['mode']}\n(n = {r['samples']})" for r in rows])
-  ax.set_ylim(0, 1)
+  ax.set_ylim(0, 1.15)
   ax.set_title("Steering phrases during generation")
-  ax.legend(fontsize=8, loc="lower right")
+  ax.legend(fontsize=8, loc="upper center", ncol=3)
   fig.tight_layout()
   return save_figure(fig, stem)

@@ -33,11 +33,11 @@ LM_CONFIG = f"--config={ROOT}/configs/grammar_concepts.py:smoke"
 def test_lm_capture_then_graph_then_steer(tmp_path):
   workdir = f"--workdir={tmp_path}"
   proc = run_module("identi.bin.capture", LM_CONFIG, workdir)
-  assert "grammatical" in proc.stdout and "block_0,block_1" in proc.stdout
+  assert "grammatical" in proc.stdout and "embed,block_0,block_1" in proc.stdout
   proc = run_module("identi.bin.concept_graph", LM_CONFIG, workdir)
-  assert "level_3" in proc.stdout and "block_0->block_1" in proc.stdout
+  assert "level_3" in proc.stdout and "embed->block_0" in proc.stdout
   graph = json.loads((tmp_path / "graph.json").read_text())
-  assert [r["layer"] for r in graph["table"]] == ["block_0", "block_1"]
+  assert [r["layer"] for r in graph["table"]] == ["embed", "block_0", "block_1"]
   assert (tmp_path / "layer_mcc.png").stat().st_size > 100
   proc = run_module("identi.bin.steer", LM_CONFIG, workdir)
   assert all(mode in proc.stdout for mode in ("phrase", "parts", "flat"))

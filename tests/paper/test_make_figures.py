@@ -10,7 +10,7 @@ from conftest import run_module
 
 @pytest.mark.parametrize("name", ["hsm_identifiability", "phase_diagram", "minimality_sweep",
                                   "sample_size", "amortisation_gap", "leak_sweep",
-                                  "concept_graph"])
+                                  "concept_graph", "grammar_concepts"])
 def test_figure_smoke(tmp_path, name):
   run_module("paper.make_figures", "--smoke", f"--only={name}", f"--out={tmp_path}")
   out = tmp_path / name
@@ -19,6 +19,9 @@ def test_figure_smoke(tmp_path, name):
   elif name == "concept_graph":
     files = ["concept_graph.png", "concept_graph.pdf", "steering.png", "steering.pdf",
              "graph.json"]
+  elif name == "grammar_concepts":
+    files = [f"{stem}.{ext}" for stem in ("layer_mcc", "concept_graph", "steering")
+             for ext in ("png", "pdf")] + ["steering.json", "graph.json"]
   else:
     files = [f"{name}.png", f"{name}.pdf", f"{name}.json"]
   for f in files:

@@ -81,10 +81,11 @@ def test_per_sequence_presence_is_any_position():
 def test_bad_configs_name_the_key(tmp_path):
   for key, value, needle in (("capture__layers", ("block_0", "block_0"), "capture.layers"),
                              ("capture__layers", ("block_7",), "capture.layers"),
-                             ("graph__level_layers", (0, 1, 2), "graph.level_layers"),
+                             ("graph__level_layers", (0, 1, 3), "graph.level_layers"),
                              ("steer__flat_layer", 3, "steer.flat_layer"),
                              ("data__num_test", 10_000, "data.num_test"),
-                             ("graph__rule", "or", "graph.rule")):
+                             ("graph__rule", "or", "graph.rule"),
+                             ("graph__score", "lift", "graph.score")):
     with pytest.raises(ConfigError, match=needle):
       lm_experiment.capture_lm_subject(smoke_config("grammar_concepts", **{key: value}),
                                        str(tmp_path))

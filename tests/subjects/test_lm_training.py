@@ -10,13 +10,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import ROOT, smoke_config
+from conftest import ROOT, latest_state, smoke_config
 from identi import io
 from identi.errors import CheckpointError, ConfigError
 from identi.subjects import lm_training, training
 from identi.subjects.grammar import make_grammar, parse
-from identi.train import sharding
-from identi.train.checkpoint import Checkpointer
 
 DIFFUSION_ASSET = os.path.join(ROOT, "identi", "subjects", "assets", "diffusion_scenes.bin")
 
@@ -28,13 +26,7 @@ def _config(**overrides):
 def _state(workdir):
   """The latest checkpoint of a workdir, as numpy arrays."""
   config = lm_training.lm_config_from_json(training._load_run(str(workdir))["config"])
-  repl = sharding.replicated(sharding.data_mesh())
-  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
-                        lm_training.abstract_state(config))
-  checkpointer = Checkpointer(str(workdir), read_only=True)
-  state = checkpointer.restore(target)
-  checkpointer.close()
-  return jax.tree.map(np.asarray, state)
+  return latest_state(workdir, lm_training.abstract_state(config))
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import smoke_config
+from conftest import latest_state, smoke_config
 from identi import io
 from identi.errors import CheckpointError, ConfigError, NonFiniteError
 from identi.subjects import training
-from identi.train import sharding
-from identi.train.checkpoint import Checkpointer
 
 
 def _config(**overrides):
@@ -24,13 +22,7 @@ def _config(**overrides):
 def _state(workdir):
   """The latest checkpoint of a workdir, as numpy arrays."""
   config = training.config_from_json(training._load_run(str(workdir))["config"])
-  repl = sharding.replicated(sharding.data_mesh())
-  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
-                        training.abstract_state(config))
-  checkpointer = Checkpointer(str(workdir), read_only=True)
-  state = checkpointer.restore(target)
-  checkpointer.close()
-  return jax.tree.map(np.asarray, state)
+  return latest_state(workdir, training.abstract_state(config))
 
 
 @pytest.fixture(scope="module")
