@@ -38,7 +38,7 @@ import numpy as np
 
 from identi import data as data_lib
 from identi import hooks, infer, io
-from identi.concepts.graph import extract_graph, presence
+from identi.concepts.graph import RULES, SCORES, extract_graph, presence
 from identi.errors import ConfigError, DataError
 from identi.figures import save_figure
 from identi.metrics import edge_auroc, edge_metrics, mcc
@@ -71,7 +71,7 @@ def default_subject_experiment_config() -> ml_collections.ConfigDict:
   c.sae_width = 2.0  # d_sae = sae_width * (concepts of all levels).
   c.k_factor = 2.5  # k = ceil(k_factor * mean detected active concepts of all levels).
   c.graph = ml_collections.ConfigDict({
-      "codes": "minimal", "level_timesteps": (3, 2, 1), "rel_threshold": 0.1,
+      "codes": "minimal", "level_timesteps": (3, 2, 1), "rel_threshold": 0.1, "score": "necessity",
       "rule": "threshold", "necessity": 0.5, "precision": 0.9, "max_parents": 6,
       "min_support": 5})
   c.steer = ml_collections.ConfigDict({
@@ -111,12 +111,7 @@ def validate_subject_experiment_config(config: ml_collections.ConfigDict) -> Non
   if not 0 < config.data.num_eval < c.num_samples:
     raise ConfigError(f"config key 'data.num_eval' is {config.data.num_eval}; hold out fewer "
                       f"than capture.num_samples = {c.num_samples} rows")
-  if config.graph.rule not in ("and", "threshold"):
-    raise ConfigError(f"config key 'graph.rule' is {config.graph.rule!r}; use 'threshold' (wholes "
-                      "emerge from tau of their parts, as in the scenes world) or 'and'")
-  if config.graph.codes not in ("encoder", "minimal"):
-    raise ConfigError(f"config key 'graph.codes' is {config.graph.codes!r}; use 'encoder' or "
-                      "'minimal'")
+  validate_graph_section(config.graph)
   for name, idx in (("graph.level_timesteps", tuple(config.graph.level_timesteps)),
                     ("steer.flat_timestep", (config.steer.flat_timestep,))):
     if not all(0 <= i < len(ts) for i in idx):
@@ -125,6 +120,25 @@ def validate_subject_experiment_config(config: ml_collections.ConfigDict) -> Non
   for name in ("sae_width", "k_factor"):
     if not config[name] > 0:
       raise ConfigError(f"config key '{name}' is {config[name]!r}; it must be > 0")
+
+
+def validate_graph_section(g: ml_collections.ConfigDict) -> None:
+  """Checks of the 'graph' section that every subject experiment shares."""
+  if g.rule not in RULES:
+    raise ConfigError(f"config key 'graph.rule' is {g.rule!r}; use 'threshold' (wholes emerge "
+                      "from tau of their parts, as in the subject worlds) or 'and'")
+  if g.score not in SCORES:
+    raise ConfigError(f"config key 'graph.score' is {g.score!r}; use 'contrast' (units present "
+                      "in almost every sample cannot crowd the parts out) or 'necessity'")
+  if g.codes not in ("encoder", "minimal"):
+    raise ConfigError(f"config key 'graph.codes' is {g.codes!r}; use 'encoder' or 'minimal'")
+
+
+def learn_graph(presences, g: ml_collections.ConfigDict) -> list[tuple[np.ndarray, np.ndarray]]:
+  """`identi.concepts.extract_graph` with the settings of a config's 'graph' section."""
+  return extract_graph(presences, necessity=g.necessity, precision=g.precision,
+                       max_parents=g.max_parents, min_support=g.min_support, rule=g.rule,
+                       score=g.score)
 
 
 def subject_path(config: ml_collections.ConfigDict) -> str:
@@ -298,8 +312,7 @@ def run_subject_graph(config: ml_collections.ConfigDict, workdir: str) -> dict[s
   level_ts = list(g.level_timesteps)[:len(sizes)]
   matches = [mcc(codes[s][1][:, slices[l]], codes[s][0]) for l, s in enumerate(level_ts)]
   present = [presence(codes[s][0], g.rel_threshold) for s in level_ts]
-  blocks = extract_graph(present, necessity=g.necessity, precision=g.precision,
-                         max_parents=g.max_parents, min_support=g.min_support, rule=g.rule)
+  blocks = learn_graph(present, g)
   pairs = [{"levels": m["levels"],
             "timesteps": [float(config.capture.timesteps[level_ts[l]]),
                           float(config.capture.timesteps[level_ts[l + 1]])],

@@ -53,13 +53,13 @@ import numpy as np
 
 from identi import data as data_lib
 from identi import hooks, io
-from identi.concepts.graph import SCORES, extract_graph, presence
+from identi.concepts.graph import presence
 from identi.errors import ConfigError, DataError
 from identi.metrics import mcc
 from identi.subjects import transformer
 from identi.subjects.experiment import (CAPTURE_DIR, GRAPH_FILE, LABELS_FILE, edge_list,
-                                        level_slices, mcc_heatmap, sae_codes, score_pairs,
-                                        train_saes)
+                                        learn_graph, level_slices, mcc_heatmap, sae_codes,
+                                        score_pairs, train_saes, validate_graph_section)
 from identi.subjects.grammar import Grammar, make_grammar, parse
 from identi.subjects.lm_training import grammar_config, load_lm_subject
 from identi.train import config as config_lib
@@ -140,14 +140,7 @@ def validate_lm_experiment_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config key 'data.num_eval' is {config.data.num_eval}; the SAEs need > 0 "
                       "held-out rows")
   g = config.graph
-  if g.rule not in ("and", "threshold"):
-    raise ConfigError(f"config key 'graph.rule' is {g.rule!r}; use 'threshold' (wholes emerge "
-                      "from tau of their parts, as in the grammar) or 'and'")
-  if g.score not in SCORES:
-    raise ConfigError(f"config key 'graph.score' is {g.score!r}; use 'contrast' (units present in "
-                      "every sequence, e.g. of BOS, cannot crowd the parts out) or 'necessity'")
-  if g.codes not in ("encoder", "minimal"):
-    raise ConfigError(f"config key 'graph.codes' is {g.codes!r}; use 'encoder' or 'minimal'")
+  validate_graph_section(g)
   for name, idx in (("graph.level_layers", tuple(g.level_layers)),
                     ("steer.flat_layer", (config.steer.flat_layer,))):
     if not idx or not all(0 <= i < len(layers) for i in idx):
@@ -338,9 +331,7 @@ def run_lm_graph(config: ml_collections.ConfigDict, workdir: str) -> dict[str, A
   matches = [mcc(z[:, slices[l]], codes[s]) for l, s in enumerate(level_layers)]
   present = [per_sequence(presence(codes[s], g.rel_threshold), test["seq_id"])
              for s in level_layers]
-  blocks = extract_graph(present, necessity=g.necessity, precision=g.precision,
-                         max_parents=g.max_parents, min_support=g.min_support, rule=g.rule,
-                         score=g.score)
+  blocks = learn_graph(present, g)
   pairs = [dict(m, layers=[layers[level_layers[l]], layers[level_layers[l + 1]]])
            for l, m in enumerate(score_pairs(blocks, matches, grammar.hsm.adjacency))]
   result = {
