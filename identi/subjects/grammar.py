@@ -45,10 +45,10 @@ import jax
 import numpy as np
 
 from identi.errors import ConfigError, DataError
-from identi.generators.hsm import HSM, HSMConfig, make_hsm, sample_hsm
+from identi.generators.hsm import HSM, HSMConfig, sample_hsm
 from identi.generators.superposition import check_key
 from identi.subjects.world import (check_graph_seed, check_tiled_levels, is_int,
-                                   tiled_hsm_config)
+                                   make_tiled_hsm, tiled_hsm_config)
 
 PAD, BOS, EOS, SEP = 0, 1, 2, 3
 NUM_SPECIAL = 4
@@ -148,18 +148,7 @@ def make_grammar(config: GrammarConfig | None = None) -> Grammar:
     The Grammar (see its attributes).
   """
   config = GrammarConfig() if config is None else config
-  if not isinstance(config, GrammarConfig):
-    raise ConfigError(
-        f"config of type {type(config).__name__} is not a GrammarConfig: build one with "
-        "GrammarConfig(...)")
-  config.validate()
-  hsm = make_hsm(config.hsm_config())
-  for l, adj in enumerate(hsm.adjacency):
-    if not (np.all(adj.sum(axis=0) == config.parents) and np.all(adj.sum(axis=1) == 1)):
-      raise ConfigError(
-          f"GrammarConfig.graph_seed={config.graph_seed} gives shared or missing parents between "
-          f"levels {l + 1} and {l + 2}: parent sets must partition the level below; try another "
-          "graph_seed")
+  hsm = make_tiled_hsm(config, GrammarConfig)
   n2 = config.level_sizes[1]
   word_phrase = np.argmax(hsm.adjacency[0], axis=1).astype(np.int32)
   phrase_words = np.stack([hsm.parents(2, j) for j in range(n2)]).astype(np.int32)

@@ -60,10 +60,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError, DataError
-from identi.generators.hsm import HSM, HSMConfig, make_hsm, sample_hsm
+from identi.generators.hsm import HSM, HSMConfig, sample_hsm
 from identi.generators.superposition import check_key
 from identi.subjects.world import (check_graph_seed, check_tiled_levels, is_int,
-                                   tiled_hsm_config)
+                                   make_tiled_hsm, tiled_hsm_config)
 
 KINDS = ("stroke", "arc", "blob", "texture")
 THRESHOLD = 0.25
@@ -248,18 +248,7 @@ def make_scenes(config: ScenesConfig | None = None) -> Scenes:
     The Scenes (see its attributes).
   """
   config = ScenesConfig() if config is None else config
-  if not isinstance(config, ScenesConfig):
-    raise ConfigError(
-        f"config of type {type(config).__name__} is not a ScenesConfig: build one with "
-        "ScenesConfig(...)")
-  config.validate()
-  hsm = make_hsm(config.hsm_config())
-  for l, adj in enumerate(hsm.adjacency):
-    if not (np.all(adj.sum(axis=0) == config.parents) and np.all(adj.sum(axis=1) == 1)):
-      raise ConfigError(
-          f"ScenesConfig.graph_seed={config.graph_seed} gives shared or missing parents between "
-          f"levels {l + 1} and {l + 2}: parent sets must partition the level below; try another "
-          "graph_seed")
+  hsm = make_tiled_hsm(config, ScenesConfig)
   n1, n2 = config.level_sizes[:2]
   size, margin = config.image_size, config.jitter
   rows, cols, ch, cw = _grid(config)

@@ -46,7 +46,7 @@ from identi.train import sharding
 from identi.train.checkpoint import Checkpointer
 from identi.train.config import check_keys, check_variant
 from identi.train.optimizer import learning_rate_schedule, make_optimizer
-from identi.train.trainer import FINAL_FILE, RUN_FILE, run_steps
+from identi.train.trainer import FINAL_FILE, RUN_FILE, load_run, run_steps
 
 FIGURE_STEM = "samples"
 EXPORT_MAGIC = b"IDENTI-SUBJECT-1\n"
@@ -301,14 +301,6 @@ def _prepare_workdir(workdir: str) -> str:
   return workdir
 
 
-def _load_run(workdir: str) -> dict[str, Any] | None:
-  path = os.path.join(workdir, RUN_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
 def start_run(config: ml_collections.ConfigDict, workdir: str, init: Callable[..., Any],
               abstract: Callable[[ml_collections.ConfigDict], Any]) -> tuple[str, Any, Any, int]:
   """Prepares a subject training workdir: checks a saved run is resumable, writes run.json, and
@@ -316,7 +308,7 @@ def start_run(config: ml_collections.ConfigDict, workdir: str, init: Callable[..
   or `init(config, optimizer, init_key)` at step 0."""
   workdir = _prepare_workdir(workdir)
   sharding.check_batch_size(config.train.batch_size, "train.batch_size")
-  saved = _load_run(workdir)
+  saved = load_run(workdir)
   if saved is not None:
     _check_resumable(saved, config, workdir)
   if jax.process_index() == 0:
@@ -453,7 +445,7 @@ def restore_latest(workdir: str, from_json: Callable[[dict[str, Any]], ml_collec
   and its state shaped by `abstract(config)`; ConfigError naming the training `command` if the
   workdir holds no run."""
   workdir = os.path.abspath(workdir)
-  saved = _load_run(workdir)
+  saved = load_run(workdir)
   if saved is None:
     raise ConfigError(f"{workdir} holds no {RUN_FILE}, so it is not a subject training workdir; "
                       f"train first with `{command}`")

@@ -7,7 +7,7 @@ parent is shared, so the parent sets of every level pair partition the level bel
 import numpy as np
 
 from identi.errors import ConfigError
-from identi.generators.hsm import MAX_EXACT_COMPONENT, HSMConfig
+from identi.generators.hsm import HSM, MAX_EXACT_COMPONENT, HSMConfig, make_hsm
 
 
 def is_int(value) -> bool:
@@ -67,3 +67,21 @@ def tiled_hsm_config(owner, magnitude: str = "uniform") -> HSMConfig:
                    max_parents=owner.parents, overlap=0.0, pi=float(owner.pi), zipf_exponent=0.0,
                    tau=owner.tau, eps=float(owner.eps), magnitude=magnitude,
                    graph_seed=owner.graph_seed)
+
+
+def make_tiled_hsm(config, cls) -> HSM:
+  """Validates `config` (an instance of the world config class `cls`) and builds its HSM, checking
+  that the drawn parent sets partition every level (ConfigError naming graph_seed otherwise)."""
+  if not isinstance(config, cls):
+    raise ConfigError(
+        f"config of type {type(config).__name__} is not a {cls.__name__}: build one with "
+        f"{cls.__name__}(...)")
+  config.validate()
+  hsm = make_hsm(config.hsm_config())
+  for l, adj in enumerate(hsm.adjacency):
+    if not (np.all(adj.sum(axis=0) == config.parents) and np.all(adj.sum(axis=1) == 1)):
+      raise ConfigError(
+          f"{cls.__name__}.graph_seed={config.graph_seed} gives shared or missing parents between "
+          f"levels {l + 1} and {l + 2}: parent sets must partition the level below; try another "
+          "graph_seed")
+  return hsm

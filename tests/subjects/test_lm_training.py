@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from identi.train.trainer import load_run
 from conftest import ROOT, latest_state, smoke_config
 from identi import io
 from identi.errors import CheckpointError, ConfigError
@@ -25,7 +26,7 @@ def _config(**overrides):
 
 def _state(workdir):
   """The latest checkpoint of a workdir, as numpy arrays."""
-  config = lm_training.lm_config_from_json(training._load_run(str(workdir))["config"])
+  config = lm_training.lm_config_from_json(load_run(str(workdir))["config"])
   return latest_state(workdir, lm_training.abstract_state(config))
 
 

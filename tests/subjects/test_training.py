@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from identi.train.trainer import load_run
 from conftest import latest_state, smoke_config
 from identi import io
 from identi.errors import CheckpointError, ConfigError, NonFiniteError
@@ -21,7 +22,7 @@ def _config(**overrides):
 
 def _state(workdir):
   """The latest checkpoint of a workdir, as numpy arrays."""
-  config = training.config_from_json(training._load_run(str(workdir))["config"])
+  config = training.config_from_json(load_run(str(workdir))["config"])
   return latest_state(workdir, training.abstract_state(config))
 
 
