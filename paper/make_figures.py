@@ -12,10 +12,12 @@ from absl import flags
 
 from identi.bin import cli
 from identi.concepts import run_concept_graph, run_steering
-from identi.subjects import run_lm_graph, run_lm_steering
+from identi.subjects import (run_lm_graph, run_lm_steering, run_subject_graph,
+                             run_subject_steering)
 from identi.train import load_config
 from identi.verify import FIGURE_STEM, run_verify
-from paper import amortisation_gap, leak_sweep, minimality_sweep, phase_diagram, sample_size
+from paper import (amortisation_gap, block_transplant, leak_sweep, minimality_sweep, phase_diagram,
+                   sample_size)
 from paper.common import OUT, ROOT, SMOKE
 
 _ONLY = flags.DEFINE_string("only", "", "Run only this figure.")
@@ -53,6 +55,20 @@ def grammar_concepts(out: str, smoke: bool) -> list[str]:
               os.path.join(workdir, name) for name in ("steering.json", "graph.json")]
 
 
+def scenes_concepts(out: str, smoke: bool) -> list[str]:
+  """The diffusion subject: samples, timestep x level MCC, the concept graph (learned vs true, and
+  with each node's top images), steering grids and scores (configs/scenes_concepts.py)."""
+  variant = ":smoke" if smoke else ""
+  config = load_config(os.path.join(ROOT, "configs", "scenes_concepts.py" + variant))
+  workdir = os.path.join(out, "scenes_concepts")
+  run_subject_graph(config, workdir)
+  run_subject_steering(config, workdir)
+  stems = ("samples", "timestep_mcc", "concept_graph", "concept_nodes", "steering_grid",
+           "steering")
+  return [os.path.join(workdir, f"{stem}.{ext}") for stem in stems for ext in ("png", "pdf")] + [
+      os.path.join(workdir, name) for name in ("steering.json", "graph.json")]
+
+
 FIGURES = {
     "hsm_identifiability": hsm_identifiability,
     "phase_diagram": phase_diagram.run,
@@ -62,6 +78,8 @@ FIGURES = {
     "leak_sweep": leak_sweep.run,
     "concept_graph": concept_graph,
     "grammar_concepts": grammar_concepts,
+    "scenes_concepts": scenes_concepts,
+    "block_transplant": block_transplant.run,
 }
 
 

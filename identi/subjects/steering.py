@@ -1,24 +1,36 @@
 """Steering a diffusion subject during sampling with its timestep SAEs (issue 6, step 5).
 
-At every DDIM step whose time lies within ``steer.window`` of a studied timestep, the output of
-the captured U-Net block is encoded by that timestep's SAE, its codes are edited, decoded, and the
-SAE's reconstruction error is added back (`identi.steer.steer` inside `identi.hooks.patch`);
-sampling then continues from the edited prediction. Every edited run starts from the same initial
-noise as an unedited run, so each sample has its own control, and DDIM (eta = 0) is
-deterministic.
+At every DDIM step at or below ``steer.t_max``, the output of the captured U-Net block is encoded by
+a timestep SAE, its codes are edited, decoded, and the SAE's reconstruction error is added back
+(`identi.steer.steer` inside `identi.hooks.patch`); sampling then continues from the edited
+prediction. Every edited run starts from the same initial noise as an unedited run, so each sample
+has its own control, and DDIM (eta = 0) is deterministic.
+
+Why a window of steps and not one timestep: a concept is decided while the image is still noisy.
+Transplanting a whole block output from a run that has a part into one that lacks it, at the
+steps with t <= 0.12 only, makes the part appear in 18 % of samples (`up_1`; 0.5 % for `mid`),
+against 99 % over the whole trajectory (`paper/block_transplant.py`, README). Edits therefore
+run from ``t_max`` to the end, each step through the SAE of the studied timestep nearest it
+(hierarchical) or through one SAE (flat).
 
 Edits (targets: every part or object of the world; samples drawn from a pool of unedited runs
-where the target is absent for injections and present for removals):
+where the target is absent for injections and present for removals); a unit's strength is a
+multiple of its median active code on the held-out rows:
 
-- ``inject_part``: the part's unit is raised to its median active code.
-- ``remove_object``: the object's unit and the units of its parts are set to 0.
-- ``inject_object``: the object's unit and its parts' units are raised to their median codes.
+- ``inject_part``: the part's unit is raised to ``inject_strength`` x its median code.
+- ``remove_object``: the object's unit (and, hierarchically, its parts' units) is set to
+  -``remove_strength`` x its median code (setting it to 0 removes the object in about a third of
+  the samples only: the reconstruction error still carries it).
+- ``inject_object``: the object's unit (and, hierarchically, its parts' units) is raised as for a
+  part.
 
-Modes: ``hierarchical`` edits each concept at the SAE of its own level's timestep
-(``graph.level_timesteps``) and finds an object's parts through the LEARNED concept graph
-(``graph.json`` edges into the object's unit); ``flat`` edits only the unit of one SAE
-(``steer.flat_timestep``) that best matches the target concept, without the graph. Units are
-identified with concepts by MCC matching of the SAE encoder's codes on the held-out rows.
+Modes: ``hierarchical`` edits, at each step, the units of the nearest timestep's SAE that MCC
+matching assigns to the target concept, and for an object also its parts as the LEARNED concept
+graph gives them (``graph.json`` edges into the object's unit of the level-2 SAE; their units in
+the level-1 SAE, and the parts those units match in the other SAEs); ``flat`` edits only the unit
+of one SAE (``steer.flat_timestep``, used at every step of the window) that best matches the
+target concept, without the graph. Units are identified with concepts by MCC matching of the SAE
+encoder's codes on the held-out rows.
 
 Scores, by the scene detectors on the finished images: success (the target present after an
 injection, absent after a removal), preservation (the fraction of the other concepts of levels 1
@@ -60,23 +72,38 @@ def initial_noise(seed: int, indices: np.ndarray, image_shape) -> jax.Array:
       jnp.asarray(indices))
 
 
+def step_saes(timesteps, num_steps: int, t_max: float, fixed: int | None = None) -> np.ndarray:
+  """The SAE used at each DDIM step: the nearest studied timestep's (or `fixed`) at steps whose
+  time is <= t_max, -1 (no edit) above it."""
+  ts = np.asarray(diffusion.ddim_timesteps(num_steps))[:-1]
+  times = np.asarray([float(t) for t in timesteps])
+  nearest = np.argmin(np.abs(ts[:, None] - times[None, :]), axis=1)
+  chosen = nearest if fixed is None else np.full(num_steps, fixed)
+  return np.where(ts <= t_max + 1e-6, chosen, -1).astype(np.int32)
+
+
+def edit_codes(codes: jax.Array, mask: jax.Array, value: jax.Array) -> jax.Array:
+  """Masked units: raised to at least `value` where it is >= 0, set to it where it is < 0."""
+  edited = jnp.where(value >= 0, jnp.maximum(codes, value), value)
+  return jnp.where(mask, edited, codes)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "saes", "block", "num_steps"))
-def _sample(x_init, params, sae_vars, masks, values, ablate, times, window, *, model, saes,
-            block: str, num_steps: int):
-  """DDIM from x_init with the block's output steered by each timestep's SAE in its window."""
+def _sample(x_init, params, sae_vars, masks, values, step_sae, *, model, saes, block: str,
+            num_steps: int):
+  """DDIM from x_init with the block's output steered at step i by SAE step_sae[i] (-1: none)."""
 
   def eps_fn(x, t, i):
-    del i
+    s_i = step_sae[i]
 
     def edit_block(act):
       flat = act.reshape(act.shape[0], -1)
+      out = flat
       for s, sae in enumerate(saes):
-        def edit_fn(codes, s=s):
-          raised = jnp.where(masks[s], jnp.maximum(codes, values[s]), codes)
-          return jnp.where(ablate[s], 0.0, raised)
-        steered = steer.steer(sae, sae_vars[s], flat, edit_fn)
-        flat = jnp.where(jnp.abs(t - times[s]) <= window, steered, flat)
-      return flat.reshape(act.shape)
+        steered = steer.steer(sae, sae_vars[s], flat,
+                              functools.partial(edit_codes, mask=masks[s], value=values[s]))
+        out = jnp.where(s_i == s, steered, out)
+      return out.reshape(act.shape)
 
     return hooks.patch(model.apply, {"params": params}, x, t, path=block, edit_fn=edit_block)
 
@@ -110,42 +137,99 @@ class _Steerer:
       graph = json.load(f)
     self.edges = [(e["from"], e["to"]) for e in graph["edges"] if e["level_pair"] == [1, 2]]
     self.level_ts = list(config.graph.level_timesteps)
-    self.times = jnp.asarray([float(t) for t in config.capture.timesteps])
-    self.steps = step_indices(config.capture.timesteps, config.capture.num_steps)
+    c = config.capture
+    self.step_sae = {
+        "hierarchical": step_saes(c.timesteps, c.num_steps, config.steer.t_max),
+        "flat": step_saes(c.timesteps, c.num_steps, config.steer.t_max,
+                          fixed=config.steer.flat_timestep)}
     size = self.scenes.config.image_size
     self.image_shape = (size, size, 1)
 
   def empty(self):
-    shapes = [len(v) for v in self.value]
-    return [np.zeros(n, bool) for n in shapes], [np.zeros(n, bool) for n in shapes]
+    masks = [np.zeros(len(v), bool) for v in self.value]
+    return masks, [np.zeros(len(v), np.float32) for v in self.value]
 
   def learned_parts(self, obj_unit: int) -> list[int]:
     return [i for i, j in self.edges if j == obj_unit]
 
   def plan(self, edit: str, mode: str, target: int):
-    """Per-timestep (raise mask, ablate mask) of one edit of one target concept."""
-    raise_, ablate = self.empty()
+    """Per-SAE (mask, value) of one edit of one target concept in one mode."""
+    masks, values = self.empty()
     level = 0 if edit == "inject_part" else 1
-    s = self.level_ts[level] if mode == "hierarchical" else self.config.steer.flat_timestep
-    unit = int(self.match[s][level][target])
-    units = {s: [unit]}
+    sign = -1.0 if edit == "remove_object" else 1.0
+    strength = sign * (self.config.steer.remove_strength if sign < 0
+                       else self.config.steer.inject_strength)
+    used = sorted(set(int(s) for s in self.step_sae[mode] if s >= 0))
+    units = {s: [int(self.match[s][level][target])] for s in used}
     if mode == "hierarchical" and level == 1:
       s1 = self.level_ts[0]
-      # The learned graph links level-2 units (of the level-2 SAE) to level-1 units.
-      units.setdefault(s1, []).extend(self.learned_parts(unit))
+      parents = self.learned_parts(int(self.match[self.level_ts[1]][1][target]))
+      part_of_unit = {int(u): i for i, u in enumerate(self.match[s1][0])}
+      parts = [part_of_unit[u] for u in parents if u in part_of_unit]
+      for s in used:
+        units[s].extend(parents if s == s1 else [int(self.match[s][0][p]) for p in parts])
     for s, us in units.items():
-      (ablate if edit == "remove_object" else raise_)[s][us] = True
-    return raise_, ablate
+      masks[s][us] = True
+      values[s][us] = strength * self.value[s][us]
+    return masks, values
 
-  def run(self, indices: np.ndarray, raise_, ablate) -> np.ndarray:
+  def run(self, indices: np.ndarray, masks, values, mode: str = "hierarchical") -> np.ndarray:
     c = self.config
     x_init = initial_noise(c.steer.seed, indices, self.image_shape)
-    values = [jnp.asarray(v) for v in self.value]
-    out = _sample(x_init, self.params, self.sae_vars, [jnp.asarray(m) for m in raise_], values,
-                  [jnp.asarray(m) for m in ablate], self.times, float(c.steer.window),
+    out = _sample(x_init, self.params, self.sae_vars, [jnp.asarray(m) for m in masks],
+                  [jnp.asarray(v) for v in values], jnp.asarray(self.step_sae[mode]),
                   model=self.model, saes=self.saes, block=c.capture.block,
                   num_steps=c.capture.num_steps)
     return np.asarray(out)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "block", "num_steps"))
+def transplant_sample(x_a, x_b, params, lo, hi, *, model, block: str, num_steps: int):
+  """DDIM of runs a and b (initial noises x_a, x_b) side by side; at the steps with lo <= t <= hi
+  run a's `block` output is replaced by run b's at the same step. Returns run a's images."""
+  n = x_a.shape[0]
+
+  def eps_fn(x, t, i):
+    del i
+    _, acts = hooks.capture(model.apply, {"params": params}, x[n:], t, paths=(block,))
+
+    def edit(h):
+      return jnp.concatenate([jnp.where((t >= lo) & (t <= hi), acts[block], h[:n]), h[n:]])
+
+    return hooks.patch(model.apply, {"params": params}, x, t, path=block, edit_fn=edit)
+
+  x = jnp.concatenate([x_a, x_b])
+  return diffusion.ddim_sample(None, eps_fn, x.shape, num_steps, x_init=x)[:n]
+
+
+def transplant_table(config: ml_collections.ConfigDict, blocks, windows, *, parts, pairs: int,
+                     pool: int) -> list[dict[str, Any]]:
+  """How much of the image a block decides, and when: for each part, `pairs` runs whose image
+  lacks it receive, within each time window, the block output of runs whose image has it; the
+  rate at which the part then appears (mean over parts), per block and window."""
+  model, params, subject_config = load_subject(subject_path(config))
+  scenes = scenes_lib.make_scenes(scenes_config(subject_config))
+  size = scenes.config.image_size
+  x_init = initial_noise(config.steer.seed, np.arange(pool), (size, size, 1))
+  base = diffusion.ddim_sample(None, lambda x, t, i: model.apply({"params": params}, x, t),
+                               x_init.shape, config.capture.num_steps, x_init=x_init)
+  a1 = _detect(scenes, np.asarray(base))["a"][0]
+  rows = []
+  for block in blocks:
+    for lo, hi in windows:
+      rates = []
+      for p in parts:
+        without, with_ = np.flatnonzero(~a1[:, p])[:pairs], np.flatnonzero(a1[:, p])[:pairs]
+        m = min(without.size, with_.size)
+        if m == 0:
+          continue
+        out = transplant_sample(x_init[without[:m]], x_init[with_[:m]], params, lo, hi,
+                                model=model, block=block, num_steps=config.capture.num_steps)
+        rates.append(float(_detect(scenes, np.asarray(out))["a"][0][:, p].mean()))
+      rows.append({"block": block, "t_lo": float(lo), "t_hi": float(hi),
+                   "appears": float(np.mean(rates)) if rates else float("nan"),
+                   "parts": len(rates)})
+  return rows
 
 
 def _detect(scenes, images) -> dict[str, Any]:
@@ -194,7 +278,7 @@ def run_subject_steering(config: ml_collections.ConfigDict, workdir: str) -> dic
         rows = np.flatnonzero(present if edit == "remove_object" else ~present)[:per_target]
         if rows.size == 0:
           continue
-        images = st.run(pool_idx[rows], *st.plan(edit, mode, target))
+        images = st.run(pool_idx[rows], *st.plan(edit, mode, target), mode=mode)
         after = _detect(st.scenes, images)
         before = {"a": [a[rows] for a in base["a"]], "coherent": base["coherent"][rows]}
         scores.append(_score(st.scenes, edit, target, before, after))
@@ -207,13 +291,36 @@ def run_subject_steering(config: ml_collections.ConfigDict, workdir: str) -> dic
                       "success": float(cat["success"].mean()),
                       "preservation": float(cat["preservation"].mean()),
                       "coherence": float(cat["coherent"].mean())})
-  result = {"rows": results, "window": float(c.window),
+  result = {"rows": results, "t_max": float(c.t_max),
+            "inject_strength": float(c.inject_strength),
+            "remove_strength": float(c.remove_strength),
             "flat_timestep": float(config.capture.timesteps[c.flat_timestep]),
             "level_timesteps": [float(config.capture.timesteps[s]) for s in st.level_ts],
             "unedited_coherence": float(base["coherent"].mean())}
   io.write_json(os.path.join(workdir, STEERING_FILE), result)
   result["figure"] = steering_grid(examples, os.path.join(workdir, "steering_grid"))[0]
+  result["table_figure"] = steering_bars(results, os.path.join(workdir, "steering"))[0]
   return result
+
+
+def steering_bars(rows: list[dict[str, Any]], stem: str) -> list[str]:
+  """Success, preservation and coherence of every edit (groups) and mode (bars)."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  metrics = ("success", "preservation", "coherence")
+  fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), sharey=True)
+  x = np.arange(len(EDITS))
+  for ax, metric in zip(axes, metrics):
+    for m, mode in enumerate(MODES):
+      vals = [next((r[metric] for r in rows if r["edit"] == e and r["mode"] == mode), np.nan)
+              for e in EDITS]
+      bars = ax.bar(x + (m - 0.5) * 0.38, vals, 0.38, label=mode)
+      ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(x, [e.replace("_", " ") for e in EDITS], fontsize=8)
+    ax.set_ylim(0, 1.12)
+    ax.set_title(metric)
+  axes[0].legend(fontsize=8, loc="upper left")
+  fig.tight_layout()
+  return save_figure(fig, stem)
 
 
 def steering_grid(examples, stem: str) -> list[str]:

@@ -10,7 +10,8 @@ from conftest import run_module
 
 @pytest.mark.parametrize("name", ["hsm_identifiability", "phase_diagram", "minimality_sweep",
                                   "sample_size", "amortisation_gap", "leak_sweep",
-                                  "concept_graph", "grammar_concepts"])
+                                  "concept_graph", "grammar_concepts", "scenes_concepts",
+                                  "block_transplant"])
 def test_figure_smoke(tmp_path, name):
   run_module("paper.make_figures", "--smoke", f"--only={name}", f"--out={tmp_path}")
   out = tmp_path / name
@@ -22,10 +23,14 @@ def test_figure_smoke(tmp_path, name):
   elif name == "grammar_concepts":
     files = [f"{stem}.{ext}" for stem in ("layer_mcc", "concept_graph", "steering")
              for ext in ("png", "pdf")] + ["steering.json", "graph.json"]
+  elif name == "scenes_concepts":
+    files = [f"{stem}.{ext}" for stem in ("samples", "timestep_mcc", "concept_graph",
+                                          "concept_nodes", "steering_grid", "steering")
+             for ext in ("png", "pdf")] + ["steering.json", "graph.json"]
   else:
     files = [f"{name}.png", f"{name}.pdf", f"{name}.json"]
   for f in files:
     assert os.path.getsize(out / f) > 100, f
   with open(out / files[-1]) as f:
     flat = json.dumps(json.load(f))
-  assert "mcc" in flat and "NaN" not in flat
+  assert ("appears" if name == "block_transplant" else "mcc") in flat and "NaN" not in flat

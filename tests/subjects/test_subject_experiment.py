@@ -79,7 +79,9 @@ def test_bad_configs_name_the_key(tmp_path):
   for key, value, needle in (("capture__reduce", "position", "capture.reduce"),
                              ("capture__timesteps", (0.5, 1.5), "capture.timesteps"),
                              ("graph__level_timesteps", (0, 1, 5), "graph.level_timesteps"),
-                             ("data__num_eval", 10_000, "data.num_eval")):
+                             ("data__num_eval", 10_000, "data.num_eval"),
+                             ("steer__t_max", 0.0, "steer.t_max"),
+                             ("steer__remove_strength", -1.0, "steer.remove_strength")):
     with pytest.raises(ConfigError, match=needle):
       experiment.capture_subject(smoke_config("scenes_concepts", **{key: value}), str(tmp_path))
 
