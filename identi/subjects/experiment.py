@@ -90,6 +90,7 @@ def subject_experiment_variant(config: ml_collections.ConfigDict,
   if not config_lib.check_variant(arg):
     return config
   config_lib.shrink_training(config)
+  config.capture.block = "mid"  # 1,024 dims instead of 4,096: the same code path, 4x cheaper SAEs.
   config.capture.num_steps = 10
   config.capture.num_samples = 512
   config.capture.batch_size = 128
