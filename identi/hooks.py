@@ -284,3 +284,23 @@ def reduce_spatial(act: Any, mode: str) -> Any:
   if mode == "pool":
     return act.mean(axis=(1, 2))
   return act.reshape(n * h * w, c)
+
+
+def edit_spatial(act: Any, mode: str, edit_rows: Callable[[Any], Any]) -> Any:
+  """Applies a row edit made in :func:`reduce_spatial` space back to spatial activations.
+
+  ``edit_rows`` maps the reduced rows to edited rows of the same shape (e.g. an SAE steering
+  edit). ``'flatten'`` and ``'position'`` reshape the edited rows back; ``'pool'`` adds the change
+  of each pooled row to every position of its map, so the pooled mean of the result is exactly the
+  edited row and the spatial detail of ``act`` is kept. Use it as a :func:`patch` ``edit_fn``::
+
+    patch(model.apply, v, x, path='mid', edit_fn=lambda h: edit_spatial(h, 'pool', steer_rows))
+  """
+  rows = reduce_spatial(act, mode)
+  edited = edit_rows(rows)
+  if tuple(getattr(edited, "shape", ())) != tuple(rows.shape):
+    raise DataError(f"edit_rows returned shape {tuple(getattr(edited, 'shape', ()))} for rows of "
+                    f"shape {tuple(rows.shape)}; return rows of the same shape")
+  if mode == "pool":
+    return act + (edited - rows)[:, None, None, :]
+  return edited.reshape(act.shape)

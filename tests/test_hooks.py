@@ -327,6 +327,21 @@ def test_reduce_spatial_shapes_values_and_errors():
     hooks.reduce_spatial(act, "mean")
 
 
+@pytest.mark.parametrize("mode", ["flatten", "pool", "position"])
+def test_edit_spatial_inverts_reduce_spatial(mode):
+  act = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 4, 5)), jnp.float32)
+  np.testing.assert_array_equal(hooks.edit_spatial(act, mode, lambda r: r), act)
+  shift = jnp.arange(hooks.reduce_spatial(act, mode).shape[1], dtype=jnp.float32)
+  out = hooks.edit_spatial(act, mode, lambda r: r + shift)
+  chex.assert_shape(out, act.shape)
+  np.testing.assert_allclose(hooks.reduce_spatial(out, mode),
+                             hooks.reduce_spatial(act, mode) + shift, atol=1e-5)
+  if mode == "pool":  # Spatial detail is kept: every position moves by the same vector.
+    np.testing.assert_allclose(out - act, jnp.broadcast_to(shift, act.shape), atol=1e-5)
+  with pytest.raises(DataError, match="same shape"):
+    hooks.edit_spatial(act, mode, lambda r: r[:1])
+
+
 def test_captured_activations_round_trip_through_write_shards(conv, tmp_path):
   model, v, x = conv
   _, acts = hooks.capture(model.apply, v, x, paths=("mid",))

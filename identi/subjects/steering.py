@@ -2,9 +2,10 @@
 
 At every DDIM step at or below ``steer.t_max``, the output of the captured U-Net block is encoded by
 a timestep SAE, its codes are edited, decoded, and the SAE's reconstruction error is added back
-(`identi.steer.steer` inside `identi.hooks.patch`); sampling then continues from the edited
-prediction. Every edited run starts from the same initial noise as an unedited run, so each sample
-has its own control, and DDIM (eta = 0) is deterministic.
+(`identi.steer.steer` inside `identi.hooks.patch`, through `identi.hooks.edit_spatial` so that
+SAEs on pooled blocks steer too: the change of the pooled row is added at every position);
+sampling then continues from the edited prediction. Every edited run starts from the same initial
+noise as an unedited run, so each sample has its own control, and DDIM (eta = 0) is deterministic.
 
 Why a window of steps and not one timestep: a concept is decided while the image is still noisy.
 Transplanting a whole block output from a run that has a part into one that lacks it, at the
@@ -88,22 +89,25 @@ def edit_codes(codes: jax.Array, mask: jax.Array, value: jax.Array) -> jax.Array
   return jnp.where(mask, edited, codes)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "saes", "block", "num_steps"))
+@functools.partial(jax.jit, static_argnames=("model", "saes", "block", "reduce", "num_steps"))
 def _sample(x_init, params, sae_vars, masks, values, step_sae, *, model, saes, block: str,
-            num_steps: int):
-  """DDIM from x_init with the block's output steered at step i by SAE step_sae[i] (-1: none)."""
+            reduce: str, num_steps: int):
+  """DDIM from x_init with the block's output steered at step i by SAE step_sae[i] (-1: none);
+  the SAEs read the block reduced by `reduce` (hooks.edit_spatial maps the edit back)."""
 
   def eps_fn(x, t, i):
     s_i = step_sae[i]
 
-    def edit_block(act):
-      flat = act.reshape(act.shape[0], -1)
-      out = flat
+    def edit_rows(rows):
+      out = rows
       for s, sae in enumerate(saes):
-        steered = steer.steer(sae, sae_vars[s], flat,
+        steered = steer.steer(sae, sae_vars[s], rows,
                               functools.partial(edit_codes, mask=masks[s], value=values[s]))
         out = jnp.where(s_i == s, steered, out)
-      return out.reshape(act.shape)
+      return out
+
+    def edit_block(act):
+      return hooks.edit_spatial(act, reduce, edit_rows) if act.ndim == 4 else edit_rows(act)
 
     return hooks.patch(model.apply, {"params": params}, x, t, path=block, edit_fn=edit_block)
 
@@ -179,7 +183,7 @@ class _Steerer:
     out = _sample(x_init, self.params, self.sae_vars, [jnp.asarray(m) for m in masks],
                   [jnp.asarray(v) for v in values], jnp.asarray(self.step_sae[mode]),
                   model=self.model, saes=self.saes, block=c.capture.block,
-                  num_steps=c.capture.num_steps)
+                  reduce=c.capture.reduce, num_steps=c.capture.num_steps)
     return np.asarray(out)
 
 

@@ -3,10 +3,13 @@
 import json
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import smoke_config
+from identi import hooks, sae
 from identi.subjects import experiment, steering
 
 
@@ -115,3 +118,22 @@ def test_transplant_changes_a_run_only_inside_its_window_and_only_from_another_r
                              atol=1e-3)  # The donor is the run itself.
   moved = np.asarray(steering.transplant_sample(x_a, x_b, params, 0.0, 1.0, **kw))
   assert np.abs(moved - plain).max() > 0.1
+
+
+@pytest.mark.parametrize("reduce", ["flatten", "pool"])
+def test_sampling_steers_an_sae_on_either_reduction_of_the_block(reduce):
+  model, params, _ = steering.load_subject(experiment.SHIPPED_SUBJECT)
+  x = steering.initial_noise(0, np.arange(2), (16, 16, 1))
+  _, acts = hooks.capture(model.apply, {"params": params}, x, jnp.ones(2), paths=("mid",))
+  rows = hooks.reduce_spatial(acts["mid"], reduce)
+  sae_model = sae.make_sae("topk", rows.shape[1], 16, k=4)
+  variables = sae.init_sae(sae_model, jax.random.key(0), rows)
+  kw = dict(model=model, saes=(sae_model,), block="mid", reduce=reduce, num_steps=4)
+  step_sae = jnp.array([-1, -1, 0, 0])
+  off = [jnp.zeros(16, bool)], [jnp.zeros(16)]
+  plain = np.asarray(steering._sample(x, params, [variables], *off, step_sae, **kw))
+  unsteered = np.asarray(steering._sample(x, params, [variables], *off, -jnp.ones(4, int), **kw))
+  np.testing.assert_allclose(plain, unsteered, atol=1e-4)  # A no-op edit keeps the error term.
+  on = [jnp.ones(16, bool)], [jnp.full(16, 50.0)]
+  assert np.abs(np.asarray(steering._sample(x, params, [variables], *on, step_sae, **kw))
+                - plain).max() > 1e-2
