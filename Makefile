@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(PY) -m identi.bin.verify --config=configs/identify_hsm.py --workdir=runs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sae_throughput --preset=quick

@@ -1,10 +1,24 @@
-"""Forces 8 CPU devices before JAX starts, so that sharding is tested on every machine."""
+"""Forces 8 CPU devices before JAX starts, so that sharding is tested on every machine.
+
+Also turns on JAX's persistent compilation cache for the test run and the binaries it starts
+(environment variables, so subprocesses inherit them): many tests compile the same smoke-size
+programs, and compiling is most of their time on CPU. The cache lives in
+``.pytest_cache/jax-compilation-cache``; a size limit turns on JAX's file lock (the `filelock`
+package), so that the xdist workers and subprocesses that share it never read half-written
+entries. Entries are keyed by the program, the compile options and the JAX version, so a hit is
+the executable a fresh compile would build; set JAX_COMPILATION_CACHE_DIR to move it.
+"""
 import os
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache",
+    "jax-compilation-cache"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 import jax  # noqa: E402  (must come after XLA_FLAGS)
 

@@ -9,6 +9,9 @@ from identi.concepts.experiment import (build_world, concept_variant, default_co
 from identi.errors import ConfigError
 from identi.generators import make_hcm, make_hsm
 
+# One xdist worker runs this module (make test: --dist loadgroup): its fixture is expensive.
+pytestmark = pytest.mark.xdist_group("concepts_experiment")
+
 
 def _smoke():
   return concept_variant(default_concept_config(), "smoke")

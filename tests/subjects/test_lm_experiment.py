@@ -13,6 +13,9 @@ from identi.subjects import lm_experiment
 from identi.subjects.experiment import CAPTURE_DIR, GRAPH_FILE
 from identi.subjects.grammar import EOS, PAD, parse
 
+# One xdist worker runs the modules sharing lm_graph (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("grammar_pipeline")
+
 
 def test_kept_positions_run_from_bos_to_the_first_eos():
   tokens = np.array([[1, 5, 3, EOS, PAD, PAD], [1, 5, 6, 3, 5, 3], [1, EOS, 4, EOS, PAD, PAD]])

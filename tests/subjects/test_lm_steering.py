@@ -9,6 +9,9 @@ import pytest
 from identi.subjects import lm_steering
 from identi.subjects.grammar import parse
 
+# One xdist worker runs the modules sharing lm_graph (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("grammar_pipeline")
+
 
 @pytest.fixture(scope="module")
 def steered(lm_graph):

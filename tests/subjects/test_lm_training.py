@@ -17,6 +17,9 @@ from identi.errors import CheckpointError, ConfigError
 from identi.subjects import lm_training, training
 from identi.subjects.grammar import make_grammar, parse
 
+# One xdist worker runs this module (make test: --dist loadgroup): its fixture is expensive.
+pytestmark = pytest.mark.xdist_group("lm_training")
+
 DIFFUSION_ASSET = os.path.join(ROOT, "identi", "subjects", "assets", "diffusion_scenes.bin")
 
 

@@ -12,6 +12,9 @@ from conftest import smoke_config
 from identi import hooks, sae
 from identi.subjects import experiment, steering
 
+# One xdist worker runs this module (make test: --dist loadgroup): its fixture is expensive.
+pytestmark = pytest.mark.xdist_group("scenes_steering")
+
 
 @pytest.fixture(scope="module")
 def steered(tmp_path_factory):

@@ -12,6 +12,9 @@ from identi.errors import ConfigError, DataError
 from identi.subjects import experiment, scenes as scenes_lib
 from identi.subjects.training import load_subject, scenes_config
 
+# One xdist worker runs this module (make test: --dist loadgroup): its fixture is expensive.
+pytestmark = pytest.mark.xdist_group("scenes_capture")
+
 
 @pytest.fixture(scope="module")
 def captured(tmp_path_factory):

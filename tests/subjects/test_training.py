@@ -15,6 +15,9 @@ from identi import io
 from identi.errors import CheckpointError, ConfigError, NonFiniteError
 from identi.subjects import training
 
+# One xdist worker runs this module (make test: --dist loadgroup): its fixture is expensive.
+pytestmark = pytest.mark.xdist_group("diffusion_training")
+
 
 def _config(**overrides):
   return smoke_config("diffusion_scenes", **overrides)
