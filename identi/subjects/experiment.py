@@ -47,7 +47,7 @@ from identi.errors import ConfigError, DataError
 from identi.figures import save_figure
 from identi.metrics import edge_auroc, edge_metrics, mcc
 from identi.subjects import diffusion, scenes as scenes_lib
-from identi.subjects.training import load_subject, scenes_config
+from identi.subjects.training import load_subject, scenes_config, tile_images
 from identi.train import config as config_lib
 from identi.train import load_trained, train_and_evaluate
 
@@ -358,9 +358,8 @@ def run_subject_graph(config: ml_collections.ConfigDict, workdir: str) -> dict[s
 def image_grid(images: np.ndarray, stem: str, title: str, cols: int = 8) -> list[str]:
   """Images in [-1, 1] as one grid figure (dark strokes on light ground)."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  from identi.subjects.training import _grid  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(cols * 0.6, 0.6 * -(-len(images) // cols) + 0.5))
-  ax.imshow(_grid(np.clip(images, -1, 1), cols), cmap="gray_r", vmin=-1, vmax=1,
+  ax.imshow(tile_images(np.clip(images, -1, 1), cols), cmap="gray_r", vmin=-1, vmax=1,
             interpolation="nearest")
   ax.set_title(title, fontsize=9)
   ax.axis("off")

@@ -414,7 +414,8 @@ def evaluate_subject(config: ml_collections.ConfigDict, scenes: Scenes, params: 
   return final
 
 
-def _grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
+def tile_images(images: np.ndarray, cols: int = 8) -> np.ndarray:
+  """(n, H, W, 1) images as one 2-D mosaic, `cols` per row, with a 1-pixel light border."""
   n, h, w = images.shape[:3]
   rows = -(-n // cols)
   out = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1), np.float32)
@@ -431,7 +432,7 @@ def sample_figure(reference: np.ndarray, generated: np.ndarray, stem: str) -> li
   fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
   for ax, images, title in ((axes[0], reference, "training images"),
                             (axes[1], generated, "DDIM samples (EMA)")):
-    ax.imshow(_grid(np.clip(images, -1, 1)), cmap="gray_r", vmin=-1, vmax=1,
+    ax.imshow(tile_images(np.clip(images, -1, 1)), cmap="gray_r", vmin=-1, vmax=1,
               interpolation="nearest")
     ax.set_title(title)
     ax.axis("off")
