@@ -10,19 +10,27 @@ import jax
 import jax.numpy as jnp
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-  """Median wall time of `repeats` calls of fn, each ended by `block_until_ready`."""
+def wall_seconds(fn: Callable[[], Any], repeats: int) -> list[float]:
+  """Wall times of `repeats` calls of fn, each ended by `block_until_ready`."""
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - t0)
-  return statistics.median(times)
+  return times
 
 
-def matmul_flops_per_s(n: int = 2048, repeats: int = 5, dtype: str = "float32",
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+  """Median wall time of `repeats` calls of fn, each ended by `block_until_ready`."""
+  return statistics.median(wall_seconds(fn, repeats))
+
+
+def matmul_flops_per_s(n: int = 2048, repeats: int = 10, dtype: str = "float32",
                        precision: Any = None) -> float:
   """Measured dense matmul FLOP/s of the default device for `dtype` operands (the roofline).
+
+  The fastest of `repeats` runs: a peak, so that one slow run (a busy core) cannot lower it and
+  flatter the roofline fractions taken against it.
 
   bfloat16 operands accumulate in float32, as the SAEs' bfloat16 matmuls do; `precision` is passed
   to the float32 matmul (e.g. HIGHEST, as the streamed correlation runs it).
@@ -33,4 +41,4 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 5, dtype: str = "float32",
   else:
     f = jax.jit(lambda a: jnp.dot(a.T, a, preferred_element_type=jnp.float32))
   jax.block_until_ready(f(a))
-  return 2 * n**3 / median_seconds(lambda: f(a), repeats)
+  return 2 * n**3 / min(wall_seconds(lambda: f(a), repeats))

@@ -7,6 +7,9 @@ programs, and compiling is most of their time on CPU. The cache lives in
 package), so that the xdist workers and subprocesses that share it never read half-written
 entries. Entries are keyed by the program, the compile options and the JAX version, so a hit is
 the executable a fresh compile would build; set JAX_COMPILATION_CACHE_DIR to move it.
+
+The test process keeps freed memory for reuse as identi's binaries do (`identi.allocator`), before
+JAX starts its threads.
 """
 import os
 
@@ -20,6 +23,10 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(ROOT, ".pytest_cache", "jax-compilation-cache"))
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
+from identi.allocator import retain_freed_memory  # noqa: E402
+
+retain_freed_memory()
 
 import jax  # noqa: E402  (must come after XLA_FLAGS)
 

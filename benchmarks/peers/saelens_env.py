@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+from identi import allocator
+
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 VENV = os.path.join("benchmarks", "peers", ".venv")
 STAMP = ".saelens-installed"
@@ -50,8 +52,13 @@ def ensure_env(root: str) -> str:
 
 
 def run_json(cmd: list[str]) -> dict:
-  """Runs a peer script and returns the JSON object on the last line of its stdout."""
-  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  """Runs a peer script and returns the JSON object on the last line of its stdout.
+
+  The peer gets the malloc settings that identi's side runs with (`identi.allocator`), so that
+  both allocate their per-step scratch memory under one policy.
+  """
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                        env=dict(os.environ, **allocator.environment()))
   if proc.returncode != 0:
     raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr[-2000:]}")
   return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -10,6 +10,7 @@ import ml_collections
 from absl import app, flags
 from absl import logging as absl_logging
 
+from identi.allocator import retain_freed_memory
 from identi.errors import IdentiError
 from identi.train.config import default_config
 
@@ -86,6 +87,9 @@ def load_config(config_flag) -> ml_collections.ConfigDict:
 def run(main: Callable[[list[str]], Any], schema: Schema = default_config) -> None:
   """`absl.app.run` that prints identi's errors as one line and exits with status 2.
 
+  Before anything runs it applies `identi.allocator.retain_freed_memory` (glibc: XLA:CPU reuses
+  its per-step scratch memory instead of page-faulting it in afresh every step).
+
   `schema` returns the config schema that `--config.a.b=...` overrides are checked against
   (default: the SAE training schema).
   """
@@ -100,6 +104,7 @@ def run(main: Callable[[list[str]], Any], schema: Schema = default_config) -> No
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
 
+  retain_freed_memory()
   app.run(guarded, flags_parser=lambda argv: _parse_flags(argv, schema))
 
 
