@@ -20,6 +20,8 @@ def test_benchmark_smoke(tmp_path):
   for row in result["rows"]:
     assert row["tokens_per_s"] > 0 and row["compile_s"] > 0
     assert row["necessary_flops"] == 4 * 64 * 16 * 64
+    # At least the parameters and Adam's two moments of both weight matrices, and the batch.
+    assert row["step_memory_mb"] * 2**20 >= 3 * 2 * 16 * 64 * 4 + 64 * 16 * 4
     assert row["matmul_peak_flops_per_s"] == peaks[row["dtype"]]
     seconds = row["step_ms"] / 1e3
     assert abs(row["roofline_fraction"] * seconds * peaks[row["dtype"]]
