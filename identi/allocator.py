@@ -25,7 +25,8 @@ TRIM_THRESHOLD = 2**31 - 1
 
 
 def _glibc():
-  if not sys.platform.startswith("linux"):
+  """The C library when it is glibc and IDENTI_MALLOC is not 'system', else None."""
+  if os.environ.get("IDENTI_MALLOC", "") == "system" or not sys.platform.startswith("linux"):
     return None
   try:
     if not os.confstr("CS_GNU_LIBC_VERSION"):
@@ -36,14 +37,10 @@ def _glibc():
   return libc if hasattr(libc, "mallopt") else None
 
 
-def _skipped() -> bool:
-  return os.environ.get("IDENTI_MALLOC", "") == "system" or _glibc() is None
-
-
 def environment() -> dict[str, str]:
   """The same settings as glibc environment variables, for a process started from scratch (the
   benchmarks' peers, so both sides run with one allocator policy); empty where skipped."""
-  if _skipped():
+  if _glibc() is None:
     return {}
   return {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
           "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
@@ -55,8 +52,8 @@ def retain_freed_memory() -> bool:
   Call it before the first JAX computation: glibc gives a thread its arena on the thread's first
   allocation, so XLA threads started earlier keep theirs. IDENTI_MALLOC=system skips it.
   """
-  if _skipped():
-    return False
   libc = _glibc()
+  if libc is None:
+    return False
   settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
   return all(libc.mallopt(option, value) == 1 for option, value in settings)
