@@ -3,10 +3,10 @@
 For every SAE kind and size in the preset, times the jitted, donated training step that
 `identi.train` runs (compile time separately; steady state as the median of repeats after warm-up,
 each ended by `block_until_ready`), and reports tokens/s, the step's peak memory as XLA plans it
-(state, batch, temps and non-donated outputs; also the device's measured peak where the backend
-counts one, e.g. GPUs) and the fraction of the measured dense matmul FLOP/s that the step's
-necessary work reaches (4 * batch * d_in * d_sae FLOPs per step: the encoder matmul forward and
-its weight gradient). Results go to stdout and --output (JSON).
+(state, batch, temps and non-donated outputs: per step and on every backend, where the devices'
+own peak counters span the whole process) and the fraction of the measured dense matmul FLOP/s
+that the step's necessary work reaches (4 * batch * d_in * d_sae FLOPs per step: the encoder
+matmul forward and its weight gradient). Results go to stdout and --output (JSON).
 
 `--dtypes=float32,bfloat16` also times every row with `sae.compute_dtype='bfloat16'` (bf16
 matmuls, float32 master weights); each row's roofline fraction is taken against the peak measured
@@ -94,15 +94,12 @@ def time_train_step(kind: str, d_in: int, d_sae: int, k: int, batch: int,
   for _ in range(2):
     jax.block_until_ready(run())
   seconds = median_seconds(run, repeats)
-  stats = jax.devices()[0].memory_stats() or {}
   sparse = getattr(model, "sparse_decoder", False)
   return {"kind": kind, "decoder": "sparse" if sparse else "dense", "dtype": dtype, "d_in": d_in,
           "d_sae": d_sae, "k": k, "batch": batch,
           "compile_s": compile_s, "step_ms": 1e3 * seconds, "tokens_per_s": batch / seconds,
           "necessary_flops": 4 * batch * d_in * d_sae,
-          "step_memory_mb": None if memory is None else memory / 2**20,
-          "device_peak_mb": stats["peak_bytes_in_use"] / 2**20
-                            if "peak_bytes_in_use" in stats else None}
+          "step_memory_mb": None if memory is None else memory / 2**20}
 
 
 def step_memory_bytes(compiled) -> int | None:
@@ -176,7 +173,7 @@ def main(argv):
           f"{peer['threads']} threads, aux {peer['aux']}")
   print(cli.format_table(rows, ["kind", "decoder", "dtype", "d_in", "d_sae", "k", "batch",
                                 "compile_s", "step_ms", "tokens_per_s", "step_memory_mb",
-                                "device_peak_mb", "roofline_fraction",
+                                "roofline_fraction",
                                 "saelens_tokens_per_s", "ratio"]))
   if _OUTPUT.value:
     io.write_json(_OUTPUT.value, {
