@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m identi.bin.verify --config=configs/identify_hsm.py --workdir=runs/demo
+	$(PY) -m identi.bin.identify --config=configs/identify_hsm.py --workdir=runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup

@@ -1,27 +1,25 @@
-"""Identifiability on the default hierarchical selection world (issue 3's experiment; `make demo`).
+"""Identifiability on the default hierarchical selection world (`make demo`).
 
-  python -m identi.bin.verify --config=configs/identify_hsm.py --workdir=runs/identify_hsm
+  python -m identi.bin.identify --config=configs/identify_hsm.py --workdir=runs/identify_hsm
 
 World (identi.generators.default_world()): 128 level-1 concepts under 64 level-2 and 16 level-3
 wholes of 2 parts each (selection leak eps = 0.3; 6.5 active level-1 concepts per sample),
 observed as x = A z1 in d = 64 (2x superposition); 2^17 samples. Every SAE variant (512 latents;
 TopK/BatchTopK k = 8, ReLU L1 0.02) and every baseline (PCA, dense linear AE, FastICA) is scored
 on 8,192 held-out samples; minimal codes are non-negative OMP (at most 16 atoms) over the
-deduplicated decoder. Measured (2-core CPU, about 4.5 min), encoder / minimal-code MCC:
-relu 0.918 / 0.976, topk 0.921 / 0.995, batchtopk 0.933 / 0.988, jumprelu 0.937 / 0.995;
-pca 0.127, linear_ae 0.273, ica 0.338 (README "Identifiability on the hierarchical selection world").
+deduplicated decoder. Results: docs/experiments/identify_hsm.md.
 Smoke variant for tests: --config=configs/identify_hsm.py:smoke
 """
 
-from identi.verify import default_verify_config, verify_variant
+from identi.experiments.identify import default_config, variant
 
 
 def get_config(arg=None):
-  config = default_verify_config()
+  config = default_config()
   config.sae.k = 8  # The default world has 6.5 active level-1 concepts per sample.
   config.sae.l1_coeff = 0.02  # ReLU-L1 only.
   config.minimal.max_atoms = 16
   config.per_kind.relu.sae.normalize_decoder = False
   config.per_kind.relu.train.sparsity_warmup_steps = 200
   config.per_kind.jumprelu.train.sparsity_warmup_steps = 200
-  return verify_variant(config, arg)
+  return variant(config, arg)

@@ -2,8 +2,7 @@
 
   python -m identi.bin.train --config=configs/sae_batchtopk.py --workdir=runs/sae_batchtopk
 
-Expected on a 2-core CPU (about 2 min): MCC 0.897, FVU 0.129, L0 6.0, dead 7%
-(README "Measured results").
+Results: docs/experiments/sae_training.md.
 Smoke variant for tests: --config=configs/sae_batchtopk.py:smoke
 """
 

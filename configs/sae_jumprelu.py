@@ -2,7 +2,7 @@
 
   python -m identi.bin.train --config=configs/sae_jumprelu.py --workdir=runs/sae_jumprelu
 
-Expected on a 2-core CPU (under 1 min): MCC 0.879, FVU 0.151, L0 3.9 (README "Measured results").
+Results: docs/experiments/sae_training.md.
 Smoke variant for tests: --config=configs/sae_jumprelu.py:smoke
 """
 

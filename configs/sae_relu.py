@@ -2,7 +2,7 @@
 
   python -m identi.bin.train --config=configs/sae_relu.py --workdir=runs/sae_relu
 
-Expected on a 2-core CPU (under 1 min): MCC 0.881, FVU 0.264, L0 7.7 (README "Measured results").
+Results: docs/experiments/sae_training.md.
 Smoke variant for tests: --config=configs/sae_relu.py:smoke
 """
 

@@ -2,7 +2,7 @@
 
   python -m identi.bin.train --config=configs/sae_topk.py --workdir=runs/sae_topk
 
-Expected on a 2-core CPU (about 2 min): MCC 0.905, FVU 0.120, L0 6 (README "Measured results").
+Results: docs/experiments/sae_training.md.
 Smoke variant for tests: --config=configs/sae_topk.py:smoke
 """
 

@@ -1,4 +1,4 @@
-"""Concepts of the diffusion subject across timesteps, and steering during sampling (issue 6).
+"""Concepts of the diffusion subject across timesteps, and steering during sampling (kind `scenes`).
 
   python -m identi.bin.capture --config=configs/scenes_concepts.py --workdir=runs/scenes
   python -m identi.bin.concept_graph --config=configs/scenes_concepts.py --workdir=runs/scenes
@@ -12,18 +12,13 @@ flattened) is read at t = 0.8, 0.5, 0.2 and 0.05; one BatchTopK SAE per timestep
 k = 26); the graph links level 1 at t = 0.05, level 2 at t = 0.2 and level 3 at t = 0.5 (rule
 'threshold', contrast-ranked candidates); steering edits every DDIM step with t <= 0.6.
 Each binary reuses what the previous one wrote in the workdir.
-Measured (runs/scenes_v3 = paper/figures/scenes_concepts): MCC of parts / objects / scenes at
-t = 0.05: 0.889 / 0.758 / 0.873 (t = 0.8: 0.459 / 0.577 / 0.814); graph F1 0.667 (parts ->
-objects) and 0 (objects -> scenes); hierarchical steering (noise seed 2): part injection
-success 0.952 with preservation 0.945, object removal 0.845, object injection 0.795 (flat
-baseline 0.767 / 0.612 / 0.574).
-Full table and steering: README "A diffusion subject".
+Results: docs/experiments/scenes_concepts.md.
 Smoke variant for tests: --config=configs/scenes_concepts.py:smoke
 """
 
-from identi.subjects.experiment import (default_subject_experiment_config,
-                                        subject_experiment_variant)
+from identi.subjects import get_subject
 
 
 def get_config(arg=None):
-  return subject_experiment_variant(default_subject_experiment_config(), arg)
+  subject = get_subject("scenes")
+  return subject.variant(subject.default_config(), arg)

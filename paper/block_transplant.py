@@ -4,7 +4,7 @@
 
 For each of 6 parts, 32 DDIM runs of the shipped subject whose image lacks the part receive, at
 the steps of one time window, the output of one block from 32 runs whose image has it
-(`identi.subjects.steering.transplant_table`); the figure is the rate at which the part then
+(`identi.subjects.scenes_unet.transplant_table`); the figure is the rate at which the part then
 appears, per block and window. It is why configs/scenes_concepts.py reads `up_1` and steers over
 t <= 0.6: `mid` decides about half the image even when transplanted at every step, and no block
 transplanted at the lowest-noise steps only decides much. Measured: README, "A diffusion subject".
@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from identi.bin import cli
-from identi.subjects.steering import transplant_table
+from identi.subjects.scenes_unet import transplant_table
 from identi.train import load_config
 from paper.common import OUT, ROOT, SMOKE, write_outputs
 

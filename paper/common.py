@@ -1,7 +1,7 @@
 """What the paper's figure scripts share: worlds, one identification run, output files.
 
 Every point of every figure trains one SAE with `identi.train` on generated data with known
-latents and scores it with `identi.verify.identify_sae` (encoder MCC and minimal-code MCC on a
+latents and scores it with `identi.experiments.identify.identify_sae` (encoder MCC and minimal-code MCC on a
 held-out split). Figures go to `<out>/<name>/<name>.{png,pdf}` with the numbers in
 `<out>/<name>/<name>.json`.
 """
@@ -17,9 +17,9 @@ import numpy as np
 from absl import flags
 
 from identi import generators, io
-from identi.figures import save_figure
+from identi.plots import save_figure
 from identi.train import config as config_lib
-from identi.verify import identify_sae, split_eval
+from identi.experiments.identify import identify_sae, split_eval
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = flags.DEFINE_bool("smoke", False, "Toy sizes, for tests.")

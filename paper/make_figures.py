@@ -11,11 +11,8 @@ import os
 from absl import flags
 
 from identi.bin import cli
-from identi.concepts import run_concept_graph, run_steering
-from identi.subjects import (run_lm_graph, run_lm_steering, run_subject_graph,
-                             run_subject_steering)
+from identi.experiments import graph, identify, steer
 from identi.train import load_config
-from identi.verify import FIGURE_STEM, run_verify
 from paper import (amortisation_gap, block_transplant, leak_sweep, minimality_sweep, phase_diagram,
                    sample_size)
 from paper.common import OUT, ROOT, SMOKE
@@ -28,8 +25,8 @@ def hsm_identifiability(out: str, smoke: bool) -> list[str]:
   variant = ":smoke" if smoke else ""
   config = load_config(os.path.join(ROOT, "configs", "identify_hsm.py" + variant))
   workdir = os.path.join(out, "hsm_identifiability")
-  run_verify(config, workdir)
-  return [os.path.join(workdir, f"{FIGURE_STEM}.{ext}") for ext in ("png", "pdf")] + [
+  identify.run(config, workdir)
+  return [os.path.join(workdir, f"{identify.FIGURE_STEM}.{ext}") for ext in ("png", "pdf")] + [
       os.path.join(workdir, "results.json")]
 
 
@@ -38,7 +35,7 @@ def concept_graph(out: str, smoke: bool) -> list[str]:
   variant = ":smoke" if smoke else ""
   config = load_config(os.path.join(ROOT, "configs", "concept_graph_hsm.py" + variant))
   workdir = os.path.join(out, "concept_graph")
-  paths = [run_concept_graph(config, workdir)["figure"], run_steering(config, workdir)["figure"]]
+  paths = [graph.run(config, workdir)["figure"], steer.run(config, workdir)["figure"]]
   return paths + [os.path.join(workdir, name) for name in ("graph.json", "steering.json")]
 
 
@@ -48,8 +45,8 @@ def grammar_concepts(out: str, smoke: bool) -> list[str]:
   variant = ":smoke" if smoke else ""
   config = load_config(os.path.join(ROOT, "configs", "grammar_concepts.py" + variant))
   workdir = os.path.join(out, "grammar_concepts")
-  run_lm_graph(config, workdir)
-  run_lm_steering(config, workdir)
+  graph.run(config, workdir)
+  steer.run(config, workdir)
   return [os.path.join(workdir, f"{stem}.{ext}")
           for stem in ("layer_mcc", "concept_graph", "steering") for ext in ("png", "pdf")] + [
               os.path.join(workdir, name) for name in ("steering.json", "graph.json")]
@@ -61,8 +58,8 @@ def scenes_concepts(out: str, smoke: bool) -> list[str]:
   variant = ":smoke" if smoke else ""
   config = load_config(os.path.join(ROOT, "configs", "scenes_concepts.py" + variant))
   workdir = os.path.join(out, "scenes_concepts")
-  run_subject_graph(config, workdir)
-  run_subject_steering(config, workdir)
+  graph.run(config, workdir)
+  steer.run(config, workdir)
   stems = ("samples", "timestep_mcc", "concept_graph", "concept_nodes", "steering_grid",
            "steering")
   return [os.path.join(workdir, f"{stem}.{ext}") for stem in stems for ext in ("png", "pdf")] + [

@@ -9,7 +9,8 @@ entries. Entries are keyed by the program, the compile options and the JAX versi
 the executable a fresh compile would build; set JAX_COMPILATION_CACHE_DIR to move it.
 
 The test process keeps freed memory for reuse as identi's binaries do (`identi.allocator`), before
-JAX starts its threads.
+JAX starts its threads. Shared helpers live in tests/helpers.py; the session fixtures below run
+each expensive pipeline once.
 """
 import os
 
@@ -32,64 +33,11 @@ import jax  # noqa: E402  (must come after XLA_FLAGS)
 
 assert jax.device_count() == 8, "tests expect 8 forced CPU devices; was JAX imported earlier?"
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
+import types  # noqa: E402
 
 import pytest  # noqa: E402
 
-
-def smoke_config(name: str = "sae_topk", **overrides):
-  """The `:smoke` variant of configs/<name>.py with dotted-key overrides ('train__num_steps')."""
-  from identi.train import load_config
-
-  config = load_config(os.path.join(ROOT, "configs", f"{name}.py:smoke"))
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split("__")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
-
-
-def run_module(module: str, *args: str, devices: int = 8, check: bool = True,
-               timeout: float = 300) -> subprocess.CompletedProcess:
-  """Runs `python -m module args` from the repo root with `devices` forced CPU devices."""
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=timeout)
-  if check and proc.returncode != 0:
-    raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-  return proc
-
-
-def latest_state(workdir, abstract):
-  """The latest checkpoint in `workdir`, restored replicated onto the shapes of the pytree of
-  ShapeDtypeStructs `abstract`, as numpy arrays."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from identi.train import sharding  # pylint: disable=g-import-not-at-top
-  from identi.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
-
-  repl = sharding.replicated(sharding.data_mesh())
-  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl), abstract)
-  checkpointer = Checkpointer(str(workdir), read_only=True)
-  state = checkpointer.restore(target)
-  checkpointer.close()
-  return jax.tree.map(np.asarray, state)
-
-
-def planted_codes(n=64, n_atoms=128, d=64, active=4, seed=0):
-  """Random unit-row dictionary and planted non-negative codes with exactly `active` atoms each."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  rng = np.random.default_rng(seed)
-  dictionary = rng.normal(size=(n_atoms, d))
-  dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
-  codes = np.zeros((n, n_atoms))
-  for i in range(n):
-    codes[i, rng.choice(n_atoms, active, replace=False)] = rng.uniform(0.5, 1.5, active)
-  return codes.astype(np.float32), dictionary.astype(np.float32)
+from helpers import smoke_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -102,13 +50,45 @@ def trained_workdir(tmp_path_factory):
   return workdir
 
 
-@pytest.fixture(scope="session")
-def lm_graph(tmp_path_factory):
-  """(config, workdir, capture summary, graph result) of configs/grammar_concepts.py:smoke, shared
-  by the transformer-subject pipeline tests."""
-  from identi.subjects import lm_experiment  # pylint: disable=g-import-not-at-top
+def _figure_run(tmp_path_factory, figure: str, config_name: str):
+  """Runs one pipeline figure of paper/make_figures.py at smoke size, in this process; returns
+  (config, workdir, the JSON files it wrote, by name)."""
+  import json  # pylint: disable=g-import-not-at-top
+  from paper import make_figures  # pylint: disable=g-import-not-at-top
 
-  workdir = str(tmp_path_factory.mktemp("grammar"))
-  config = smoke_config("grammar_concepts")
-  summary = lm_experiment.capture_lm_subject(config, workdir)
-  return config, workdir, summary, lm_experiment.run_lm_graph(config, workdir)
+  out = str(tmp_path_factory.mktemp(figure))
+  paths = getattr(make_figures, figure)(out, True)
+  saved = {}
+  for path in paths:
+    if path.endswith(".json"):
+      with open(path, encoding="utf-8") as f:
+        saved[os.path.basename(path)] = json.load(f)
+  return types.SimpleNamespace(config=smoke_config(config_name), workdir=os.path.join(out, figure),
+                               paths=paths, **{k.split(".")[0]: v for k, v in saved.items()})
+
+
+# The four pipelines, each run once per test session (the paper's smoke figure, which is also
+# what the binaries run); tests that use one carry its xdist_group mark so that one worker runs
+# them all (make test: --dist loadgroup).
+@pytest.fixture(scope="session")
+def identify_run(tmp_path_factory):
+  """configs/identify_hsm.py:smoke through the identify stage (results.json)."""
+  return _figure_run(tmp_path_factory, "hsm_identifiability", "identify_hsm")
+
+
+@pytest.fixture(scope="session")
+def hsm_run(tmp_path_factory):
+  """configs/concept_graph_hsm.py:smoke through graph and steering (graph.json, steering.json)."""
+  return _figure_run(tmp_path_factory, "concept_graph", "concept_graph_hsm")
+
+
+@pytest.fixture(scope="session")
+def grammar_run(tmp_path_factory):
+  """configs/grammar_concepts.py:smoke through capture, graph and steering."""
+  return _figure_run(tmp_path_factory, "grammar_concepts", "grammar_concepts")
+
+
+@pytest.fixture(scope="session")
+def scenes_run(tmp_path_factory):
+  """configs/scenes_concepts.py:smoke through capture, graph and steering."""
+  return _figure_run(tmp_path_factory, "scenes_concepts", "scenes_concepts")

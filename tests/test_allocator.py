@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from identi import allocator
-from conftest import ROOT
+from helpers import ROOT
 
 # A jitted program whose temp buffer (the 2048 x 16384 float32 product, 128 MiB) is above glibc's
 # mmap threshold; prints its temp size and the fewest page faults of one of 8 steady-state runs

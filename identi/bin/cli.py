@@ -12,43 +12,26 @@ from absl import logging as absl_logging
 
 from identi.allocator import retain_freed_memory
 from identi.errors import IdentiError
-from identi.train.config import default_config
+from identi.train import config as config_lib
 
 
-Schema = Callable[[], ml_collections.ConfigDict]
+def config_spec(argv: Sequence[str]) -> str | None:
+  """The `--config=PATH[:VARIANT]` of a command line, if any."""
+  for arg in argv:
+    if arg.startswith("--config="):
+      return arg[len("--config="):]
+  return None
 
 
-def merge_schemas(*schemas: Schema) -> ml_collections.ConfigDict:
-  """The keys of several config schemas together (for a binary that takes any of them); a key in
-  more than one keeps the first schema's default."""
-  merged = schemas[0]()
-  with merged.unlocked():
-    for schema in schemas[1:]:
-      other = schema()
-      for name in other:
-        if name in merged and isinstance(merged[name], ml_collections.ConfigDict):
-          for key in other[name]:
-            if key not in merged[name]:
-              merged[name][key] = other[name][key]
-        elif name not in merged:
-          merged[name] = other[name]
-  return merged
-
-
-def union_schema() -> ml_collections.ConfigDict:
-  """The keys of the HSM concept-graph, the subject-experiment and the LM-experiment schemas
-  together (for the binaries that take any of them)."""
-  # pylint: disable=g-import-not-at-top
-  from identi.concepts.experiment import default_concept_config
-  from identi.subjects.experiment import default_subject_experiment_config
-  from identi.subjects.lm_experiment import default_lm_experiment_config
-  return merge_schemas(default_concept_config, default_subject_experiment_config,
-                       default_lm_experiment_config)
-
-
-def _unknown_override(argv: Sequence[str], schema: Schema = default_config) -> str | None:
-  """The first `--config.a.b=...` override whose key is not in the schema, if any."""
-  root = schema()
+def unknown_override(argv: Sequence[str]) -> str | None:
+  """The first `--config.a.b=...` override whose key is not in the config file's own schema."""
+  spec = config_spec(argv)
+  if spec is None:
+    return None
+  try:
+    root = config_lib.load_config(spec)
+  except Exception:  # pylint: disable=broad-except  (the flag parser reports a broken file)
+    return None
   for arg in argv:
     if not arg.startswith("--config."):
       continue
@@ -61,17 +44,18 @@ def _unknown_override(argv: Sequence[str], schema: Schema = default_config) -> s
   return None
 
 
-def _parse_flags(argv: list[str], schema: Schema = default_config) -> list[str]:
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing with one-line errors (an unknown config key is named, with the fix)."""
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
     sys.exit(f"error: {e}")
   except (AttributeError, KeyError) as e:
-    key = _unknown_override(argv, schema)
+    key = unknown_override(argv)
     if key is None:
       raise
     sys.exit(f"error: unknown config key '{key}' in --config.{key}=...; fix the spelling "
-             "(the config file's docstring names its schema, e.g. identi/train/config.py)")
+             "(the config file's get_config() returns every key it accepts)")
 
 
 def load_config(config_flag) -> ml_collections.ConfigDict:
@@ -84,14 +68,11 @@ def load_config(config_flag) -> ml_collections.ConfigDict:
                       "--config=configs/NAME.py[:VARIANT] with an existing file") from e
 
 
-def run(main: Callable[[list[str]], Any], schema: Schema = default_config) -> None:
+def run(main: Callable[[list[str]], Any]) -> None:
   """`absl.app.run` that prints identi's errors as one line and exits with status 2.
 
   Before anything runs it applies `identi.allocator.retain_freed_memory` (glibc: XLA:CPU reuses
   its per-step scratch memory instead of page-faulting it in afresh every step).
-
-  `schema` returns the config schema that `--config.a.b=...` overrides are checked against
-  (default: the SAE training schema).
   """
 
   def guarded(argv):
@@ -105,7 +86,7 @@ def run(main: Callable[[list[str]], Any], schema: Schema = default_config) -> No
       sys.exit(2)
 
   retain_freed_memory()
-  app.run(guarded, flags_parser=lambda argv: _parse_flags(argv, schema))
+  app.run(guarded, flags_parser=parse_flags)
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
@@ -121,3 +102,12 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
   line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))
   return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
+
+
+def print_tables(tables, footer: str = "") -> None:
+  """Prints `(rows, columns)` tables (a subject's `tables(stage, result)`), then `footer`."""
+  for rows, columns in tables:
+    print()
+    print(format_table(rows, columns))
+  if footer:
+    print(f"\n{footer}")

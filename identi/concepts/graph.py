@@ -67,6 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError, DataError
+from identi.metrics import correlation_matrix
 
 _MEMORY_BYTES = 256 * 2**20
 _MAX_CANDIDATES = 16
@@ -458,3 +459,19 @@ def levels_to_square(blocks: Sequence[np.ndarray]) -> np.ndarray:
   for l, b in enumerate(blocks):
     square[offsets[l]:offsets[l + 1], offsets[l + 1]:offsets[l + 2]] = b
   return square
+
+
+def assign_levels(codes: list[np.ndarray], min_corr: float) -> list[np.ndarray]:
+  """Level of every unit of every cumulative view: the most abstract view it appears in.
+
+  A unit of view l appears in view m > l when some unit of view m has |Pearson correlation| >=
+  `min_corr` with it on the same samples. Returns one int array (1-based levels) per view.
+  """
+  levels = []
+  for l, c in enumerate(codes):
+    level = np.full(c.shape[1], l + 1)
+    for m in range(l + 1, len(codes)):
+      corr = np.abs(correlation_matrix(c, codes[m]))
+      level[corr.max(axis=1) >= min_corr] = m + 1
+    levels.append(level)
+  return levels

@@ -1,19 +1,21 @@
-"""Subjects: generative worlds whose concepts we know, models trained on them, and the pipeline
-that identifies, graphs and steers their concepts (`scenes`, `diffusion`, `training`,
-`experiment`, `steering`; `grammar`, `transformer`, `lm_training`, `lm_experiment`,
-`lm_steering`)."""
-from identi.subjects import (diffusion, experiment, grammar, lm_experiment, lm_steering,
-                             lm_training, steering, training, transformer)
-from identi.subjects.experiment import capture_subject, run_subject_graph
+"""Subjects: generative models with worlds whose concepts we know, behind one protocol.
+
+`Subject` (`identi.subjects.base`) is what the pipeline needs of a subject; `register_subject`
+adds one under a name, `get_subject(kind)` returns it (``config.subject.kind``). Shipped kinds:
+``hsm`` (`hsm_views`: linear views of a hierarchical selection world), ``scenes``
+(`scenes_unet`: a diffusion U-Net, `diffusion`, trained on the scenes world, `scenes`, by
+`scenes_training`) and ``grammar`` (`grammar_lm`: a transformer, `transformer`, trained on the
+grammar world, `grammar`, by `grammar_training`).
+"""
+from identi.subjects import (diffusion, grammar, grammar_training, scenes, scenes_training,
+                             transformer)
+from identi.subjects.base import Subject, get_subject, register_subject, subject_kinds
 from identi.subjects.grammar import (Grammar, GrammarConfig, grammatical_rate, make_grammar,
                                      sample_grammar)
-from identi.subjects.lm_experiment import capture_lm_subject, run_lm_graph
-from identi.subjects.lm_steering import run_lm_steering
-from identi.subjects.lm_training import export_lm_subject, load_lm_subject, train_lm_subject
+from identi.subjects.grammar_training import export_lm_subject, load_lm_subject, train_lm_subject
 from identi.subjects.scenes import (KINDS, Scenes, ScenesConfig, coherence_rate, detect_concepts,
                                     detect_parts, make_scenes, render, sample_scenes, to_ascii)
-from identi.subjects.steering import run_subject_steering
-from identi.subjects.training import export_subject, load_subject, train_subject
+from identi.subjects.scenes_training import export_subject, load_subject, train_subject
 
 __all__ = [
     "Grammar",
@@ -21,35 +23,30 @@ __all__ = [
     "KINDS",
     "Scenes",
     "ScenesConfig",
-    "capture_lm_subject",
-    "capture_subject",
+    "Subject",
     "coherence_rate",
     "detect_concepts",
     "detect_parts",
     "diffusion",
-    "experiment",
     "export_lm_subject",
     "export_subject",
+    "get_subject",
     "grammar",
+    "grammar_training",
     "grammatical_rate",
-    "lm_experiment",
-    "lm_steering",
-    "lm_training",
     "load_lm_subject",
     "load_subject",
     "make_grammar",
     "make_scenes",
+    "register_subject",
     "render",
-    "run_lm_graph",
-    "run_lm_steering",
-    "run_subject_graph",
-    "run_subject_steering",
     "sample_grammar",
     "sample_scenes",
-    "steering",
+    "scenes",
+    "scenes_training",
+    "subject_kinds",
     "to_ascii",
     "train_lm_subject",
     "train_subject",
-    "training",
     "transformer",
 ]

@@ -145,7 +145,7 @@ def check_keys(config: ml_collections.ConfigDict, schema: ml_collections.ConfigD
     if name not in flat:
       raise ConfigError(
           f"config key '{name}' is missing; start configs from the schema's defaults "
-          "(identi.train.default_config() or identi.verify.default_verify_config())")
+          "(identi.train.default_config() or identi.experiments.identify.default_config())")
   return flat
 
 

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT, run_module
+from helpers import ROOT, run_module
 
 
 def test_smoke_preset_without_peer(tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import run_module
+from helpers import run_module
 
 
 def test_benchmark_smoke(tmp_path):

@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import run_module
+from helpers import run_module
 
 
 def test_benchmark_smoke(tmp_path):

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT, run_module
+from helpers import ROOT, run_module
 
 
 def test_peer_script_help_needs_no_torch():

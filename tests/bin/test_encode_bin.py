@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from conftest import run_module
+from helpers import run_module
 from identi import infer
 from identi.train import load_trained
 

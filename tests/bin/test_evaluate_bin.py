@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from conftest import run_module
+from helpers import run_module
 from identi import data as data_lib
 
 

@@ -1,50 +1,57 @@
-"""identi.bin.capture, concept_graph and steer on the subject smoke config, sharing one workdir."""
+"""identi.bin.capture, concept_graph and steer: each binary once, as a subprocess, on a copy of a
+session pipeline's workdir (they reuse what is there, as they do for users); config typos and
+unknown subject kinds fail in one line."""
 
 import json
+import shutil
 
-from conftest import ROOT, run_module
+import pytest
 
-CONFIG = f"--config={ROOT}/configs/scenes_concepts.py:smoke"
+from helpers import ROOT, run_module
+
+SCENES = f"--config={ROOT}/configs/scenes_concepts.py:smoke"
+HSM = f"--config={ROOT}/configs/concept_graph_hsm.py:smoke"
 
 
-def test_capture_then_graph_then_steer(tmp_path):
-  workdir = f"--workdir={tmp_path}"
-  proc = run_module("identi.bin.capture", CONFIG, workdir)
+@pytest.mark.xdist_group("scenes")
+def test_capture_then_graph_on_the_scenes_subject(scenes_run, tmp_path):
+  workdir = tmp_path / "w"
+  shutil.copytree(scenes_run.workdir, workdir)
+  proc = run_module("identi.bin.capture", SCENES, f"--workdir={workdir}")
   assert "coherence" in proc.stdout and "0.8,0.5,0.2" in proc.stdout
-  proc = run_module("identi.bin.concept_graph", CONFIG, workdir)
+  proc = run_module("identi.bin.concept_graph", SCENES, f"--workdir={workdir}")
   assert "level_3" in proc.stdout and "1->2" in proc.stdout and "0.05->0.2" in proc.stdout
-  graph = json.loads((tmp_path / "graph.json").read_text())
-  assert len(graph["table"]) == 4
-  assert (tmp_path / "timestep_mcc.png").stat().st_size > 100
-  proc = run_module("identi.bin.steer", CONFIG, workdir)
-  assert "inject_part" in proc.stdout and "hierarchical" in proc.stdout
-  assert (tmp_path / "steering_grid.pdf").stat().st_size > 100
+  graph = json.loads((workdir / "graph.json").read_text())
+  assert graph["table"] == scenes_run.graph["table"]  # The binary reproduces the library run.
+  assert (workdir / "timestep_mcc.png").stat().st_size > 100
 
 
-def test_subject_config_typo_is_a_one_line_error(tmp_path):
-  proc = run_module("identi.bin.capture", CONFIG, "--config.capture.blok=mid",
-                    f"--workdir={tmp_path}", check=False)
-  assert proc.returncode != 0 and "capture.blok" in proc.stderr and "Traceback" not in proc.stderr
+@pytest.mark.xdist_group("hsm")
+def test_steer_on_the_hsm_subject(hsm_run, tmp_path):
+  workdir = tmp_path / "w"
+  shutil.copytree(hsm_run.workdir, workdir)
+  proc = run_module("identi.bin.steer", HSM, f"--workdir={workdir}")
+  assert "HSM (selection)" in proc.stdout and "specificity" in proc.stdout
+  steering = json.loads((workdir / "steering.json").read_text())
+  assert steering["levels"] == hsm_run.steering["levels"]
+  assert (workdir / "steering.pdf").stat().st_size > 100
 
 
-LM_CONFIG = f"--config={ROOT}/configs/grammar_concepts.py:smoke"
+@pytest.mark.parametrize("module,config,override", [
+    ("identi.bin.capture", SCENES, "capture.blok=mid"),
+    ("identi.bin.capture", f"--config={ROOT}/configs/grammar_concepts.py:smoke",
+     "capture.layer=block_0"),
+    ("identi.bin.concept_graph", HSM, "graph.precison=0.5"),
+])
+def test_config_typo_is_a_one_line_error(tmp_path, module, config, override):
+  proc = run_module(module, config, f"--config.{override}", f"--workdir={tmp_path}", check=False)
+  key = override.split("=")[0]
+  assert proc.returncode != 0 and f"unknown config key '{key}'" in proc.stderr
+  assert "Traceback" not in proc.stderr
 
 
-def test_lm_capture_then_graph_then_steer(tmp_path):
-  workdir = f"--workdir={tmp_path}"
-  proc = run_module("identi.bin.capture", LM_CONFIG, workdir)
-  assert "grammatical" in proc.stdout and "embed,block_0,block_1" in proc.stdout
-  proc = run_module("identi.bin.concept_graph", LM_CONFIG, workdir)
-  assert "level_3" in proc.stdout and "embed->block_0" in proc.stdout
-  graph = json.loads((tmp_path / "graph.json").read_text())
-  assert [r["layer"] for r in graph["table"]] == ["embed", "block_0", "block_1"]
-  assert (tmp_path / "layer_mcc.png").stat().st_size > 100
-  proc = run_module("identi.bin.steer", LM_CONFIG, workdir)
-  assert all(mode in proc.stdout for mode in ("phrase", "parts", "flat"))
-  assert (tmp_path / "steering.png").stat().st_size > 100
-
-
-def test_lm_config_typo_is_a_one_line_error(tmp_path):
-  proc = run_module("identi.bin.capture", LM_CONFIG, "--config.capture.layer=block_0",
-                    f"--workdir={tmp_path}", check=False)
-  assert proc.returncode != 0 and "capture.layer" in proc.stderr and "Traceback" not in proc.stderr
+def test_unknown_subject_kind_is_a_one_line_error(tmp_path):
+  proc = run_module("identi.bin.steer", HSM, "--config.subject.kind=hsn", f"--workdir={tmp_path}",
+                    check=False)
+  assert proc.returncode == 2 and "'subject.kind' is 'hsn'" in proc.stderr
+  assert "grammar, hsm, scenes" in proc.stderr and "Traceback" not in proc.stderr

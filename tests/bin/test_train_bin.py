@@ -3,7 +3,7 @@
 import json
 import os
 
-from conftest import ROOT, run_module
+from helpers import ROOT, run_module
 
 CONFIG = f"--config={ROOT}/configs/sae_topk.py:smoke"
 

@@ -4,7 +4,7 @@ config typos fail in one line."""
 import json
 import os
 
-from conftest import ROOT, run_module
+from helpers import ROOT, run_module
 
 CONFIG = f"--config={ROOT}/configs/diffusion_scenes.py:smoke"
 LM_CONFIG = f"--config={ROOT}/configs/grammar_lm.py:smoke"
@@ -37,7 +37,7 @@ def test_train_subject_binary_trains_the_transformer_on_a_grammar_config(tmp_pat
 
 
 def test_unknown_override_key_of_the_subject_schema(tmp_path):
-  # sae.k is a key of the SAE schema but not of this binary's: checked against the right one.
+  # sae.k is a key of the SAE schema but not of the subject trainer's: checked against its own.
   for key in ("train.stepz", "sae.k"):
     proc = run_module("identi.bin.train_subject", CONFIG, f"--workdir={tmp_path}",
                       f"--config.{key}=3", check=False)

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from identi.concepts import (edge_scores, extract_graph, learn_edges, levels_to_square, presence,
+from identi.concepts import (assign_levels, edge_scores, extract_graph, learn_edges,
+                             levels_to_square, presence,
                              transitive_reduction)
 from identi.errors import ConfigError, DataError
 from identi.generators import HSMConfig, make_hsm, sample_hsm
@@ -203,3 +204,14 @@ def test_bad_inputs_raise_data_errors(world):
     learn_edges(a[0], a[1], max_parents=0)
   with pytest.raises(ConfigError, match="necessity=1.5"):
     learn_edges(a[0], a[1], necessity=1.5)
+
+
+def test_assign_levels_puts_shared_units_at_the_most_abstract_view():
+  rng = np.random.default_rng(0)
+  high = rng.exponential(size=(500, 2)) * (rng.random((500, 2)) < 0.3)
+  low = rng.exponential(size=(500, 3)) * (rng.random((500, 3)) < 0.3)
+  view1 = np.concatenate([low, high * 2.0], axis=1)  # Cumulative view 1 sees both levels.
+  view2 = high[:, ::-1].copy()
+  levels = assign_levels([view1, view2], 0.9)
+  np.testing.assert_array_equal(levels[0], [1, 1, 1, 2, 2])
+  np.testing.assert_array_equal(levels[1], [2, 2])

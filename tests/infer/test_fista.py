@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import planted_codes
+from helpers import planted_codes
 from identi.errors import ConfigError, DataError
 from identi.generators import sparse_superposition
 from identi.infer.fista import fista, lipschitz_constant

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from conftest import planted_codes
+from helpers import planted_codes
 from identi.errors import ConfigError, DataError
 from identi.generators import sparse_superposition
 from identi.infer.omp import omp

@@ -4,7 +4,7 @@ import functools
 import numpy as np
 import pytest
 
-from conftest import planted_codes
+from helpers import planted_codes
 from identi.errors import ConfigError, DataError
 from identi.infer.omp import omp
 from identi.infer.refine import refine_dictionary

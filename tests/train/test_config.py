@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import ROOT, smoke_config
+from helpers import ROOT, smoke_config
 from identi.errors import ConfigError
 from identi.train import default_config, load_config, validate_config
 from identi.train.config import sae_hparams

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from identi.train import load_trained
 
 

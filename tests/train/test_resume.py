@@ -9,7 +9,7 @@ import time
 import jax
 import numpy as np
 
-from conftest import ROOT, smoke_config
+from helpers import ROOT, smoke_config
 from identi import io
 from identi.train import load_trained, train_and_evaluate
 

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import run_module, smoke_config
+from helpers import run_module, smoke_config
 from identi import data as data_lib
 from identi import io
 from identi.errors import ConfigError, DataError, NonFiniteError

@@ -4,7 +4,7 @@ The subject is the decoder-only transformer of `identi.subjects.transformer`, tr
 next-token cross-entropy on sequences sampled on the fly from `identi.subjects.grammar`. The batch
 of step t is `sample_grammar(fold_in(data_key, t))`, so a run restored from a checkpoint continues
 bit-identically on CPU. Everything else is the diffusion subject's machinery
-(`identi.subjects.training`): the same train, checkpoint and resume rules, state (params, EMA
+(`identi.subjects.scenes_training`): the same train, checkpoint and resume rules, state (params, EMA
 params, Adam state, failure record), step (`make_step`), workdir checks and export format.
 
 Workdir layout: run.json (config), metrics.jsonl (one record per logged step),
@@ -31,11 +31,12 @@ import numpy as np
 import optax
 
 from identi import io
+from identi.subjects.base import without_subject
 from identi.errors import ConfigError
-from identi.subjects import training, transformer
+from identi.subjects import scenes_training as training, transformer
 from identi.subjects.grammar import (Grammar, GrammarConfig, make_grammar, parse, sample_grammar,
                                      to_text)
-from identi.subjects.training import _keys
+from identi.subjects.scenes_training import _keys
 from identi.train.config import check_keys, check_variant
 from identi.train.optimizer import make_optimizer
 from identi.train.trainer import FINAL_FILE, run_steps
@@ -155,6 +156,7 @@ def train_lm_subject(config: ml_collections.ConfigDict, workdir: str) -> dict[st
   Returns:
     The final metrics (also written to `workdir/final.json`).
   """
+  config = without_subject(config)
   validate_lm_subject_config(config)
   workdir, checkpointer, state, start = training.start_run(config, workdir, init_state,
                                                           abstract_state)

@@ -14,7 +14,7 @@ params against the training distribution), samples.{png,pdf} (training images an
 
 `export_subject(workdir, path)` ships the EMA params and the config as one file; `load_subject`
 reads it back, checking its sha256. The file format (`write_export`, `read_export`) is shared with
-the transformer subject of `identi.subjects.lm_training`; each file names its kind, and each
+the transformer subject of `identi.subjects.grammar_training`; each file names its kind, and each
 loader refuses the other's files.
 """
 
@@ -36,9 +36,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from identi import io
+from identi import io, plots
+from identi.subjects.base import without_subject
 from identi.errors import CheckpointError, ConfigError
-from identi.figures import save_figure
 from identi.subjects import diffusion
 from identi.subjects.scenes import (ScenesConfig, Scenes, detect_concepts, detect_parts,
                                     make_scenes, render, sample_scenes)
@@ -51,8 +51,8 @@ from identi.train.trainer import FINAL_FILE, RUN_FILE, load_run, run_steps
 FIGURE_STEM = "samples"
 EXPORT_MAGIC = b"IDENTI-SUBJECT-1\n"
 # Kinds of exported subjects and the function that loads each.
-EXPORT_LOADERS = {"diffusion_unet": "identi.subjects.training.load_subject",
-                  "transformer_lm": "identi.subjects.lm_training.load_lm_subject"}
+EXPORT_LOADERS = {"diffusion_unet": "identi.subjects.scenes_training.load_subject",
+                  "transformer_lm": "identi.subjects.grammar_training.load_lm_subject"}
 TRAIN_COMMAND = ("python -m identi.bin.train_subject --config=configs/diffusion_scenes.py "
                  "--workdir=runs/diffusion_scenes --export=PATH")
 
@@ -338,6 +338,7 @@ def train_subject(config: ml_collections.ConfigDict, workdir: str) -> dict[str, 
   Returns:
     The final metrics (also written to `workdir/final.json`).
   """
+  config = without_subject(config)
   validate_subject_config(config)
   workdir, checkpointer, state, start = start_run(config, workdir, init_state, abstract_state)
   lead = jax.process_index() == 0
@@ -409,34 +410,9 @@ def evaluate_subject(config: ml_collections.ConfigDict, scenes: Scenes, params: 
     final["coherence_generated_eta0"] = quality_stats(scenes, np.asarray(draw(eta=0.0)))[
         "coherence"]
   if workdir is not None:
-    final["figure"] = sample_figure(reference[:64], generated[:64],
+    final["figure"] = plots.sample_figure(reference[:64], generated[:64],
                                     os.path.join(workdir, FIGURE_STEM))[0]
   return final
-
-
-def tile_images(images: np.ndarray, cols: int = 8) -> np.ndarray:
-  """(n, H, W, 1) images as one 2-D mosaic, `cols` per row, with a 1-pixel light border."""
-  n, h, w = images.shape[:3]
-  rows = -(-n // cols)
-  out = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1), np.float32)
-  for i, img in enumerate(images[..., 0]):
-    r, c = divmod(i, cols)
-    out[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = img
-  return out
-
-
-def sample_figure(reference: np.ndarray, generated: np.ndarray, stem: str) -> list[str]:
-  """Training images beside DDIM samples, as STEM.png and STEM.pdf."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
-  for ax, images, title in ((axes[0], reference, "training images"),
-                            (axes[1], generated, "DDIM samples (EMA)")):
-    ax.imshow(tile_images(np.clip(images, -1, 1)), cmap="gray_r", vmin=-1, vmax=1,
-              interpolation="nearest")
-    ax.set_title(title)
-    ax.axis("off")
-  return save_figure(fig, stem)
 
 
 def restore_latest(workdir: str, from_json: Callable[[dict[str, Any]], ml_collections.ConfigDict],

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from identi.train.trainer import load_run
-from conftest import ROOT, latest_state, smoke_config
+from helpers import ROOT, latest_state, smoke_config
 from identi import io
 from identi.errors import CheckpointError, ConfigError
-from identi.subjects import lm_training, training
+from identi.subjects import grammar_training as lm_training, scenes_training as training
 from identi.subjects.grammar import make_grammar, parse
 
 # One xdist worker runs this module (make test: --dist loadgroup): its fixture is expensive.
@@ -109,11 +109,11 @@ def test_loaders_refuse_the_other_kind(tmp_path, trained):
   lm_training.export_lm_subject(str(workdir), str(path))
   with pytest.raises(CheckpointError, match=r"holds a 'transformer_lm' subject, not a "
                                             r"'diffusion_unet' one: load it with "
-                                            r"identi.subjects.lm_training.load_lm_subject"):
+                                            r"identi.subjects.grammar_training.load_lm_subject"):
     training.load_subject(str(path))
   with pytest.raises(CheckpointError, match=r"holds a 'diffusion_unet' subject, not a "
                                             r"'transformer_lm' one: load it with "
-                                            r"identi.subjects.training.load_subject"):
+                                            r"identi.subjects.scenes_training.load_subject"):
     lm_training.load_lm_subject(DIFFUSION_ASSET)
 
 

@@ -1,5 +1,4 @@
-"""Identifiability verification: `python -m identi.bin.verify --config=configs/identify_hsm.py
---workdir=DIR`.
+"""Identifiability: `python -m identi.bin.identify --config=configs/identify_hsm.py --workdir=DIR`.
 
 Trains every SAE variant and every minimality-free baseline on the HSM superposition view (or on
 external data: --config.data.path=DIR with x.npy and z.npy), prints the method table and writes
@@ -10,7 +9,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from identi.bin import cli
-from identi.verify import run_verify
+from identi.experiments import identify
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config, e.g. configs/identify_hsm.py.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (created if missing).")
@@ -19,7 +18,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  records = run_verify(cli.load_config(_CONFIG), _WORKDIR.value)
+  records = identify.run(cli.load_config(_CONFIG), _WORKDIR.value)
   print()
   print(cli.format_table(records, ["name", "mcc", "mcc_minimal", "fvu", "l0", "dead_fraction",
                                    "seconds"]))

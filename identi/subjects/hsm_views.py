@@ -1,17 +1,17 @@
-"""The concept-graph and steering experiment on hierarchical selection data (issue 4).
+"""The `hsm` subject: per-level linear views of a hierarchical selection world, and its pipeline.
 
 One HSM world is drawn once and observed through one linear view per level (pure: ``x_l = A_l
 z[l]``; cumulative: ``x_l = A_l [z[l]; ...; z[L]]``). One SAE is trained per view with
 `identi.train`; all scoring uses the held-out split.
 
-- `run_concept_graph(config, workdir)`: MCC of each view's units against that level's concepts;
+- Graph (`run_concept_graph`): MCC of each view's units against that level's concepts;
   unit levels (pure views: the view's level; cumulative views: `assign_levels`); the graph between
   adjacent levels from the units' presence (`identi.concepts.extract_graph`, run on ALL units,
   unsupervised); then, after MCC matching, precision / recall / F1 / SHD against the true graph
   (edges between matched units, mapped to their concepts; edges touching unmatched units are
   counted separately) and AUROC of the edge scores. Writes ``graph.json`` and
   ``concept_graph.{png,pdf}``.
-- `run_steering(config, workdir)`: for every concept of every level and held-out samples where it
+- Steering (`run_steering`): for every concept of every level and held-out samples where it
   is absent, sets its matched unit to the unit's median active code (`identi.steer.steer`, the
   reconstruction error added back) and compares the change of x with the change that numpyro's
   ``do()`` on the concept (its median active intensity) makes on the same samples and noise:
@@ -39,23 +39,25 @@ import ml_collections
 import numpy as np
 
 from identi import data as data_lib
-from identi import generators, infer, io, steer
-from identi.concepts.graph import extract_graph, presence, presence_thresholds
+from identi import generators, infer, io, plots, steer
+from identi.concepts.graph import assign_levels, extract_graph, presence, presence_thresholds
 from identi.errors import ConfigError, DataError
-from identi.figures import save_figure
+from identi.experiments import capture as capture_lib
+from identi.experiments.graph import GRAPH_FILE
+from identi.experiments.identify import hsm_config
+from identi.experiments.saes import add_training_sections
+from identi.experiments.steer import STEERING_FILE
 from identi.generators import views
-from identi.metrics import correlation_matrix, edge_auroc, edge_metrics, mcc
+from identi.metrics import edge_auroc, edge_metrics, mcc
+from identi.subjects.base import register_subject
 from identi.train import config as config_lib
 from identi.train import load_trained, train_and_evaluate
-from identi.verify import hsm_config
-
-GRAPH_FILE = "graph.json"
-STEERING_FILE = "steering.json"
 
 
-def default_concept_config() -> ml_collections.ConfigDict:
-  """The schema of concept-graph configs, with defaults (the default 3-level world)."""
+def default_config() -> ml_collections.ConfigDict:
+  """The schema of `hsm` experiment configs, with defaults (the default 3-level world)."""
   c = ml_collections.ConfigDict()
+  c.subject = ml_collections.ConfigDict({"kind": "hsm"})
   c.world = ml_collections.ConfigDict({
       "level_sizes": (48, 24, 6), "min_parents": 2, "max_parents": 2, "overlap": 0.0,
       "pi": 0.3, "zipf_exponent": 0.0, "tau": 0, "eps": 0.3, "magnitude": "lognormal",
@@ -63,9 +65,7 @@ def default_concept_config() -> ml_collections.ConfigDict:
   c.view = ml_collections.ConfigDict({"dims": (96, 48, 16), "cumulative": False, "sigma": 0.0,
                                       "num_samples": 1 << 16, "seed": 0})
   c.data = ml_collections.ConfigDict({"num_eval": 8192, "split_seed": 0})
-  schema = config_lib.default_config()
-  for section in ("sae", "train", "checkpoint", "eval"):
-    c[section] = schema[section]
+  add_training_sections(c)
   c.train.num_steps = 3000
   c.sae_width = 2  # d_sae = sae_width * (concepts observed by the view).
   c.k_factor = 1.5  # k = ceil(k_factor * mean active concepts of the view), for k-sparse SAEs.
@@ -78,8 +78,7 @@ def default_concept_config() -> ml_collections.ConfigDict:
   return c
 
 
-def concept_variant(config: ml_collections.ConfigDict,
-                    arg: str | None) -> ml_collections.ConfigDict:
+def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
   """Applies a `:variant`: '' (full) or 'smoke' (toy world and training, for tests)."""
   if not config_lib.check_variant(arg):
     return config
@@ -95,8 +94,9 @@ def concept_variant(config: ml_collections.ConfigDict,
   return config
 
 
-def validate_concept_config(config: ml_collections.ConfigDict) -> None:
-  config_lib.check_keys(config, default_concept_config())
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the key for unknown keys, wrong types and impossible values."""
+  config_lib.check_keys(config, default_config())
   sizes, dims = tuple(config.world.level_sizes), tuple(config.view.dims)
   if len(sizes) < 2:
     raise ConfigError(f"config key 'world.level_sizes' is {sizes}; a concept graph needs at least "
@@ -131,7 +131,7 @@ class World:
 
 
 def build_world(config: ml_collections.ConfigDict) -> World:
-  validate_concept_config(config)
+  validate_config(config)
   world = hsm_config(config)
   hsm = generators.make_hsm(world)
   v = config.view
@@ -193,22 +193,6 @@ def level_codes(config, world: World, saes) -> list[np.ndarray]:
   return codes
 
 
-def assign_levels(codes: list[np.ndarray], min_corr: float) -> list[np.ndarray]:
-  """Level of every unit of every cumulative view: the most abstract view it appears in.
-
-  A unit of view l appears in view m > l when some unit of view m has |Pearson correlation| >=
-  `min_corr` with it on the same samples. Returns one int array (1-based levels) per view.
-  """
-  levels = []
-  for l, c in enumerate(codes):
-    level = np.full(c.shape[1], l + 1)
-    for m in range(l + 1, len(codes)):
-      corr = np.abs(correlation_matrix(c, codes[m]))
-      level[corr.max(axis=1) >= min_corr] = m + 1
-    levels.append(level)
-  return levels
-
-
 def _true_levels(world: World) -> list[np.ndarray]:
   return [np.asarray(z)[world.eval_rows] for z in world.samples["z"]]
 
@@ -266,7 +250,7 @@ def run_concept_graph(config: ml_collections.ConfigDict, workdir: str) -> dict[s
       "codes": g.codes, "cumulative": bool(config.view.cumulative),
   }
   io.write_json(os.path.join(workdir, GRAPH_FILE), result)
-  result["figure"] = graph_figure(world.hsm.adjacency, blocks, matches,
+  result["figure"] = plots.graph_figure(world.hsm.adjacency, blocks, matches,
                                   os.path.join(workdir, "concept_graph"))[0]
   return result
 
@@ -289,30 +273,6 @@ def _edges(blocks, units) -> list[dict[str, Any]]:
       edges.append({"from": f"L{l + 1}:{int(units[l][i])}",
                     "to": f"L{l + 2}:{int(units[l + 1][j])}", "score": float(scores[i, j])})
   return edges
-
-
-def graph_figure(true_blocks, blocks, matches, stem: str) -> list[str]:
-  """The true concept graph beside the learned one (learned units placed at their concepts)."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  def draw(ax, adjs, title):
-    sizes = [adjs[0].shape[0]] + [a.shape[1] for a in adjs]
-    pos = [np.stack([np.linspace(0, 1, n), np.full(n, l)], 1) for l, n in enumerate(sizes)]
-    for l, adj in enumerate(adjs):
-      for i, j in zip(*np.nonzero(adj)):
-        ax.plot(*zip(pos[l][i], pos[l + 1][j]), color="tab:blue", lw=0.6, alpha=0.7)
-    for l, p in enumerate(pos):
-      ax.scatter(p[:, 0], p[:, 1], s=12, color="k", zorder=3)
-    ax.set_yticks(range(len(sizes)), [f"level {l + 1}" for l in range(len(sizes))])
-    ax.set_xticks([])
-    ax.set_title(title)
-
-  learned = [adj[np.ix_(matches[l].matching, matches[l + 1].matching)]
-             for l, (adj, _) in enumerate(blocks)]
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
-  draw(axes[0], [np.asarray(b) for b in true_blocks], "true concept graph")
-  draw(axes[1], learned, "learned (units at their matched concepts)")
-  return save_figure(fig, stem)
 
 
 def _steer_level(config, world: World, saes, matches, level: int, key) -> dict[str, float]:
@@ -339,7 +299,7 @@ def _steer_level(config, world: World, saes, matches, level: int, key) -> dict[s
     after = generators.intervene(jax.random.fold_in(key, concept), world.hsm, rows.size,
                                  {f"a{level}[{concept}]": 1, f"m{level}[{concept}]": intensity},
                                  base=sub)
-    dz = _view_latents(config, after["z"], level) - _view_latents(
+    dz = view_latents(config, after["z"], level) - view_latents(
         config, [np.asarray(z)[world.eval_rows][rows] for z in world.samples["z"]], level)
     true_change = dz @ world.mixings[level - 1].T
     change = x_steered - x
@@ -356,7 +316,9 @@ def _steer_level(config, world: World, saes, matches, level: int, key) -> dict[s
           "specificity": float(np.mean(specificity)), "concepts": len(fidelity)}
 
 
-def _view_latents(config, z_levels, level: int) -> np.ndarray:
+def view_latents(config, z_levels, level: int) -> np.ndarray:
+  """The latents view `level` (1-based) observes: its level, or with cumulative views its level
+  and every level above."""
   z = [np.asarray(v) for v in z_levels]
   return np.concatenate(z[level - 1:], axis=1) if config.view.cumulative else z[level - 1]
 
@@ -384,7 +346,7 @@ def _emergence(config, world: World, saes, matches, thresholds) -> dict[str, Any
   mixing = world.mixings[1]
 
   def fires(z_levels, whole):
-    x = _view_latents(config, z_levels, 2) @ mixing.T
+    x = view_latents(config, z_levels, 2) @ mixing.T
     codes = np.asarray(model.apply(variables, x.astype(np.float32), method="encode"))
     unit = matches[1].matching[whole]
     return (codes[:, unit] > 0) & (codes[:, unit] > thresholds[unit])
@@ -427,27 +389,121 @@ def run_steering(config: ml_collections.ConfigDict, workdir: str) -> dict[str, A
   result = {"levels": levels, "emergence": emergence,
             "mcc": [float(m.mcc) for m in matches]}
   io.write_json(os.path.join(workdir, STEERING_FILE), result)
-  result["figure"] = steering_figure(levels, emergence, os.path.join(workdir, "steering"))[0]
+  result["figure"] = plots.steering_figure(levels, emergence, os.path.join(workdir, "steering"))[0]
   return result
 
 
-def steering_figure(levels, emergence, stem: str) -> list[str]:
-  """Left: steering fidelity and specificity per level; right: HSM vs HCM emergence."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+@register_subject("hsm")
+class HSMViews:
+  """The `hsm` subject (module docstring): the world drawn from ``config.world`` and observed
+  through one linear view per level (``config.view``); the views are its sites."""
 
-  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
-  pos = np.arange(len(levels))
-  ax0.bar(pos - 0.2, [r["fidelity"] for r in levels], 0.4, label="fidelity (cos with do())")
-  ax0.bar(pos + 0.2, [r["specificity"] for r in levels], 0.4, label="specificity")
-  ax0.axhline(0.9, color="gray", ls="--", lw=1)
-  ax0.set_xticks(pos, [f"level {r['level']}" for r in levels])
-  ax0.set_ylim(0, 1.02)
-  ax0.legend(loc="lower left")
-  ax0.set_title("steering one unit vs do() on its concept")
-  rates = [emergence["hsm_fire_rate"], emergence["hcm_fire_rate"] or 0.0]
-  ax1.bar([0, 1], rates, color=["tab:green", "tab:red"])
-  ax1.set_xticks([0, 1], ["selection (HSM)", "causal (HCM)"])
-  ax1.set_ylim(0, 1.02)
-  ax1.set_ylabel("whole's unit fires after do(missing part)")
-  ax1.set_title("emergence")
-  return save_figure(fig, stem)
+  kind = "hsm"
+  default_config = staticmethod(default_config)
+  variant = staticmethod(variant)
+  validate_config = staticmethod(validate_config)
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self._world: World | None = None
+
+  @property
+  def world(self) -> World:
+    """The drawn world and its views (built on first use)."""
+    if self._world is None:
+      self._world = build_world(self.config)
+    return self._world
+
+  # World.
+  @property
+  def level_sizes(self) -> tuple[int, ...]:
+    return tuple(self.config.world.level_sizes)
+
+  @property
+  def adjacency(self) -> list[np.ndarray]:
+    return [np.asarray(a) for a in self.world.hsm.adjacency]
+
+  def sample(self, key: jax.Array, n: int) -> dict[str, Any]:
+    """n new samples of the world: ``{"obs": [view of each level], "a", "z"}``."""
+    s = generators.sample_hsm(key, self.world.hsm, n)
+    return {"obs": self.capture([np.asarray(z) for z in s["z"]], self.sites), "a": s["a"],
+            "z": s["z"]}
+
+  def read(self, obs) -> dict[str, Any]:
+    """Each level's concepts from its pure view: least squares through the view's mixing (exact
+    for noiseless pure views, whose mixing has full column rank)."""
+    if self.config.view.cumulative:
+      raise NotImplementedError("reading concepts from cumulative views is not defined; use "
+                                "view.cumulative=False")
+    z = [np.linalg.lstsq(a, np.asarray(x).T, rcond=None)[0].T
+         for a, x in zip(self.world.mixings, obs)]
+    return {"z": z, "a": [v > 1e-6 for v in z]}
+
+  # Model: the views themselves.
+  @property
+  def sites(self) -> tuple[str, ...]:
+    return tuple(f"view_{l + 1}" for l in range(len(self.level_sizes)))
+
+  def capture(self, inputs, sites: tuple[str, ...]) -> Any:
+    """The views `sites` of latents `inputs` (one array per level); a list if `sites` is the
+    tuple of all sites, else ``{site: view}``."""
+    out = {}
+    for site in sites:
+      l = self.sites.index(site)
+      out[site] = (view_latents(self.config, inputs, l + 1) @ self.world.mixings[l].T).astype(
+          np.float32)
+    return [out[s] for s in sites] if tuple(sites) == self.sites else out
+
+  def patch(self, inputs, edits) -> dict[str, Any]:
+    """The views of latents `inputs` with ``edits[site](view)`` applied."""
+    views_ = self.capture(inputs, tuple(edits))
+    return {site: edit(views_[site]) for site, edit in edits.items()}
+
+  def generate(self, key: jax.Array, n: int, edits=None) -> Any:
+    """n new samples' views (with `edits` applied to the named views)."""
+    obs = self.sample(key, n)["obs"]
+    if edits:
+      for site, edit in edits.items():
+        obs[self.sites.index(site)] = edit(obs[self.sites.index(site)])
+    return obs
+
+  # Pipeline.
+  def run_capture(self, workdir: str) -> dict[str, Any]:
+    """Writes every view as a shard directory (latents: every level, parts first) and the
+    presence of every level as labels (skipped if present)."""
+    if not os.path.exists(capture_lib.labels_path(workdir)):
+      w = self.world
+      z_all = np.concatenate([np.asarray(z, np.float32) for z in w.samples["z"]], axis=1)
+      capture_lib.write_capture(workdir, dict(zip(self.sites, w.xs)), z_all,
+                                {f"a{l + 1}": np.asarray(a) for l, a in
+                                 enumerate(w.samples["a"])})
+    labels = capture_lib.levels_of(capture_lib.read_labels(workdir))
+    return {"samples": int(labels[0].shape[0]), "sites": list(self.sites),
+            "dims": [int(d) for d in self.config.view.dims],
+            "active_per_level": [float(a.sum(1).mean()) for a in labels]}
+
+  def run_graph(self, workdir: str) -> dict[str, Any]:
+    return run_concept_graph(self.config, workdir)
+
+  def run_steering(self, workdir: str) -> dict[str, Any]:
+    return run_steering(self.config, workdir)
+
+  @staticmethod
+  def tables(stage: str, result: dict[str, Any]) -> list[tuple[list[dict], list[str]]]:
+    """The rows and columns a binary prints for a stage's result."""
+    if stage == "capture":
+      row = dict(result, sites=",".join(result["sites"]),
+                 dims=",".join(map(str, result["dims"])),
+                 active_per_level=",".join(f"{a:.2f}" for a in result["active_per_level"]))
+      return [([row], ["samples", "sites", "dims", "active_per_level"])]
+    if stage == "graph":
+      pairs = [dict(r, levels=f"{r['levels'][0]}->{r['levels'][1]}") for r in result["pairs"]]
+      return [(result["levels"], ["level", "units", "mcc", "min_concept_corr"]),
+              (pairs, ["levels", "precision", "recall", "f1", "shd", "auroc", "learned_edges",
+                       "true_edges", "edges_off_matching"])]
+    e = result["emergence"]
+    return [(result["levels"], ["level", "fidelity", "specificity", "concepts"]),
+            ([{"model": "HSM (selection)", "fire_rate": e["hsm_fire_rate"],
+               "wholes": e["wholes_hsm"]},
+              {"model": "HCM (causal)", "fire_rate": e["hcm_fire_rate"],
+               "wholes": e["wholes_hcm"]}], ["model", "fire_rate", "wholes"])]

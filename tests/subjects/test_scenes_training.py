@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from identi.train.trainer import load_run
-from conftest import latest_state, smoke_config
+from helpers import latest_state, smoke_config
 from identi import io
 from identi.errors import CheckpointError, ConfigError, NonFiniteError
-from identi.subjects import training
+from identi.subjects import scenes_training as training
 
 # One xdist worker runs this module (make test: --dist loadgroup): its fixture is expensive.
 pytestmark = pytest.mark.xdist_group("diffusion_training")

@@ -1,6 +1,6 @@
-"""Identifiability verification: do the learned units equal the true concepts?
+"""The identify stage: do the learned units equal the true concepts?
 
-`run_verify(config, workdir)` generates data from a hierarchical selection model (or reads
+`run(config, workdir)` generates data from a hierarchical selection model (or reads
 external `x.npy` / `z.npy`), trains every configured SAE variant with `identi.train` and fits every
 minimality-free baseline (PCA, a dense linear autoencoder, FastICA) on the same training split, and
 scores all of them through one evaluation path on the same held-out split: MCC against the true
@@ -24,9 +24,8 @@ import numpy as np
 
 from identi import baselines as baselines_lib
 from identi import data as data_lib
-from identi import generators, infer, io
+from identi import generators, infer, io, plots
 from identi.errors import ConfigError, DataError
-from identi.figures import save_figure
 from identi.train import config as config_lib
 from identi.train import load_trained, score_codes, train_and_evaluate
 
@@ -36,8 +35,8 @@ RESULTS_FILE = "results.json"
 FIGURE_STEM = "identifiability"
 
 
-def default_verify_config() -> ml_collections.ConfigDict:
-  """The schema of verification configs, with defaults (the default HSM world at d = 64)."""
+def default_config() -> ml_collections.ConfigDict:
+  """The schema of identify configs, with defaults (the default HSM world at d = 64)."""
   train_schema = config_lib.default_config()
   c = ml_collections.ConfigDict()
   c.methods = ",".join(SAE_METHODS + BASELINE_METHODS)
@@ -73,9 +72,9 @@ def _check_overrides(config: ml_collections.ConfigDict) -> None:
                             f"be a key of '{section}' in identi/train/config.py")
 
 
-def validate_verify_config(config: ml_collections.ConfigDict) -> list[str]:
+def validate_config(config: ml_collections.ConfigDict) -> list[str]:
   """Raises ConfigError for unknown keys, wrong types and unknown methods; returns the methods."""
-  config_lib.check_keys(config, default_verify_config(), skip=("per_kind.",))
+  config_lib.check_keys(config, default_config(), skip=("per_kind.",))
   _check_overrides(config)
   methods = [m.strip() for m in config.methods.split(",") if m.strip()]
   unknown = [m for m in methods if m not in SAE_METHODS + BASELINE_METHODS]
@@ -196,29 +195,9 @@ def _baseline_record(name, config, x_fit, x_eval, z_eval) -> dict[str, Any]:
           "dead_fraction": scores["dead_fraction"], "seconds": time.time() - t0}
 
 
-def identifiability_bars(records: list[dict[str, Any]], stem: str, title: str) -> list[str]:
-  """Bar chart of encoder and minimal-code MCC per method, with the spec's reference lines."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  names = [r["name"] for r in records]
-  pos = np.arange(len(records))
-  fig, ax = plt.subplots(figsize=(1.2 * len(records) + 2, 4))
-  ax.bar(pos - 0.2, [r["mcc"] for r in records], 0.4, label="encoder codes")
-  ax.bar(pos + 0.2, [r.get("mcc_minimal", np.nan) for r in records], 0.4,
-         label="minimal-code inference")
-  for level, style in ((0.97, "--"), (0.9, ":"), (0.75, "-.")):
-    ax.axhline(level, color="gray", ls=style, lw=1)
-  ax.set_xticks(pos, names)
-  ax.set_ylim(0, 1.02)
-  ax.set_ylabel("MCC vs true level-1 concepts")
-  ax.set_title(title)
-  ax.legend(loc="lower left")
-  return save_figure(fig, stem)
-
-
-def run_verify(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
+def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
   """Trains and scores every configured method; writes results.json and the figure."""
-  methods = validate_verify_config(config)
+  methods = validate_config(config)
   x, z, description = load_data(config)
   source, train_src, x_eval, z_eval = split_eval(x, z, config.data.num_eval,
                                                  config.data.split_seed)
@@ -239,14 +218,13 @@ def run_verify(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str
     io.write_json(os.path.join(workdir, RESULTS_FILE),
                   {"data": description, "records": records})
     n, d = z.shape[1], x.shape[1]
-    identifiability_bars(records, os.path.join(workdir, FIGURE_STEM),
+    plots.identifiability_bars(records, os.path.join(workdir, FIGURE_STEM),
                          f"{n} true concepts in d = {d}")
   return records
 
 
-def verify_variant(config: ml_collections.ConfigDict,
-                   arg: str | None) -> ml_collections.ConfigDict:
-  """Applies a `:variant` of a verification config: '' (full) or 'smoke' (toy world, for tests)."""
+def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies a `:variant` of an identify config: '' (full) or 'smoke' (toy world, for tests)."""
   if not config_lib.check_variant(arg):
     return config
   config_lib.shrink_training(config)

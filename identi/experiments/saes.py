@@ -1,0 +1,88 @@
+"""One SAE per site of a subject: its training config, training (or resuming), and its codes.
+
+Every stage of the pipeline that needs the SAEs (graph, steering) goes through here, so the same
+config trains the same SAE, in the same workdir, whichever stage asks first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from identi import data as data_lib
+from identi import infer
+from identi.train import config as config_lib
+from identi.train import load_trained, train_and_evaluate
+
+#: Sections of the SAE training schema that experiment configs carry.
+TRAINING_SECTIONS = ("sae", "train", "checkpoint", "eval")
+
+
+def add_training_sections(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Adds the SAE training sections (`identi.train.default_config`) to experiment schema `c`."""
+  schema = config_lib.default_config()
+  for section in TRAINING_SECTIONS:
+    c[section] = schema[section]
+  return c
+
+
+def sae_config(config: ml_collections.ConfigDict, num_concepts: int,
+               active: float) -> ml_collections.ConfigDict:
+  """The `identi.train` config of one site's SAE: ``sae_width`` units per concept and
+  ``k = ceil(k_factor * active)``."""
+  tc = config_lib.default_config()
+  for section in TRAINING_SECTIONS:
+    tc[section] = ml_collections.ConfigDict(config[section].to_dict())
+  tc.data.num_eval = config.data.num_eval
+  tc.data.split_seed = config.data.split_seed
+  tc.sae.d_sae = int(round(config.sae_width * num_concepts))
+  tc.sae.k = max(1, math.ceil(config.k_factor * active))
+  config_lib.validate_config(tc)
+  return tc
+
+
+def train_saes(config, capture_dir: str, workdir: str, names, num_concepts: int, active: float,
+               rows: np.ndarray | None = None) -> list[tuple[Any, Any, Any]]:
+  """Trains (or resumes) one SAE per shard directory `capture_dir/<name>` in
+  `workdir/sae_<name>`, on the given `rows` of it (None = all); returns (model, variables, eval
+  source) each."""
+  out = []
+  for name in names:
+    source = data_lib.open_source(os.path.join(capture_dir, name))
+    if rows is not None:
+      source = data_lib.Subset(source, rows)
+    wd = os.path.join(workdir, f"sae_{name}")
+    train_and_evaluate(sae_config(config, num_concepts, active), wd, source=source)
+    _, model, variables = load_trained(wd)
+    _, eval_source = data_lib.train_eval_split(source, config.data.num_eval,
+                                               config.data.split_seed)
+    out.append((model, jax.tree.map(np.asarray, variables), eval_source))
+  return out
+
+
+def sae_codes(codes_kind: str, model, variables, x: np.ndarray) -> np.ndarray:
+  """Encoder codes (`codes_kind` 'encoder') or minimal codes over the deduplicated decoder
+  ('minimal') of activations x."""
+  if codes_kind == "minimal":
+    atoms = infer.minimal_atoms(model, variables, x)
+    k = getattr(model, "k", None)
+    kwargs = {"max_atoms": max(1, min(2 * k, model.d_in, int(atoms.sum())))} if k else {}
+    return np.asarray(infer.minimal_codes(model, variables, x, atoms=atoms, **kwargs))
+  return np.asarray(model.apply(variables, x, method="encode"))
+
+
+def source_rows(source) -> tuple[np.ndarray, np.ndarray]:
+  """(activations, latents) of every row of `source`."""
+  rows = np.arange(source.num_examples)
+  return source.get(rows), source.latents(rows)
+
+
+def level_slices(sizes) -> list[slice]:
+  """Column slices of each level in latents that concatenate the levels (parts first)."""
+  edges = np.cumsum([0, *sizes])
+  return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]

@@ -1,0 +1,64 @@
+"""Helpers the tests share: smoke configs, running a binary, reading checkpoints, planted codes.
+
+Importing this module does not start JAX; tests/conftest.py sets up the devices first.
+"""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def smoke_config(name: str = "sae_topk", **overrides):
+  """The `:smoke` variant of configs/<name>.py with dotted-key overrides ('train__num_steps')."""
+  from identi.train import load_config
+
+  config = load_config(os.path.join(ROOT, "configs", f"{name}.py:smoke"))
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split("__")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def run_module(module: str, *args: str, devices: int = 8, check: bool = True,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+  """Runs `python -m module args` from the repo root with `devices` forced CPU devices."""
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+  return proc
+
+
+def latest_state(workdir, abstract):
+  """The latest checkpoint in `workdir`, restored replicated onto the shapes of the pytree of
+  ShapeDtypeStructs `abstract`, as numpy arrays."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from identi.train import sharding  # pylint: disable=g-import-not-at-top
+  from identi.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+
+  repl = sharding.replicated(sharding.data_mesh())
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl), abstract)
+  checkpointer = Checkpointer(str(workdir), read_only=True)
+  state = checkpointer.restore(target)
+  checkpointer.close()
+  return jax.tree.map(np.asarray, state)
+
+
+def planted_codes(n=64, n_atoms=128, d=64, active=4, seed=0):
+  """Random unit-row dictionary and planted non-negative codes with exactly `active` atoms each."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(seed)
+  dictionary = rng.normal(size=(n_atoms, d))
+  dictionary /= np.linalg.norm(dictionary, axis=1, keepdims=True)
+  codes = np.zeros((n, n_atoms))
+  for i in range(n):
+    codes[i, rng.choice(n_atoms, active, replace=False)] = rng.uniform(0.5, 1.5, active)
+  return codes.astype(np.float32), dictionary.astype(np.float32)
