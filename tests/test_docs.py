@@ -345,6 +345,35 @@ def test_every_committed_json_is_checked():
       f"checked JSON that is not committed: {sorted(checked - committed)}")
 
 
+DEMO_COLUMNS = ["name", "mcc", "mcc_minimal", "fvu", "l0", "dead_fraction"]
+
+
+def demo_cell(value) -> str:
+  """A value as the demo's table prints it (`identi.bin.cli.format_table`: 4 significant digits)."""
+  if isinstance(value, float):
+    return f"{value:.4g}"
+  return "-" if value is None else str(value)
+
+
+def test_readme_demo_output_matches_committed_json():
+  """README.md shows what `make demo` prints; all columns but `seconds` are checked."""
+  path = fig("hsm_identifiability", "results.json")
+  records = load(path)["records"]
+  with open(os.path.join(ROOT, "README.md")) as f:
+    lines = f.read().splitlines()
+  start = lines.index("<!-- demo-output -->")
+  assert lines[start + 1].startswith("```"), "README.md: no code block under <!-- demo-output -->"
+  block = lines[start + 2:lines.index("```", start + 2)]
+  assert block[0].split()[:len(DEMO_COLUMNS)] == DEMO_COLUMNS, f"README.md demo header: {block[0]}"
+  rows = [line.split() for line in block[2:2 + len(records)]]
+  for record, row in zip(records, rows):
+    for column, got in zip(DEMO_COLUMNS, row):
+      want = demo_cell(record.get(column))
+      assert got == want, (f"README.md demo output, row {record['name']}, column '{column}': the "
+                           f"page shows {got!r}, {path} gives {want!r}")
+  assert len(rows) == len(records) and all(rows), "README.md demo output: wrong number of rows"
+
+
 def markdown_files() -> list[str]:
   return ["README.md"] + sorted(
       os.path.relpath(p, ROOT)
