@@ -1,0 +1,420 @@
+"""The documentation cannot go stale: its result tables are checked against the committed JSON.
+
+Every committed ``paper/figures/<name>/*.json`` feeds one or more tables in ``docs/``. A table is
+marked in its page by the line ``<!-- table: ID -->`` just above it; ``TABLES`` below says, for
+each ID, which page holds it, which JSON it comes from and how the JSON's values are formatted.
+The test rebuilds every table from the JSON and compares it with the page cell by cell, so a
+re-run experiment whose JSON changed, or a number edited by hand, fails with the page, the table,
+the row and the column named. After re-running an experiment, ``python tests/test_docs.py`` prints
+every table as the JSON now gives it, ready to paste.
+
+Also checked: README.md stays short, no page names internal process, and every relative link in
+README.md and docs/ points to an existing file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import re
+from typing import Callable
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIGURES = os.path.join("paper", "figures")
+
+Rows = list[list[str]]
+
+
+def load(path: str) -> dict:
+  """The committed JSON at `path` (relative to the repository root)."""
+  with open(os.path.join(ROOT, path)) as f:
+    return json.load(f)
+
+
+def f3(value: float) -> str:
+  """Three decimals: correlations, scores, fractions."""
+  return f"{value:.3f}"
+
+
+def pct(value: float, digits: int = 1) -> str:
+  """A fraction as a percentage."""
+  return f"{100 * value:.{digits}f}%"
+
+
+def count(value: float) -> str:
+  """An integer with thousands separators."""
+  return f"{int(value):,}"
+
+
+def number(value: float) -> str:
+  """A grid coordinate or setting as Python's shortest form (0.05, 1, 0.3)."""
+  return f"{value:g}"
+
+
+# --- identify_hsm ---------------------------------------------------------------------------
+
+METHOD_NAMES = {
+    "relu": "ReLU + L1", "topk": "TopK (k = 8)", "batchtopk": "BatchTopK (k = 8)",
+    "jumprelu": "JumpReLU", "pca": "PCA (64 components)", "linear_ae": "dense linear AE (512)",
+    "ica": "FastICA (64)",
+}
+
+
+def identify_methods(d: dict) -> tuple[list[str], Rows]:
+  header = ["method", "MCC (encoder)", "MCC (minimal code)", "FVU", "L0", "dead"]
+  rows = []
+  for r in d["records"]:
+    minimal = f3(r["mcc_minimal"]) if "mcc_minimal" in r else "-"
+    rows.append([METHOD_NAMES[r["name"]], f3(r["mcc"]), minimal, f3(r["fvu"]), f"{r['l0']:.1f}",
+                 pct(r["dead_fraction"])])
+  return header, rows
+
+
+def identify_minimal(d: dict) -> tuple[list[str], Rows]:
+  header = ["SAE", "atoms kept (of 512)", "L0 of the minimal code", "FVU of the minimal code"]
+  rows = [[METHOD_NAMES[r["name"]], str(r["atoms_minimal"]), f"{r['l0_minimal']:.1f}",
+           f3(r["fvu_minimal"])] for r in d["records"] if "atoms_minimal" in r]
+  return header, rows
+
+
+def identify_world(d: dict) -> tuple[list[str], Rows]:
+  world, view = d["data"]["world"], d["data"]["view"]
+  rows = [
+      ["concepts per level", " / ".join(str(n) for n in world["level_sizes"])],
+      ["parents per whole", str(world["min_parents"]) if world["min_parents"] == world["max_parents"]
+       else f"{world['min_parents']}-{world['max_parents']}"],
+      ["shared parent slots (overlap)", number(world["overlap"])],
+      ["firing probability pi", number(world["pi"])],
+      ["selection leak eps", number(world["eps"])],
+      ["intensities", world["magnitude"]],
+      ["mean active level-1 concepts", f"{d['data']['mean_active_level1']:.2f}"],
+      ["observation dimension d", str(view["d"])],
+      ["samples", count(view["num_samples"])],
+  ]
+  return ["setting", "value"], rows
+
+
+# --- leak_sweep -----------------------------------------------------------------------------
+
+def leak_sweep(d: dict) -> tuple[list[str], Rows]:
+  header = ["eps", "pi", "active level-1", "parts co-occur", "MCC (encoder)",
+            "MCC (minimal code)", "dead"]
+  rows = [[number(r["eps"]), f3(r["pi"]), f"{r['active']:.2f}", pct(r["co_occurrence"], 0),
+           f3(r["mcc"]), f3(r["mcc_minimal"]), pct(r["dead_fraction"])] for r in d["records"]]
+  return header, rows
+
+
+# --- phase_diagram --------------------------------------------------------------------------
+
+def phase_grid(key: str) -> Callable[[dict], tuple[list[str], Rows]]:
+  def build(d: dict) -> tuple[list[str], Rows]:
+    header = ["pi \\ n/d"] + [number(r) for r in d["ratio"]]
+    rows = [[number(pi)] + [f3(v) for v in row] for pi, row in zip(d["pi"], d[key])]
+    return header, rows
+  return build
+
+
+# --- subjects: shared tables ----------------------------------------------------------------
+
+def level_table(key: str, label: Callable[[object], str]) -> Callable[[dict],
+                                                                      tuple[list[str], Rows]]:
+  def build(d: dict) -> tuple[list[str], Rows]:
+    header = [key, "units", "level 1", "level 2", "level 3"]
+    rows = [[label(r[key]), str(r["units"]), f3(r["level_1"]), f3(r["level_2"]), f3(r["level_3"])]
+            for r in d["table"]]
+    return header, rows
+  return build
+
+
+def graph_pairs(where: str, label: Callable[[object], str]) -> Callable[[dict],
+                                                                        tuple[list[str], Rows]]:
+  """Edges per level pair; precision is '-' when no learned edge joins two matched units."""
+  def build(d: dict) -> tuple[list[str], Rows]:
+    header = ["levels", where, "precision", "recall", "F1", "AUROC", "SHD", "learned edges",
+              "off the matching", "true edges"]
+    rows = []
+    for p in d["pairs"]:
+      matched = p["learned_edges"] - p["edges_off_matching"]
+      rows.append([f"{p['levels'][0]} -> {p['levels'][1]}",
+                   " -> ".join(label(x) for x in p[where]),
+                   f3(p["precision"]) if matched else "-", f3(p["recall"]), f3(p["f1"]),
+                   f3(p["auroc"]), str(p["shd"]), str(p["learned_edges"]),
+                   str(p["edges_off_matching"]), str(p["true_edges"])])
+    return header, rows
+  return build
+
+
+# --- grammar_concepts -----------------------------------------------------------------------
+
+def grammar_capture(d: dict) -> tuple[list[str], Rows]:
+  c = d["capture"]
+  rows = [
+      ["sampled sequences", count(c["sequences"])],
+      ["grammatical", pct(c["grammatical"])],
+      ["words / phrases / sentence types per sequence",
+       " / ".join(f"{v:.2f}" for v in c["active_per_level"])],
+      ["rows (positions from BOS to EOS)", count(c["rows"])],
+      ["width", str(c["dim"])],
+      ["held-out sequences / rows", f"{count(d['test_sequences'])} / {count(d['test_rows'])}"],
+  ]
+  return ["capture", "value"], rows
+
+
+def grammar_steering(d: dict) -> tuple[list[str], Rows]:
+  header = ["mode", "samples", "units per edit", "success", "coherence", "preservation"]
+  rows = [[r["mode"], str(r["samples"]), f"{r['units_per_edit']:.1f}", f3(r["success"]),
+           f3(r["coherence"]), f3(r["preservation"])] for r in d["rows"]]
+  rows.append(["unedited", count(d["pool"]), "-", "-", f3(d["unedited_grammatical"]), "-"])
+  return header, rows
+
+
+# --- scenes_concepts ------------------------------------------------------------------------
+
+def scenes_capture(d: dict) -> tuple[list[str], Rows]:
+  c = d["capture"]
+  rows = [
+      ["DDIM trajectories", count(c["samples"])],
+      ["coherent final images", pct(c["coherence"])],
+      ["parts / objects / scenes per image", " / ".join(f"{v:.2f}" for v in c["active_per_level"])],
+      ["block read", d["block"]],
+      ["width", count(c["dim"])],
+      ["timesteps (DDIM step of 50)",
+       ", ".join(f"{number(t)} ({s})" for t, s in zip(c["timesteps"], c["steps"]))],
+      ["codes", d["codes"]],
+  ]
+  return ["capture", "value"], rows
+
+
+EDITS = {"inject_part": "inject part", "remove_object": "remove object",
+         "inject_object": "inject object"}
+
+
+def scenes_steering(d: dict) -> tuple[list[str], Rows]:
+  header = ["edit", "mode", "samples", "success", "preservation", "coherence"]
+  rows = [[EDITS[r["edit"]], r["mode"], str(r["samples"]), f3(r["success"]),
+           f3(r["preservation"]), f3(r["coherence"])] for r in d["rows"]]
+  rows.append(["none (unedited)", "-", "-", "-", "-", f3(d["unedited_coherence"])])
+  return header, rows
+
+
+def scenes_steering_settings(d: dict) -> tuple[list[str], Rows]:
+  rows = [
+      ["steered steps", f"t <= {number(d['t_max'])}"],
+      ["SAE timesteps of levels 1 / 2 / 3", " / ".join(number(t) for t in d["level_timesteps"])],
+      ["flat baseline SAE", f"t = {number(d['flat_timestep'])}"],
+      ["inject strength (x median active code)", number(d["inject_strength"])],
+      ["remove strength (x median active code)", f"-{number(d['remove_strength'])}"],
+  ]
+  return ["setting", "value"], rows
+
+
+# --- block_transplant -----------------------------------------------------------------------
+
+def block_transplant(d: dict) -> tuple[list[str], Rows]:
+  windows = []
+  for r in d["rows"]:
+    w = (r["t_lo"], r["t_hi"])
+    if w not in windows:
+      windows.append(w)
+
+  def window(lo: float, hi: float) -> str:
+    if lo == 0 and hi == 1:
+      return "every step"
+    return f"t <= {number(hi)}" if lo == 0 else f"{number(lo)} < t <= {number(hi)}"
+
+  header = ["block"] + [window(*w) for w in windows]
+  blocks = []
+  for r in d["rows"]:
+    if r["block"] not in blocks:
+      blocks.append(r["block"])
+  rows = []
+  for b in blocks:
+    by_window = {(r["t_lo"], r["t_hi"]): r["appears"] for r in d["rows"] if r["block"] == b}
+    rows.append([f"`{b}`"] + [pct(by_window[w]) for w in windows])
+  return header, rows
+
+
+# --- the registry of checked tables ---------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  id: str
+  page: str
+  json: str
+  build: Callable[[dict], tuple[list[str], Rows]]
+
+
+def fig(name: str, file: str) -> str:
+  return os.path.join(FIGURES, name, file)
+
+
+def page(name: str) -> str:
+  return os.path.join("docs", "experiments", f"{name}.md")
+
+
+TABLES = [
+    Table("identify_world", page("identify_hsm"), fig("hsm_identifiability", "results.json"),
+          identify_world),
+    Table("identify_methods", page("identify_hsm"), fig("hsm_identifiability", "results.json"),
+          identify_methods),
+    Table("identify_minimal", page("identify_hsm"), fig("hsm_identifiability", "results.json"),
+          identify_minimal),
+    Table("leak_sweep", page("leak_sweep"), fig("leak_sweep", "leak_sweep.json"), leak_sweep),
+    Table("phase_encoder", page("phase_diagram"), fig("phase_diagram", "phase_diagram.json"),
+          phase_grid("mcc")),
+    Table("phase_minimal", page("phase_diagram"), fig("phase_diagram", "phase_diagram.json"),
+          phase_grid("mcc_minimal")),
+    Table("grammar_capture", page("grammar_concepts"), fig("grammar_concepts", "graph.json"),
+          grammar_capture),
+    Table("grammar_layers", page("grammar_concepts"), fig("grammar_concepts", "graph.json"),
+          level_table("layer", lambda x: f"`{x}`")),
+    Table("grammar_graph", page("grammar_concepts"), fig("grammar_concepts", "graph.json"),
+          graph_pairs("layers", lambda x: f"`{x}`")),
+    Table("grammar_steering", page("grammar_concepts"), fig("grammar_concepts", "steering.json"),
+          grammar_steering),
+    Table("scenes_capture", page("scenes_concepts"), fig("scenes_concepts", "graph.json"),
+          scenes_capture),
+    Table("scenes_timesteps", page("scenes_concepts"), fig("scenes_concepts", "graph.json"),
+          level_table("timestep", lambda t: f"t = {number(t)}")),
+    Table("scenes_graph", page("scenes_concepts"), fig("scenes_concepts", "graph.json"),
+          graph_pairs("timesteps", lambda t: f"t = {number(t)}")),
+    Table("scenes_steering_settings", page("scenes_concepts"),
+          fig("scenes_concepts", "steering.json"), scenes_steering_settings),
+    Table("scenes_steering", page("scenes_concepts"), fig("scenes_concepts", "steering.json"),
+          scenes_steering),
+    Table("block_transplant", page("block_transplant"),
+          fig("block_transplant", "block_transplant.json"), block_transplant),
+]
+
+
+def markdown(header: list[str], rows: Rows) -> str:
+  """A table as the pages write it."""
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def cells(line: str) -> list[str]:
+  """The cells of one Markdown table line, stripped."""
+  return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def page_table(path: str, table_id: str) -> tuple[list[str], Rows]:
+  """The table under ``<!-- table: table_id -->`` in `path`: its header and rows of cells."""
+  with open(os.path.join(ROOT, path)) as f:
+    lines = f.read().splitlines()
+  marker = f"<!-- table: {table_id} -->"
+  starts = [i for i, line in enumerate(lines) if line.strip() == marker]
+  assert len(starts) == 1, f"{path}: expected one '{marker}' line, found {len(starts)}"
+  body = []
+  for line in lines[starts[0] + 1:]:
+    if not line.strip().startswith("|"):
+      if body:
+        break
+      continue
+    body.append(line)
+  assert len(body) >= 2, f"{path}: no Markdown table under '{marker}'"
+  return cells(body[0]), [cells(line) for line in body[2:]]
+
+
+@pytest.mark.parametrize("table", TABLES, ids=[t.id for t in TABLES])
+def test_table_matches_committed_json(table):
+  want_header, want_rows = table.build(load(table.json))
+  header, rows = page_table(table.page, table.id)
+  where = f"{table.page}, table '{table.id}'"
+  assert header == want_header, f"{where}: header {header} != {want_header} (from {table.json})"
+  assert len(rows) == len(want_rows), (
+      f"{where}: {len(rows)} rows on the page, {len(want_rows)} in {table.json}")
+  for i, (row, want) in enumerate(zip(rows, want_rows)):
+    assert len(row) == len(want), f"{where}, row {i + 1} ({want[0]}): {len(row)} cells"
+    for column, got, expected in zip(want_header, row, want):
+      assert got == expected, (
+          f"{where}, row {i + 1} ({want[0]}), column '{column}': the page shows {got!r}, "
+          f"{table.json} gives {expected!r}")
+
+
+def test_every_committed_json_is_checked():
+  committed = {os.path.relpath(p, ROOT)
+               for p in glob.glob(os.path.join(ROOT, FIGURES, "*", "*.json"))}
+  checked = {t.json for t in TABLES}
+  assert committed == checked, (
+      f"committed JSON without a checked table: {sorted(committed - checked)}; "
+      f"checked JSON that is not committed: {sorted(checked - committed)}")
+
+
+DEMO_COLUMNS = ["name", "mcc", "mcc_minimal", "fvu", "l0", "dead_fraction"]
+
+
+def demo_cell(value) -> str:
+  """A value as the demo's table prints it (`identi.bin.cli.format_table`: 4 significant digits)."""
+  if isinstance(value, float):
+    return f"{value:.4g}"
+  return "-" if value is None else str(value)
+
+
+def test_readme_demo_output_matches_committed_json():
+  """README.md shows what `make demo` prints; all columns but `seconds` are checked."""
+  path = fig("hsm_identifiability", "results.json")
+  records = load(path)["records"]
+  with open(os.path.join(ROOT, "README.md")) as f:
+    lines = f.read().splitlines()
+  start = lines.index("<!-- demo-output -->")
+  assert lines[start + 1].startswith("```"), "README.md: no code block under <!-- demo-output -->"
+  block = lines[start + 2:lines.index("```", start + 2)]
+  assert block[0].split()[:len(DEMO_COLUMNS)] == DEMO_COLUMNS, f"README.md demo header: {block[0]}"
+  rows = [line.split() for line in block[2:2 + len(records)]]
+  for record, row in zip(records, rows):
+    for column, got in zip(DEMO_COLUMNS, row):
+      want = demo_cell(record.get(column))
+      assert got == want, (f"README.md demo output, row {record['name']}, column '{column}': the "
+                           f"page shows {got!r}, {path} gives {want!r}")
+  assert len(rows) == len(records) and all(rows), "README.md demo output: wrong number of rows"
+
+
+def markdown_files() -> list[str]:
+  return ["README.md"] + sorted(
+      os.path.relpath(p, ROOT)
+      for p in glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True))
+
+
+def test_readme_is_short():
+  with open(os.path.join(ROOT, "README.md")) as f:
+    n = len(f.read().splitlines())
+  assert n <= 160, f"README.md has {n} lines; keep it at most 160 and move detail to docs/"
+
+
+INTERNAL = re.compile(r"issue [0-9]|shared/design|this session", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("path", markdown_files())
+def test_no_internal_process_words(path):
+  with open(os.path.join(ROOT, path)) as f:
+    hits = [f"{path}:{i + 1}: {line.strip()}" for i, line in enumerate(f)
+            if INTERNAL.search(line)]
+  assert not hits, "internal process named in the docs:\n" + "\n".join(hits)
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("path", markdown_files())
+def test_relative_links_exist(path):
+  with open(os.path.join(ROOT, path)) as f:
+    text = f.read()
+  missing = []
+  for target in LINK.findall(text):
+    if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+      continue
+    file = target.split("#", 1)[0]
+    resolved = os.path.normpath(os.path.join(ROOT, os.path.dirname(path), file))
+    if not os.path.exists(resolved):
+      missing.append(target)
+  assert not missing, f"{path}: links to missing files: {missing}"
+
+
+if __name__ == "__main__":
+  for t in TABLES:
+    print(f"{t.page}\n<!-- table: {t.id} -->\n{markdown(*t.build(load(t.json)))}\n")
