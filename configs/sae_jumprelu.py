@@ -2,7 +2,7 @@
 
   python -m identi.bin.train --config=configs/sae_jumprelu.py --workdir=runs/sae_jumprelu
 
-Results: docs/experiments/sae_training.md.
+Results: docs/experiments/sae_superposition.md.
 Smoke variant for tests: --config=configs/sae_jumprelu.py:smoke
 """
 

@@ -2,7 +2,7 @@
 
   python -m identi.bin.train --config=configs/sae_relu.py --workdir=runs/sae_relu
 
-Results: docs/experiments/sae_training.md.
+Results: docs/experiments/sae_superposition.md.
 Smoke variant for tests: --config=configs/sae_relu.py:smoke
 """
 

@@ -2,7 +2,7 @@
 
   python -m identi.bin.train --config=configs/sae_topk.py --workdir=runs/sae_topk
 
-Results: docs/experiments/sae_training.md.
+Results: docs/experiments/sae_superposition.md.
 Smoke variant for tests: --config=configs/sae_topk.py:smoke
 """
 
