@@ -50,7 +50,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     return flags.FLAGS(argv)
   except flags.Error as e:
     sys.exit(f"error: {e}")
-  except (AttributeError, KeyError) as e:
+  except (AttributeError, KeyError):
     key = unknown_override(argv)
     if key is None:
       raise

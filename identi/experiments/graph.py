@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Callable
+from typing import Any
 
 import ml_collections
 import numpy as np
 
-from identi import io, plots
+from identi import plots
 from identi.concepts.graph import RULES, SCORES, extract_graph, presence
 from identi.errors import ConfigError, DataError
 from identi.experiments.saes import level_slices, sae_codes

@@ -3,9 +3,9 @@
 The subject is the decoder-only transformer of `identi.subjects.transformer`, trained by
 next-token cross-entropy on sequences sampled on the fly from `identi.subjects.grammar`. The batch
 of step t is `sample_grammar(fold_in(data_key, t))`, so a run restored from a checkpoint continues
-bit-identically on CPU. Everything else is the diffusion subject's machinery
-(`identi.subjects.scenes_training`): the same train, checkpoint and resume rules, state (params, EMA
-params, Adam state, failure record), step (`make_step`), workdir checks and export format.
+bit-identically on CPU. Everything else is the training runtime every identi trainer shares
+(`identi.train.runtime`): train, checkpoint and resume rules, state (params, EMA params, Adam
+state, failure record), the EMA step, workdir checks and the export format.
 
 Workdir layout: run.json (config), metrics.jsonl (one record per logged step),
 checkpoints/<step>/ (orbax), final.json (grammaticality and concept frequencies of sequences
@@ -33,13 +33,12 @@ import optax
 from identi import io
 from identi.subjects.base import without_subject
 from identi.errors import ConfigError
-from identi.subjects import scenes_training as training, transformer
+from identi.subjects import transformer
 from identi.subjects.grammar import (Grammar, GrammarConfig, make_grammar, parse, sample_grammar,
                                      to_text)
-from identi.subjects.scenes_training import _keys
+from identi.train import runtime
 from identi.train.config import check_keys, check_variant
 from identi.train.optimizer import make_optimizer
-from identi.train.trainer import FINAL_FILE, run_steps
 
 KIND = "transformer_lm"
 SAMPLES_FILE = "samples.txt"
@@ -48,13 +47,16 @@ TRAIN_COMMAND = ("python -m identi.bin.train_subject --config=configs/grammar_lm
                  "--workdir=runs/grammar_lm --export=PATH")
 _SHOWN = 64  # Sampled sequences written to samples.txt.
 
+# Config keys that may change when a run is resumed; anything else must match the saved run.
+RESUMABLE_CHANGES = ("train.log_every_steps", "checkpoint.", "sample.")
+
 logger = logging.getLogger(__name__)
 
 
 def default_lm_subject_config() -> ml_collections.ConfigDict:
   """The schema of transformer-subject configs, with defaults (configs/grammar_lm.py); train and
-  checkpoint have the keys of `training.default_subject_config`."""
-  base = training.default_subject_config()
+  checkpoint are `runtime.subject_training_sections`."""
+  base = runtime.subject_training_sections()
   c = ml_collections.ConfigDict()
   c.grammar = ml_collections.ConfigDict(dataclasses.asdict(GrammarConfig()))
 
@@ -85,7 +87,7 @@ _NON_NEGATIVE = ("train.warmup_steps", "train.grad_clip", "train.seed", "sample.
 def validate_lm_subject_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the key for unknown keys, wrong types and impossible values."""
   flat = check_keys(config, default_lm_subject_config())
-  training.check_ranges(flat, _POSITIVE, _NON_NEGATIVE)
+  runtime.check_ranges(flat, _POSITIVE, _NON_NEGATIVE)
   if flat["model.d_model"] % flat["model.num_heads"]:
     raise ConfigError(
         f"config key 'model.d_model' is {flat['model.d_model']}, not a multiple of "
@@ -100,7 +102,7 @@ def grammar_config(config: ml_collections.ConfigDict) -> GrammarConfig:
 
 def lm_config_from_json(d: dict[str, Any]) -> ml_collections.ConfigDict:
   """A saved (JSON) transformer-subject config as a validated ConfigDict."""
-  return training.config_from_schema(d, default_lm_subject_config(), validate_lm_subject_config)
+  return runtime.config_from_schema(d, default_lm_subject_config(), validate_lm_subject_config)
 
 
 def build_model(config: ml_collections.ConfigDict) -> transformer.Transformer:
@@ -113,7 +115,7 @@ def build_model(config: ml_collections.ConfigDict) -> transformer.Transformer:
 def init_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation,
                key: jax.Array) -> dict[str, Any]:
   """The training state pytree at step 0."""
-  return training.state_from_params(transformer.init_params(build_model(config), key), tx)
+  return runtime.state_from_params(transformer.init_params(build_model(config), key), tx)
 
 
 def abstract_state(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -130,19 +132,13 @@ def make_train_step(config: ml_collections.ConfigDict):
     del step
     return transformer.lm_loss(model.apply({"params": params}, tokens), tokens)
 
-  return training.make_step(config, loss_fn)
+  return runtime.make_ema_step(config, loss_fn)
 
 
 def training_batch(config: ml_collections.ConfigDict, grammar: Grammar, step: int) -> np.ndarray:
   """The tokens of training step `step`: a pure function of (train.seed, step)."""
-  key = jax.random.fold_in(_keys(config)["data"], step)
+  key = jax.random.fold_in(runtime.run_keys(config.train.seed)["data"], step)
   return sample_grammar(key, grammar, config.train.batch_size)["tokens"]
-
-
-def _progress_line(step, num_steps, rate, eta_s, m) -> str:
-  eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0)))
-  return (f"step {step}/{num_steps} | {rate:,.1f} seq/s | ETA {eta} | loss {m['loss']:.4g} | "
-          f"grad_norm {m['grad_norm']:.3g} | lr {m['learning_rate']:.3g}")
 
 
 def train_lm_subject(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -158,26 +154,26 @@ def train_lm_subject(config: ml_collections.ConfigDict, workdir: str) -> dict[st
   """
   config = without_subject(config)
   validate_lm_subject_config(config)
-  workdir, checkpointer, state, start = training.start_run(config, workdir, init_state,
-                                                          abstract_state)
+  workdir, checkpointer, state, start = runtime.start_run(
+      config, workdir, init_state, abstract_state, RESUMABLE_CHANGES)
   lead = jax.process_index() == 0
 
   grammar = make_grammar(grammar_config(config))
 
   m = config.model
-  num_params = transformer.param_count(state["params"])
+  num_params = runtime.param_count(state["params"])
   logger.info("training the transformer subject (%d parameters, d_model %d, %d layers) on %d "
               "devices, steps %d-%d", num_params, m.d_model, m.num_layers, jax.device_count(),
               start, config.train.num_steps)
-  state = run_steps(state, make_train_step(config),
-                    lambda step, rows: training_batch(config, grammar, step)[rows], config, start,
-                    checkpointer, workdir, rate_key="sequences_per_s",
-                    progress_line=_progress_line)
+  state = runtime.run_steps(state, make_train_step(config),
+                            lambda step, rows: training_batch(config, grammar, step)[rows], config,
+                            start, checkpointer, workdir, rate_key="sequences_per_s",
+                            rate_format="{:,.1f} seq/s", fields=runtime.SUBJECT_PROGRESS)
 
   final = evaluate_lm_subject(config, grammar, state["ema_params"], workdir if lead else None)
   final.update(step=int(jax.device_get(state["step"])), num_params=num_params)
   if lead:
-    io.write_json(os.path.join(workdir, FINAL_FILE), final)
+    io.write_json(os.path.join(workdir, runtime.FINAL_FILE), final)
   return final
 
 
@@ -194,7 +190,7 @@ def evaluate_lm_subject(config: ml_collections.ConfigDict, grammar: Grammar, par
   """Scores `sample.num_samples` sequences sampled from `params` at `sample.temperature` against
   as many world sequences (grammaticality, concepts per sequence and frequency per concept at
   every level, the loss on the world sequences), and writes some to workdir/samples.txt."""
-  keys = _keys(config)
+  keys = runtime.run_keys(config.train.seed)
   s = config.sample
   model = build_model(config)
   params = jax.device_get(params)
@@ -235,14 +231,14 @@ def evaluate_lm_subject(config: ml_collections.ConfigDict, grammar: Grammar, par
 
 def export_lm_subject(workdir: str, path: str) -> dict[str, Any]:
   """Writes the EMA params of the latest checkpoint and the config to `path` as one file
-  (`training.write_export`, kind 'transformer_lm')."""
-  config, state = training.restore_latest(workdir, lm_config_from_json, abstract_state,
+  (`identi.train.runtime.write_export`, kind 'transformer_lm')."""
+  config, state = runtime.restore_latest(workdir, lm_config_from_json, abstract_state,
                                           TRAIN_COMMAND)
-  return training.write_export(state["ema_params"], config.to_dict(), KIND, path,
+  return runtime.write_export(state["ema_params"], config.to_dict(), KIND, path,
                                int(state["step"]))
 
 
-def _build_transformer(config_dict: dict[str, Any]
+def build_transformer(config_dict: dict[str, Any]
                        ) -> tuple[transformer.Transformer, ml_collections.ConfigDict, Any]:
   config = lm_config_from_json(config_dict)
   model = build_model(config)
@@ -252,7 +248,7 @@ def _build_transformer(config_dict: dict[str, Any]
 def load_lm_subject(path: str) -> tuple[transformer.Transformer, Any, ml_collections.ConfigDict]:
   """Reads an exported transformer subject: `(model, params, config)`; CheckpointError if
   missing, corrupt or of another kind."""
-  return training.read_export(path, KIND, _build_transformer,
+  return runtime.read_export(path, KIND, build_transformer,
                               f"re-export it, or retrain with `{TRAIN_COMMAND}`")
 
 

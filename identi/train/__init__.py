@@ -1,5 +1,7 @@
-"""Training: config schema, optimiser, data-parallel trainer, evaluation and checkpoints."""
+"""Training: config schema, optimiser, the training runtime every trainer shares (`runtime`),
+the data-parallel SAE trainer, evaluation and checkpoints."""
 
+from identi.train import runtime
 from identi.train.checkpoint import Checkpointer
 from identi.train.config import default_config, load_config, validate_config
 from identi.train.evaluation import encode_batches, evaluate, score_codes
@@ -18,6 +20,6 @@ __all__ = [
     "Checkpointer", "abstract_state", "build_model", "build_sources", "data_mesh",
     "default_config", "encode_batches", "encode_file", "evaluate", "evaluate_workdir",
     "initialize_distributed", "learning_rate_schedule", "load_config", "load_trained",
-    "make_optimizer", "make_train_step", "score_codes", "sparsity_schedule",
+    "make_optimizer", "make_train_step", "runtime", "score_codes", "sparsity_schedule",
     "train_and_evaluate", "validate_config",
 ]

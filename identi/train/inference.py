@@ -15,8 +15,8 @@ from identi.errors import ConfigError, DataError
 from identi.train import sharding
 from identi.train.checkpoint import Checkpointer
 from identi.train.evaluation import encode_batches, evaluate
-from identi.train.trainer import (RUN_FILE, abstract_state, build_model, build_sources, load_run,
-                                  saved_config)
+from identi.train.runtime import RUN_FILE, load_run
+from identi.train.trainer import abstract_state, build_model, build_sources, saved_config
 
 EVAL_FILE = "eval.json"
 

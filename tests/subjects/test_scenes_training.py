@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from identi.train.trainer import load_run
+from identi.train.runtime import load_run
 from helpers import latest_state, smoke_config
 from identi import io
 from identi.errors import CheckpointError, ConfigError, NonFiniteError
