@@ -58,7 +58,7 @@ from benchmarks.peers import saelens_env
 from identi import io
 from identi.bin import cli
 from identi.generators import HSMConfig, make_hsm, sample_hsm, superposition_view
-from identi.generators import hsm as hsm_lib  # its private sampler, for the device paths
+from identi.generators import hsm_sampler  # its chunk sampler, for the device paths
 
 PRESETS = {
     # (level-1 features, d_in, batch)
@@ -99,8 +99,8 @@ def _timed(fn, repeats: int):
 def time_identi(num_features: int, d_in: int, batch: int, repeats: int
                 ) -> tuple[dict, list[dict]]:
   """The world's construction and one row per path (public, device, x_only)."""
-  if batch > hsm_lib._CHUNK:
-    raise ValueError(f"batch {batch} is over sample_hsm's chunk of {hsm_lib._CHUNK}")
+  if batch > hsm_sampler.CHUNK:
+    raise ValueError(f"batch {batch} is over sample_hsm's chunk of {hsm_sampler.CHUNK}")
   t0 = time.perf_counter()
   hsm = make_hsm(world(num_features))
   info = {"num_features": num_features, "levels": list(hsm.level_sizes),
@@ -117,13 +117,13 @@ def time_identi(num_features: int, d_in: int, batch: int, repeats: int
   (out, x, mixing), first, seconds = _timed(public, repeats)
   l0 = float(out["a"][0].sum(axis=1).mean())
   rows = [{"path": "public", "first_s": first, "seconds": seconds, "matches_public": True}]
-  inputs = hsm_lib._device_inputs(hsm)
+  inputs = hsm_sampler.device_inputs(hsm)
   args = (jax.random.fold_in(k_latent, 0), inputs["tables"], inputs["graph"],
           jax.device_put(mixing))
 
   def generate(key, tables, graph, a):
-    levels = hsm_lib._sample_exact_chunk(key, *tables, *graph, num_samples=batch,
-                                         magnitude=hsm.config.magnitude)
+    levels = hsm_sampler.sample_exact_chunk(key, *tables, *graph, num_samples=batch,
+                                             magnitude=hsm.config.magnitude)
     return levels, jnp.matmul(levels[2][0], a.T, precision=jax.lax.Precision.HIGHEST)
 
   for path, fn in (("device", jax.jit(generate)),

@@ -40,8 +40,8 @@ from benchmarks.timing import matmul_flops_per_s
 from identi import io
 from identi.bin import cli
 from identi.errors import ConfigError
-from identi.metrics.mcc import (correlation_finalize, correlation_init, correlation_update,
-                                max_weight_assignment)
+from identi.metrics.assignment import max_weight_assignment
+from identi.metrics.correlation import correlation_finalize, correlation_init, correlation_update
 from identi.train import sharding
 
 PRESETS = {

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from identi.checks import is_int
 from identi.errors import ConfigError, DataError
 
 Edit = Callable[[jax.Array], jax.Array]
@@ -195,8 +196,7 @@ def _check_blocks(blocks: Any) -> tuple[list[np.ndarray], list[int]]:
 def _start(blocks: Any, level: Any, units: Any, who: str):
   """Validated (blocks, sizes, start mask) for a closure from `units` at 1-based `level`."""
   arrays, sizes = _check_blocks(blocks)
-  if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not (
-      1 <= level <= len(sizes)):
+  if not is_int(level) or not 1 <= level <= len(sizes):
     raise DataError(f"{who}: level={level!r} is not a level of this {len(sizes)}-level graph; "
                     f"pass a 1-based level in 1..{len(sizes)}")
   units = _check_units(units, sizes[level - 1], f"{who} level {level}", unique=False)
@@ -245,7 +245,7 @@ def steer_levels(models: Sequence[Any], variables_list: Sequence[Mapping[str, An
     raise DataError(f"steer_levels got {n} models, {len(variables_list)} variables and {len(xs)} "
                     "inputs; pass one of each per level")
   for level, fn in edits_by_level.items():
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 1 <= level <= n:
+    if not is_int(level) or not 1 <= level <= n:
       raise DataError(f"edits_by_level has key {level!r} but there are {n} levels; key edits by "
                       f"1-based level in 1..{n}")
     if not callable(fn):

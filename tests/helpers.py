@@ -62,3 +62,34 @@ def planted_codes(n=64, n_atoms=128, d=64, active=4, seed=0):
   for i in range(n):
     codes[i, rng.choice(n_atoms, active, replace=False)] = rng.uniform(0.5, 1.5, active)
   return codes.astype(np.float32), dictionary.astype(np.float32)
+
+
+def offset_pair(n=103, seed=6):
+  """float32 (a, b): correlated columns on offsets up to 1e3, a constant and a boolean column."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(seed)
+  a = rng.normal(size=(n, 4))
+  b = np.stack([a[:, 0] + 0.5 * rng.normal(size=n), -a[:, 1] + a[:, 2], rng.normal(size=n),
+                np.full(n, 0.1), a[:, 3] > 0], axis=1)
+  a += np.array([1e3, -1e3, 0.0, 5e2])
+  b[:, :2] += 1e3
+  return a.astype(np.float32), b.astype(np.float32)
+
+
+def stream_batches(a, b, sizes):
+  """(a, b) cut into consecutive batches of the given sizes (which must add up to all rows)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  edges = np.cumsum([0, *sizes])
+  assert edges[-1] == a.shape[0]
+  return [(a[s:e], b[s:e]) for s, e in zip(edges[:-1], edges[1:])]
+
+
+def nan_batch():
+  """One (a, b) batch whose b holds a NaN."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  a, b = np.zeros((4, 2)), np.ones((4, 3))
+  b[2, 1] = np.nan
+  return a, b

@@ -66,6 +66,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from identi.checks import check_count
 from identi.errors import ConfigError, DataError
 from identi.metrics import correlation_matrix
 
@@ -78,14 +79,6 @@ def _check_fraction(value, name: str) -> float:
       or not 0.0 <= float(value) <= 1.0):
     raise ConfigError(f"{name}={value!r} is invalid: pass a probability in [0, 1]")
   return float(value)
-
-
-def _check_int(value, name: str, minimum: int, maximum: int | None = None) -> int:
-  if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum
-      or (maximum is not None and value > maximum)):
-    bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
-    raise ConfigError(f"{name}={value!r} is invalid: pass an integer {bound}")
-  return int(value)
 
 
 def _check_presence(x, name: str) -> np.ndarray:
@@ -201,7 +194,7 @@ def edge_scores(lower, upper, *, chunk: int = 8192) -> np.ndarray:
     float32 (n_low, n_high) scores, 0 in the columns of upper units that never fire.
   """
   lower, upper = _check_pair(lower, upper)
-  chunk = _check_int(chunk, "chunk", 1, 1 << 24)
+  chunk = check_count(chunk, "chunk", 1, 1 << 24)
   joint, support = _cooccurrence(lower, upper, chunk)
   return np.asarray(_necessity(joint, support))
 
@@ -321,8 +314,8 @@ def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
   lower, upper = _check_pair(lower, upper)
   necessity = _check_fraction(necessity, "necessity")
   target = _check_fraction(precision, "precision")
-  max_parents = _check_int(max_parents, "max_parents", 1, _MAX_CANDIDATES)
-  min_support = _check_int(min_support, "min_support", 1)
+  max_parents = check_count(max_parents, "max_parents", 1, _MAX_CANDIDATES)
+  min_support = check_count(min_support, "min_support", 1)
   if rule not in RULES:
     raise ConfigError(f"rule={rule!r} is unknown: use one of {', '.join(RULES)} ('threshold' "
                       "for wholes that emerge from tau < |parents| of their parts)")

@@ -26,7 +26,8 @@ import numpy as np
 from identi import io
 from identi.data.sources import (ActivationSource, check_finite_rows, check_float_dtype,
                                  check_indices)
-from identi.errors import ConfigError, DataError
+from identi.checks import check_count
+from identi.errors import DataError
 
 LATENTS_DIR = "latents"
 
@@ -192,9 +193,7 @@ def write_shards(directory, x, z=None, rows_per_shard: int = 65536,
           f"z has shape {z.shape} but x has {x.shape[0]} rows: pass z of shape "
           f"({x.shape[0]}, num_latents), one row per example")
     check_finite_rows(z, "z")
-  if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, (int, np.integer)) or (
-      rows_per_shard < 1):
-    raise ConfigError(f"rows_per_shard={rows_per_shard!r} is invalid: pass an integer >= 1")
+  rows_per_shard = check_count(rows_per_shard, "rows_per_shard")
 
   num = -(-x.shape[0] // rows_per_shard)
   names = [f"{prefix}_{i:05d}.npy" for i in range(num)]

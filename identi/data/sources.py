@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import ml_dtypes
 import numpy as np
 
+from identi.checks import check_count, is_int
 from identi.errors import ConfigError, DataError
 
 FLOAT_DTYPES = (
@@ -162,12 +163,6 @@ class Subset(ActivationSource):
     return self.source.latents(self.indices[check_indices(indices, self.num_examples)])
 
 
-def _check_count(value, name: str, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise ConfigError(f"{name}={value!r} is invalid: pass an integer >= {minimum}")
-  return int(value)
-
-
 @functools.lru_cache(maxsize=4)
 def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   """Read-only permutation of epoch ``epoch``, from np.random.default_rng([seed, epoch])."""
@@ -187,10 +182,10 @@ def batch_indices(num_examples: int, batch_size: int, step: int, seed: int) -> n
   Returns:
     int64 ``(batch_size,)``.
   """
-  n = _check_count(num_examples, "num_examples", 1)
-  b = _check_count(batch_size, "batch_size", 1)
-  t = _check_count(step, "step", 0)
-  s = _check_count(seed, "seed", 0)
+  n = check_count(num_examples, "num_examples", 1)
+  b = check_count(batch_size, "batch_size", 1)
+  t = check_count(step, "step", 0)
+  s = check_count(seed, "seed", 0)
   start = t * b
   out = np.empty((b,), np.int64)
   filled = 0
@@ -210,19 +205,18 @@ def train_eval_split(source: ActivationSource, num_eval: int,
   keeps reads from memory-mapped shards local.
   """
   n = source.num_examples
-  if isinstance(num_eval, bool) or not isinstance(num_eval, (int, np.integer)) or not (
-      0 <= num_eval < n):
+  if not is_int(num_eval) or not 0 <= num_eval < n:
     raise ConfigError(
         f"num_eval={num_eval!r} must be an integer in [0, {n}) for a source of {n} examples: "
         "hold out fewer examples for evaluation")
-  perm = np.random.default_rng(_check_count(seed, "seed", 0)).permutation(n)
+  perm = np.random.default_rng(check_count(seed, "seed", 0)).permutation(n)
   return Subset(source, np.sort(perm[num_eval:])), Subset(source, np.sort(perm[:num_eval]))
 
 
 def iterate_batches(source: ActivationSource,
                     batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
   """Yields ``(x, z_or_None)`` batches in row order; the last batch may be smaller (evaluation)."""
-  b = _check_count(batch_size, "batch_size", 1)
+  b = check_count(batch_size, "batch_size", 1)
   for start in range(0, source.num_examples, b):
     idx = np.arange(start, min(start + b, source.num_examples))
     yield source.get(idx), source.latents(idx)

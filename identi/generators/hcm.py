@@ -37,12 +37,14 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from identi.checks import check_count, check_key, check_sigma, is_real
 from identi.errors import ConfigError
-from identi.generators.superposition import check_key
-from identi.generators.hsm import (_apply_do, _build_graph, _check_count, _check_graph_fields,
-                                   _check_mixing, _check_sigma, _check_weight_range,
-                                   _freeze_sequences, _intensity_dist, _is_real, _parse_do,
-                                   _site_value, _to_output)
+from identi.generators.hsm import (check_graph_fields, check_mixing, check_weight_range,
+                                   freeze_sequences)
+from identi.generators.hsm_graph import build_graph
+from identi.generators.hsm_interventions import apply_do, parse_do, site_value
+from identi.generators.hsm_model import intensity_dist
+from identi.generators.hsm_sampler import to_output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,17 +73,17 @@ class HCMConfig:
   graph_seed: int = 0
 
   def __post_init__(self):
-    _freeze_sequences(self, "level_sizes", "weight_range")
+    freeze_sequences(self, "level_sizes", "weight_range")
 
   def validate(self) -> "HCMConfig":
     """Raises ConfigError naming the field and the fix for impossible settings; returns self."""
-    _check_graph_fields(self, "HCMConfig", "min_parts", "max_parts", "part", "whole")
-    if not _is_real(self.pi_top) or not 0.0 < self.pi_top < 1.0:
+    check_graph_fields(self, "HCMConfig", "min_parts", "max_parts", "part", "whole")
+    if not is_real(self.pi_top) or not 0.0 < self.pi_top < 1.0:
       raise ConfigError(
           f"HCMConfig.pi_top={self.pi_top!r} is outside (0, 1): pass the firing probability of "
           "the top-level concepts, e.g. 0.2")
-    _check_weight_range(self.weight_range, "HCMConfig", "(5.0, 7.0)")
-    if not _is_real(self.bias) or not math.isfinite(self.bias):
+    check_weight_range(self.weight_range, "HCMConfig", "(5.0, 7.0)")
+    if not is_real(self.bias) or not math.isfinite(self.bias):
       raise ConfigError(
           f"HCMConfig.bias={self.bias!r} is invalid: pass a finite logit, e.g. -4.0")
     return self
@@ -121,7 +123,7 @@ def make_hcm(config: HCMConfig) -> HCM:
         f"config of type {type(config).__name__} is not an HCMConfig: build one with "
         "HCMConfig(...)")
   config.validate()
-  adjacency, weights = _build_graph(
+  adjacency, weights = build_graph(
       config.level_sizes, config.min_parts, config.max_parts, config.overlap,
       config.weight_range, config.graph_seed, "HCMConfig")
   return HCM(config=config, adjacency=tuple(adjacency),
@@ -157,7 +159,7 @@ def hcm_model(hcm: HCM, num_samples: int = 1, *, mixing: Any = None, sigma: floa
         logits = jnp.matmul(a.astype(jnp.float32), jnp.asarray(hcm.weights[level - 1]).T,
                             precision=jax.lax.Precision.HIGHEST) + config.bias
         a = numpyro.sample(f"a{level}", dist.Bernoulli(logits=logits))
-      m = numpyro.sample(f"m{level}", _intensity_dist(config.magnitude))
+      m = numpyro.sample(f"m{level}", intensity_dist(config.magnitude))
       z = numpyro.deterministic(f"z{level}", a * m)
   if mixing is not None:
     loc = jnp.matmul(z, jnp.asarray(mixing).T, precision=jax.lax.Precision.HIGHEST)
@@ -171,8 +173,8 @@ def _site_order(num_levels: int) -> list[str]:
 
 def _collect(trace, values: dict, num_levels: int, mixing) -> dict:
   levels = range(1, num_levels + 1)
-  out = _to_output([np.asarray(_site_value(trace, values, f"a{l}")).astype(bool) for l in levels],
-                   [np.asarray(_site_value(trace, values, f"m{l}")) for l in levels])
+  out = to_output([np.asarray(site_value(trace, values, f"a{l}")).astype(bool) for l in levels],
+                   [np.asarray(site_value(trace, values, f"m{l}")) for l in levels])
   if mixing is not None:
     out["x"] = np.asarray(trace["x"]["value"], np.float32)
   return out
@@ -194,10 +196,10 @@ def sample_hcm(key: jax.Array, hcm: HCM, num_samples: int, *, mixing: Any = None
   """
   key = check_key(key)
   hcm = _check_hcm(hcm)
-  num_samples = _check_count(num_samples, "num_samples")
-  mixing = _check_mixing(mixing, hcm.level_sizes[0])
-  model = functools.partial(hcm_model, hcm, num_samples, mixing=mixing, sigma=_check_sigma(sigma))
-  trace, values = _apply_do(model, key, {}, [], (), {})
+  num_samples = check_count(num_samples, "num_samples")
+  mixing = check_mixing(mixing, hcm.level_sizes[0])
+  model = functools.partial(hcm_model, hcm, num_samples, mixing=mixing, sigma=check_sigma(sigma))
+  trace, values = apply_do(model, key, {}, [], (), {})
   return _collect(trace, values, hcm.num_levels, mixing)
 
 
@@ -219,12 +221,12 @@ def intervene_hcm(key: jax.Array, hcm: HCM, num_samples: int, do: dict, *, mixin
   """
   key = check_key(key)
   hcm = _check_hcm(hcm)
-  num_samples = _check_count(num_samples, "num_samples")
-  parsed = _parse_do(do, hcm.level_sizes, num_samples)
-  mixing = _check_mixing(mixing, hcm.level_sizes[0])
-  sigma = _check_sigma(sigma)
+  num_samples = check_count(num_samples, "num_samples")
+  parsed = parse_do(do, hcm.level_sizes, num_samples)
+  mixing = check_mixing(mixing, hcm.level_sizes[0])
+  sigma = check_sigma(sigma)
   model = functools.partial(hcm_model, hcm, num_samples, mixing=mixing, sigma=sigma)
-  trace, values = _apply_do(model, key, parsed, _site_order(hcm.num_levels), (), {})
+  trace, values = apply_do(model, key, parsed, _site_order(hcm.num_levels), (), {})
   out = _collect(trace, values, hcm.num_levels, mixing)
   out["do"] = {k: np.asarray(v) for k, v in values.items()}
   out["pre"] = sample_hcm(key, hcm, num_samples, mixing=mixing, sigma=sigma)

@@ -20,16 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from identi.checks import check_count, check_key
 from identi.errors import ConfigError
 
 _MAGNITUDES = ("lognormal", "uniform")
 _LOGNORMAL_SIGMA = 0.25
-
-
-def _check_size(value, name: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ConfigError(f"{name}={value!r} is invalid: pass an integer >= 1")
-  return int(value)
 
 
 @functools.partial(jax.jit, static_argnames=("num_samples", "num_features", "d", "magnitude"))
@@ -48,17 +43,6 @@ def _sample(key: jax.Array, p: jax.Array, noise_std: jax.Array, *, num_samples: 
   x = jnp.matmul(z, dictionary.T, precision=jax.lax.Precision.HIGHEST)
   x = x + noise_std * jax.random.normal(k_noise, (num_samples, d))
   return {"x": x, "z": z, "a": a, "A": dictionary}
-
-
-def check_key(key) -> jax.Array:
-  """Accepts a single typed JAX key or a raw uint32[2] key; ConfigError otherwise."""
-  typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-  raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
-  if not ((typed and key.shape == ()) or raw):
-    raise ConfigError(
-        f"key of type {type(key).__name__} with shape {getattr(key, 'shape', None)} is not a "
-        "single JAX PRNG key: pass jax.random.key(seed)")
-  return key
 
 
 def sparse_superposition(key: jax.Array, num_samples: int, num_features: int = 256, d: int = 64,
@@ -81,9 +65,9 @@ def sparse_superposition(key: jax.Array, num_samples: int, num_features: int = 2
     Dict of numpy arrays: 'x' float32 ``(num_samples, d)``, 'z' float32 ``(num_samples,
     num_features)``, 'a' bool ``(num_samples, num_features)``, 'A' float32 ``(d, num_features)``.
   """
-  num_samples = _check_size(num_samples, "num_samples")
-  num_features = _check_size(num_features, "num_features")
-  d = _check_size(d, "d")
+  num_samples = check_count(num_samples, "num_samples")
+  num_features = check_count(num_features, "num_features")
+  d = check_count(d, "d")
   try:
     active = float(active_per_sample)
   except (TypeError, ValueError) as e:

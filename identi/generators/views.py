@@ -22,9 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from identi.checks import check_count, check_key, check_sigma, is_int, is_real
 from identi.errors import ConfigError, DataError
-from identi.generators.hsm import _check_count, _check_sigma, _is_real
-from identi.generators.superposition import check_key
 
 
 def _check_codes(z, name: str) -> np.ndarray:
@@ -68,8 +67,8 @@ def superposition_view(key: jax.Array, z1, d: int, sigma: float = 0.0
   """
   key = check_key(key)
   z1 = _check_codes(z1, "z1")
-  d = _check_count(d, "d")
-  x, mixing = _linear(key, jnp.asarray(z1), jnp.float32(_check_sigma(sigma)), d=d)
+  d = check_count(d, "d")
+  x, mixing = _linear(key, jnp.asarray(z1), jnp.float32(check_sigma(sigma)), d=d)
   return np.asarray(x, np.float32), np.asarray(mixing, np.float32)
 
 
@@ -94,7 +93,7 @@ def level_view(key: jax.Array, z_levels, level: int, d: int, sigma: float = 0.0,
     raise DataError(
         "z_levels must be a non-empty list of per-level (samples, concepts) arrays, index 0 = "
         "level 1: pass out['z']")
-  if not isinstance(level, (int, np.integer)) or not 1 <= level <= len(z_levels):
+  if not is_int(level) or not 1 <= level <= len(z_levels):
     raise ConfigError(f"level={level!r} is invalid: pass a level in 1..{len(z_levels)}")
   levels = [_check_codes(z, f"z_levels[{l}]") for l, z in enumerate(z_levels)]
   if len({z.shape[0] for z in levels}) != 1:
@@ -102,8 +101,8 @@ def level_view(key: jax.Array, z_levels, level: int, d: int, sigma: float = 0.0,
         f"z_levels have different sample counts {[z.shape[0] for z in levels]}: pass the levels "
         "of one draw")
   z = np.concatenate(levels[level - 1:], axis=1) if cumulative else levels[level - 1]
-  d = _check_count(d, "d")
-  x, mixing = _linear(key, jnp.asarray(z), jnp.float32(_check_sigma(sigma)), d=d)
+  d = check_count(d, "d")
+  x, mixing = _linear(key, jnp.asarray(z), jnp.float32(check_sigma(sigma)), d=d)
   return np.asarray(x, np.float32), np.asarray(mixing, np.float32)
 
 
@@ -149,16 +148,16 @@ def nonlinear_view(key: jax.Array, z1, d: int, depth: int = 2, negative_slope: f
   """
   key = check_key(key)
   z1 = _check_codes(z1, "z1")
-  d = _check_count(d, "d")
-  depth = _check_count(depth, "depth")
-  if not _is_real(negative_slope) or not 0.0 < negative_slope <= 1.0:
+  d = check_count(d, "d")
+  depth = check_count(depth, "depth")
+  if not is_real(negative_slope) or not 0.0 < negative_slope <= 1.0:
     raise ConfigError(
         f"negative_slope={negative_slope!r} is outside (0, 1]: a zero slope is not invertible; "
         "pass e.g. 0.2")
-  if not _is_real(condition) or not (math.isfinite(condition) and condition >= 1.0):
+  if not is_real(condition) or not (math.isfinite(condition) and condition >= 1.0):
     raise ConfigError(f"condition={condition!r} is invalid: pass a finite float >= 1, e.g. 4.0")
   x, mixing, layers = _nonlinear(
-      key, jnp.asarray(z1), jnp.float32(_check_sigma(sigma)), jnp.float32(negative_slope),
+      key, jnp.asarray(z1), jnp.float32(check_sigma(sigma)), jnp.float32(negative_slope),
       jnp.float32(condition), d=d, depth=depth)
   return (np.asarray(x, np.float32), np.asarray(mixing, np.float32),
           np.asarray(layers, np.float32))

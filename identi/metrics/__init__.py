@@ -1,8 +1,10 @@
 """Metrics: SAE reconstruction/sparsity quality, identifiability (MCC, R^2) and graph recovery."""
 from identi.metrics.graph import edge_auroc, edge_metrics
-from identi.metrics.mcc import (Assignment, CorrelationState, MCCResult, correlation_finalize,
-                                correlation_init, correlation_matrix, correlation_update,
-                                max_weight_assignment, mcc, streamed_correlation, streamed_mcc)
+from identi.metrics.assignment import Assignment, max_weight_assignment
+from identi.metrics.correlation import (CorrelationState, correlation_finalize, correlation_init,
+                                        correlation_matrix, correlation_update,
+                                        streamed_correlation)
+from identi.metrics.mcc import MCCResult, mcc, streamed_mcc
 from identi.metrics.quality import (QualityState, cosine_similarity, dead_fraction, dead_mask, fvu,
                                     l0, mse, quality_init, quality_result, quality_update,
                                     shrinkage, update_tokens_since_fired)

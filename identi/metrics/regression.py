@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError, DataError
-from identi.metrics.mcc import _as_matrix
+from identi.metrics.correlation import as_matrix
 
 _MIN_SAMPLES_PER_HALF = 4
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -40,8 +40,8 @@ def _split(z_true, codes, fit_fraction: float) -> tuple[np.ndarray, np.ndarray, 
   if not isinstance(fit_fraction, numbers.Real) or not 0.0 < fit_fraction < 1.0:
     raise ConfigError(f"fit_fraction={fit_fraction!r} is outside (0, 1): pass e.g. 0.5 to fit on "
                       "half the samples and score on the other half")
-  z_true = _as_matrix(z_true, "z_true").astype(np.float64)
-  codes = _as_matrix(codes, "codes").astype(np.float64)
+  z_true = as_matrix(z_true, "z_true").astype(np.float64)
+  codes = as_matrix(codes, "codes").astype(np.float64)
   n = z_true.shape[0]
   if codes.shape[0] != n:
     raise DataError(f"z_true has {n} samples but codes has {codes.shape[0]}: pass the codes of "

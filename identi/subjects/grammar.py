@@ -45,8 +45,9 @@ import jax
 import numpy as np
 
 from identi.errors import ConfigError, DataError
-from identi.generators.hsm import HSM, HSMConfig, sample_hsm
-from identi.generators.superposition import check_key
+from identi.generators.hsm import HSM, HSMConfig
+from identi.generators.hsm_sampler import sample_hsm
+from identi.checks import check_key
 from identi.subjects.world import (check_graph_seed, check_tiled_levels, is_int,
                                    make_tiled_hsm, tiled_hsm_config)
 

@@ -32,10 +32,9 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from identi.errors import ConfigError, DataError
-from identi.generators.superposition import check_key
+from identi.checks import check_key, is_int
 from identi.subjects.grammar import BOS, EOS, PAD
 
 LogitsFn = Callable[[jax.Array], jax.Array]
@@ -182,12 +181,12 @@ def sample(key: jax.Array, logits_fn: LogitsFn, prompt: int | jax.Array, seq_len
     int32 (n, seq_len) tokens: the prompt, then sampled tokens, PAD after the first EOS.
   """
   key = check_key(key)
-  if not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
+  if not is_int(seq_len) or seq_len < 1:
     raise ConfigError(f"seq_len={seq_len!r} is invalid: pass the sequence length, an integer >= 1")
   if not isinstance(temperature, (int, float)) or not temperature >= 0:
     raise ConfigError(f"temperature={temperature!r} is invalid: pass a float >= 0 (1 samples "
                       "the model's distribution, 0 takes the most likely token)")
-  if isinstance(prompt, (int, np.integer)) and not isinstance(prompt, bool):
+  if is_int(prompt):
     if prompt < 1:
       raise ConfigError(f"prompt={prompt} sequences is invalid: pass a batch size >= 1")
     prompt = jnp.full((int(prompt), 1), BOS, jnp.int32)

@@ -7,15 +7,9 @@ parent is shared, so the parent sets of every level pair partition the level bel
 import numpy as np
 
 from identi.errors import ConfigError
-from identi.generators.hsm import HSM, MAX_EXACT_COMPONENT, HSMConfig, make_hsm
-
-
-def is_int(value) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def is_real(value) -> bool:
-  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+from identi.checks import is_int, is_real
+from identi.generators.hsm import HSM, MAX_EXACT_COMPONENT, HSMConfig
+from identi.generators.hsm_graph import make_hsm
 
 
 def check_tiled_levels(owner, leaves: str) -> None:
