@@ -100,17 +100,17 @@ def setup_model(model, shape):
   return model, model.init(jax.random.key(0), x), x
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mlp():
   return setup_model(MLP(), (5, 6))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def conv():
   return setup_model(ConvNet(), (2, 6, 6, 3))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared():
   return setup_model(Shared(), (3, 4))
 

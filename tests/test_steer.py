@@ -13,7 +13,7 @@ from identi.steer import (ablate_units, edit, inject_units, parts_of, scale_unit
 UNITS = np.array([1, 5, 9])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sae():
   """A random ReLU SAE (16 units over d_in = 8) with input_scale != 1 and b_dec != 0."""
   x = 3.0 * np.abs(np.random.default_rng(0).normal(size=(32, 8))).astype(np.float32)
@@ -100,7 +100,7 @@ def test_jit_equals_eager(sae, keep_error):
                                 ablate_units(codes, UNITS))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def planted():
   """A TopK SAE (k = 3, input_scale 2) whose tied weights are a known orthonormal dictionary."""
   rng = np.random.default_rng(1)

@@ -1,6 +1,6 @@
 """Concept-graph extraction: which lower-level units compose each higher-level unit.
 
-Under the hierarchical selection model (``shared/design/hsm.md``, sections 1-2) a whole of level
+Under the hierarchical selection model (docs/hsm.md) a whole of level
 l+1 emerges iff ALL its parts (its parents at level l) are present. Two consequences identify the
 parent set from presence bits alone:
 

@@ -1,4 +1,4 @@
-"""Observation views of HSM/HCM concepts (section 5 of ``shared/design/hsm.md``).
+"""Observation views of HSM/HCM concepts (docs/hsm.md).
 
 Every view is a pure function of a JAX key and the concepts, and returns its mixing matrices.
 The key is split into a mixing key and a noise key, so the same key gives the same matrices for

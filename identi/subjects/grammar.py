@@ -2,7 +2,7 @@
 
 Sequences whose concepts we know, for training a small autoregressive transformer and checking
 what it learned. Every sequence serialises one HSM sample (``identi.generators.hsm``, spec in
-``shared/design/hsm.md``) and carries its ground-truth latents:
+docs/hsm.md) and carries its ground-truth latents:
 
 - **Level 1, words.** Every word is one token.
 - **Level 2, phrases.** Every phrase has exactly ``parents`` words (no word is shared) and

@@ -2,7 +2,7 @@
 
 Images whose concepts we know, for training a small diffusion model and checking what it learned.
 Every image is a rendering of one HSM sample (``identi.generators.hsm``, spec in
-``shared/design/hsm.md``) and carries its ground-truth latents:
+docs/hsm.md) and carries its ground-truth latents:
 
 - **Level 1, parts.** Small pixel templates of four kinds, 'stroke' (a straight slanted line),
   'arc' (an arch), 'blob' (a filled ellipse) and 'texture' (stripes, or a checker in bands at

@@ -12,7 +12,7 @@ from identi.generators import HSMConfig, make_hsm, sample_hsm
 from identi.metrics.graph import edge_auroc, edge_metrics
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def world():
   """3 levels (24 parts, 12 wholes, 4 scenes of 2 wholes), selection leak 0.3, 20k samples."""
   hsm = make_hsm(HSMConfig(level_sizes=(24, 12, 4), min_parents=2, max_parents=2, overlap=0.0,

@@ -13,7 +13,7 @@ from identi.sae import make_sae
 _SCALE = 2.0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def world():
   """A TopK SAE (k=4) whose tied weights are the demo world's true dictionary, input_scale 2."""
   data = sparse_superposition(jax.random.key(0), 2048)
@@ -60,7 +60,7 @@ def test_bad_input_raises_errors_naming_the_fix(world):
     minimal_codes(object(), variables, data["x"])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def duplicated(world):
   """The world's SAE with 256 extra atoms: near-copies (cosine 0.9) that the encoder never uses."""
   data, _, variables = world

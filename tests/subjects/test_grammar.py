@@ -11,12 +11,12 @@ from identi.subjects.grammar import (BOS, EOS, NUM_SPECIAL, PAD, SEP, GrammarCon
 _N = 512  # one sample count, so the HSM sampler compiles once per world
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def grammar():
   return make_grammar()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sample(grammar):
   return sample_grammar(jax.random.key(0), grammar, _N)
 

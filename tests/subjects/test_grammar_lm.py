@@ -21,7 +21,7 @@ from identi.subjects.grammar import EOS, PAD, parse
 pytestmark = pytest.mark.xdist_group("grammar")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def subject(grammar_run):
   return grammar_lm.GrammarLM(grammar_run.config)
 

@@ -33,7 +33,7 @@ def _state(workdir):
   return latest_state(workdir, lm_training.abstract_state(config))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("lm_subject")
   return workdir, lm_training.train_lm_subject(_config(), str(workdir))

@@ -14,7 +14,7 @@ from identi.subjects import (KINDS, ScenesConfig, coherence_rate, detect_concept
 _N = 256  # one sample count, so the HSM sampler compiles once per world
 
 
-@pytest.fixture(scope="module", params=["fixed", "jitter"])
+@pytest.fixture(scope="session", params=["fixed", "jitter"])
 def world(request):
   scenes = make_scenes(ScenesConfig(placement=request.param))
   return scenes, sample_scenes(jax.random.key(0), scenes, _N)

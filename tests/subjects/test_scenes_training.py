@@ -29,7 +29,7 @@ def _state(workdir):
   return latest_state(workdir, training.abstract_state(config))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("subject")
   return workdir, training.train_subject(_config(), str(workdir))

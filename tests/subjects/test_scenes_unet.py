@@ -23,7 +23,7 @@ from identi.subjects.base import Subject
 pytestmark = pytest.mark.xdist_group("scenes")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def subject(scenes_run):
   return scenes_unet.ScenesUNet(scenes_run.config)
 

@@ -12,7 +12,7 @@ from identi.subjects.grammar import BOS, EOS, PAD
 _V, _T, _D = 12, 10, 16
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def model_and_params():
   model = transformer.Transformer(vocab_size=_V, seq_len=_T, d_model=_D, num_layers=2,
                                   num_heads=2)
