@@ -50,6 +50,26 @@ def trained_workdir(tmp_path_factory):
   return workdir
 
 
+# The two smoke subjects, each trained once per test session; the training tests and the
+# train_subject binary test read them (xdist groups diffusion_training and lm_training).
+@pytest.fixture(scope="session")
+def scenes_subject(tmp_path_factory):
+  """(workdir, final metrics) of configs/diffusion_scenes.py:smoke trained in this process."""
+  from identi.subjects import scenes_training  # pylint: disable=g-import-not-at-top
+
+  workdir = tmp_path_factory.mktemp("scenes_subject")
+  return workdir, scenes_training.train_subject(smoke_config("diffusion_scenes"), str(workdir))
+
+
+@pytest.fixture(scope="session")
+def grammar_subject(tmp_path_factory):
+  """(workdir, final metrics) of configs/grammar_lm.py:smoke trained in this process."""
+  from identi.subjects import grammar_training  # pylint: disable=g-import-not-at-top
+
+  workdir = tmp_path_factory.mktemp("grammar_subject")
+  return workdir, grammar_training.train_lm_subject(smoke_config("grammar_lm"), str(workdir))
+
+
 def _figure_run(tmp_path_factory, figure: str, config_name: str):
   """Runs one pipeline figure of paper/make_figures.py at smoke size, in this process; returns
   (config, workdir, the JSON files it wrote, by name)."""
@@ -92,3 +112,18 @@ def grammar_run(tmp_path_factory):
 def scenes_run(tmp_path_factory):
   """configs/scenes_concepts.py:smoke through capture, graph and steering."""
   return _figure_run(tmp_path_factory, "scenes_concepts", "scenes_concepts")
+
+
+def pytest_collection_finish(session):
+  """On an xdist worker under --dist loadgroup, every test with an xdist_group mark must carry its
+  group in its node id: that is how xdist keeps a group (and its session fixture) on one worker.
+  pytest 9.2 stopped xdist 3.8 from setting it, which silently ran each expensive fixture twice."""
+  if not getattr(session.config.option, "loadgroup", False):
+    return
+  lost = [item.nodeid for item in session.items
+          if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+  if lost:
+    raise pytest.UsageError(
+        f"pytest-xdist did not apply the xdist_group marks ({len(lost)} tests, e.g. {lost[0]}); "
+        "this pytest/pytest-xdist pair is incompatible: reinstall with `pip install -e .[dev]`, "
+        "which pins pytest < 9.2")

@@ -13,7 +13,6 @@ def test_benchmark_smoke(tmp_path):
     result = json.load(f)
   assert (result["concepts"], result["units"], result["samples"]) == (64, 64, 2048)
   assert result["devices"] == 8  # Batches sharded over the 8 forced CPU devices.
-  assert 0.0 <= result["mcc"] <= 1.0
   assert result["mcc"] > 0.85 and abs(result["mcc"] - result["expected_mcc"]) < 0.03
   assert result["own_unit_matched"] == 1.0
   assert result["matcher"] == "dense"

@@ -1,8 +1,11 @@
-"""identi.bin.train_subject: trains and exports the smoke subjects (diffusion and transformer);
-config typos fail in one line."""
+"""identi.bin.train_subject: resumes a killed smoke subject run (diffusion and transformer), ends
+where the uninterrupted run ended and exports it; config typos fail in one line."""
 
 import json
 import os
+import shutil
+
+import pytest
 
 from helpers import ROOT, run_module
 
@@ -10,30 +13,44 @@ CONFIG = f"--config={ROOT}/configs/diffusion_scenes.py:smoke"
 LM_CONFIG = f"--config={ROOT}/configs/grammar_lm.py:smoke"
 
 
-def test_train_subject_binary_writes_outputs_and_exports(tmp_path):
+def _killed_copy(workdir, dest):
+  """A copy of a finished 20-step run as a kill after its step-10 checkpoint leaves it."""
+  shutil.copytree(workdir, dest)
+  shutil.rmtree(dest / "checkpoints" / "20")
+  os.remove(dest / "final.json")
+  return dest
+
+
+def _metrics(final):
+  """The final metrics less wall-clock times and output paths."""
+  return {k: v for k, v in final.items() if not k.endswith(("_seconds", "_file"))
+          and k != "figure"}
+
+
+def _resume_and_export(tmp_path, subject, config, rate):
+  workdir, final = subject
+  killed = _killed_copy(workdir, tmp_path / "w")
   path = tmp_path / "subject.bin"
-  proc = run_module("identi.bin.train_subject", CONFIG, f"--workdir={tmp_path / 'w'}",
-                    f"--export={path}", "--config.train.num_steps=10")
-  assert "coherence_generated" in proc.stdout and "export_mb" in proc.stdout
-  assert f"subject: {path}" in proc.stdout
-  assert "step 10/10" in proc.stderr and "img/s" in proc.stderr and "ETA" in proc.stderr
-  with open(tmp_path / "w" / "final.json") as f:
-    assert json.load(f)["step"] == 10
+  proc = run_module("identi.bin.train_subject", config, f"--workdir={killed}", f"--export={path}")
+  assert "export_mb" in proc.stdout and f"subject: {path}" in proc.stdout
+  assert "step 20/20" in proc.stderr and rate in proc.stderr and "ETA" in proc.stderr
+  with open(killed / "final.json") as f:
+    assert _metrics(json.load(f)) == _metrics(final)
   assert os.path.getsize(path) > 0
+  return proc
 
 
-def test_train_subject_binary_trains_the_transformer_on_a_grammar_config(tmp_path):
-  path = tmp_path / "lm.bin"
-  proc = run_module("identi.bin.train_subject", LM_CONFIG, f"--workdir={tmp_path / 'w'}",
-                    f"--export={path}", "--config.train.num_steps=10",
-                    "--config.model.d_model=16")
-  assert "grammatical_rate" in proc.stdout and "export_mb" in proc.stdout
-  assert "coherence_generated" not in proc.stdout
-  assert f"subject: {path}" in proc.stdout
-  assert "step 10/10" in proc.stderr and "seq/s" in proc.stderr
-  with open(tmp_path / "w" / "final.json") as f:
-    assert json.load(f)["step"] == 10
-  assert os.path.exists(tmp_path / "w" / "samples.txt") and os.path.getsize(path) > 0
+@pytest.mark.xdist_group("diffusion_training")
+def test_binary_resumes_the_diffusion_subject_and_exports(tmp_path, scenes_subject):
+  proc = _resume_and_export(tmp_path, scenes_subject, CONFIG, "img/s")
+  assert "coherence_generated" in proc.stdout
+
+
+@pytest.mark.xdist_group("lm_training")
+def test_binary_resumes_the_transformer_subject_and_exports(tmp_path, grammar_subject):
+  proc = _resume_and_export(tmp_path, grammar_subject, LM_CONFIG, "seq/s")
+  assert "grammatical_rate" in proc.stdout and "coherence_generated" not in proc.stdout
+  assert os.path.exists(tmp_path / "w" / "samples.txt")
 
 
 def test_unknown_override_key_of_the_subject_schema(tmp_path):
