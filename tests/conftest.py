@@ -1,4 +1,5 @@
-"""Forces 8 CPU devices before JAX starts, so that sharding is tested on every machine.
+"""Forces 8 CPU devices before JAX starts, so that sharding is tested on every machine, and
+compiles at XLA's backend optimisation level 0 (`helpers.TEST_XLA_FLAGS`).
 
 Also turns on JAX's persistent compilation cache for the test run and the binaries it starts
 (environment variables, so subprocesses inherit them): many tests compile the same smoke-size
@@ -16,9 +17,9 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
+from helpers import xla_flags  # noqa: E402  (imports no JAX)
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags(8)).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(ROOT, ".pytest_cache", "jax-compilation-cache"))

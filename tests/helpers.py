@@ -8,6 +8,17 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+#: XLA flags of every test process besides the device count. The tests' programs are small, so on
+#: CPU compiling them costs more than running them, and XLA's backend optimisation level 0
+#: compiles them faster. Floats can then differ in their last bits from a default-level run, so
+#: every test compares runs made under these same flags, or against floors (docs/decisions.md).
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+def xla_flags(devices: int) -> str:
+  """XLA_FLAGS for a test process with `devices` forced CPU devices."""
+  return f"--xla_force_host_platform_device_count={devices} {TEST_XLA_FLAGS}"
+
 
 def smoke_config(name: str = "sae_topk", **overrides):
   """The `:smoke` variant of configs/<name>.py with dotted-key overrides ('train__num_steps')."""
@@ -26,8 +37,7 @@ def smoke_config(name: str = "sae_topk", **overrides):
 def run_module(module: str, *args: str, devices: int = 8, check: bool = True,
                timeout: float = 300) -> subprocess.CompletedProcess:
   """Runs `python -m module args` from the repo root with `devices` forced CPU devices."""
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=xla_flags(devices), JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=timeout)
   if check and proc.returncode != 0:

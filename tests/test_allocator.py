@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from identi import allocator
-from helpers import ROOT
+from helpers import ROOT, xla_flags
 
 # A jitted program whose temp buffer (the 2048 x 16384 float32 product, 128 MiB) is above glibc's
 # mmap threshold; prints its temp size and the fewest page faults of one of 8 steady-state runs
@@ -37,7 +37,7 @@ glibc = pytest.mark.skipif(not allocator.environment(), reason="glibc malloc onl
 
 def _steady_state_faults(mode: str) -> tuple[int, int]:
   env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-  env.update(XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+  env.update(XLA_FLAGS=xla_flags(1), JAX_PLATFORMS="cpu")
   env.pop("IDENTI_MALLOC", None)
   if mode == "env":
     env.update(allocator.environment())

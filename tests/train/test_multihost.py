@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, xla_flags
 from identi.train import load_trained
 
 
@@ -23,8 +23,7 @@ def _free_port() -> int:
 def test_two_processes_match_one_process(tmp_path, trained_workdir):
   workdir = str(tmp_path / "multihost")
   port = _free_port()
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=xla_flags(4), JAX_PLATFORMS="cpu")
   procs = [
       subprocess.Popen(
           [sys.executable, "-m", "identi.bin.train", f"--config={ROOT}/configs/sae_topk.py:smoke",
