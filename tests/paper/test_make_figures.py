@@ -1,7 +1,7 @@
 """paper/: every figure script in smoke mode writes its PNG, PDF and JSON.
 
 The four pipeline figures are the session's pipeline runs (tests/conftest.py runs them through
-paper.make_figures in-process); the other figures run here, as the binary, one subprocess each.
+paper.make_figures in-process); the other figures run here in-process, and one through the binary.
 """
 
 import json
@@ -10,6 +10,7 @@ import os
 import pytest
 
 from helpers import run_module
+from paper import make_figures
 
 PIPELINE_FILES = {
     "identify_run": ["identifiability.png", "identifiability.pdf", "results.json"],
@@ -37,14 +38,25 @@ def test_pipeline_figure_smoke(request, fixture):
   assert "mcc" in flat and "NaN" not in flat
 
 
-@pytest.mark.parametrize("name", ["phase_diagram", "minimality_sweep", "sample_size",
-                                  "amortisation_gap", "leak_sweep", "block_transplant"])
-def test_figure_smoke(tmp_path, name):
-  run_module("paper.make_figures", "--smoke", f"--only={name}", f"--out={tmp_path}")
-  out = tmp_path / name
+def _check_outputs(out, name):
   files = [f"{name}.png", f"{name}.pdf", f"{name}.json"]
   for f in files:
     assert os.path.getsize(out / f) > 100, f
   with open(out / files[-1]) as f:
     flat = json.dumps(json.load(f))
   assert ("appears" if name == "block_transplant" else "mcc") in flat and "NaN" not in flat
+
+
+@pytest.mark.parametrize("name", ["phase_diagram", "minimality_sweep", "sample_size",
+                                  "amortisation_gap", "block_transplant"])
+def test_figure_smoke(tmp_path, name):
+  paths = make_figures.FIGURES[name](str(tmp_path), True)
+  assert sorted(os.path.basename(p) for p in paths) == sorted(
+      f"{name}.{ext}" for ext in ("json", "pdf", "png"))
+  _check_outputs(tmp_path / name, name)
+
+
+def test_make_figures_binary_runs_one_figure(tmp_path):
+  proc = run_module("paper.make_figures", "--smoke", "--only=leak_sweep", f"--out={tmp_path}")
+  assert f"leak_sweep: {tmp_path}/leak_sweep/leak_sweep.png" in proc.stdout
+  _check_outputs(tmp_path / "leak_sweep", "leak_sweep")
