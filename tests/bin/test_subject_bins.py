@@ -11,19 +11,27 @@ from helpers import ROOT, run_module
 
 SCENES = f"--config={ROOT}/configs/scenes_concepts.py:smoke"
 HSM = f"--config={ROOT}/configs/concept_graph_hsm.py:smoke"
+GRAMMAR = f"--config={ROOT}/configs/grammar_concepts.py:smoke"
 
 
 @pytest.mark.xdist_group("scenes")
-def test_capture_then_graph_on_the_scenes_subject(scenes_run, tmp_path):
+def test_capture_on_the_scenes_subject(scenes_run, tmp_path):
   workdir = tmp_path / "w"
   shutil.copytree(scenes_run.workdir, workdir)
   proc = run_module("identi.bin.capture", SCENES, f"--workdir={workdir}")
   assert "coherence" in proc.stdout and "0.8,0.5,0.2" in proc.stdout
-  proc = run_module("identi.bin.concept_graph", SCENES, f"--workdir={workdir}")
-  assert "level_3" in proc.stdout and "1->2" in proc.stdout and "0.05->0.2" in proc.stdout
+
+
+@pytest.mark.xdist_group("grammar")
+def test_concept_graph_on_the_grammar_subject(grammar_run, tmp_path):
+  workdir = tmp_path / "w"
+  shutil.copytree(grammar_run.workdir, workdir)
+  (workdir / "layer_mcc.png").unlink()
+  proc = run_module("identi.bin.concept_graph", GRAMMAR, f"--workdir={workdir}")
+  assert "level_3" in proc.stdout and "1->2" in proc.stdout and "precision" in proc.stdout
   graph = json.loads((workdir / "graph.json").read_text())
-  assert graph["table"] == scenes_run.graph["table"]  # The binary reproduces the library run.
-  assert (workdir / "timestep_mcc.png").stat().st_size > 100
+  assert graph["table"] == grammar_run.graph["table"]  # The binary reproduces the library run.
+  assert (workdir / "layer_mcc.png").stat().st_size > 100
 
 
 @pytest.mark.xdist_group("hsm")
@@ -39,8 +47,7 @@ def test_steer_on_the_hsm_subject(hsm_run, tmp_path):
 
 @pytest.mark.parametrize("module,config,override", [
     ("identi.bin.capture", SCENES, "capture.blok=mid"),
-    ("identi.bin.capture", f"--config={ROOT}/configs/grammar_concepts.py:smoke",
-     "capture.layer=block_0"),
+    ("identi.bin.capture", GRAMMAR, "capture.layer=block_0"),
     ("identi.bin.concept_graph", HSM, "graph.precison=0.5"),
 ])
 def test_config_typo_is_a_one_line_error(tmp_path, module, config, override):
