@@ -10,6 +10,20 @@ from typing import Any, Iterable
 import numpy as np
 
 
+def new_file_mode() -> int:
+  """The permissions `open()` gives a new file (0o666 less the process umask), read without
+  changing the umask. Temporary files start private (0o600); atomic writes set this mode on them,
+  so a replaced output is as readable as one written in place."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return 0o666 & ~int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  return 0o644
+
+
 def _atomic_write(path, write) -> None:
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -18,6 +32,7 @@ def _atomic_write(path, write) -> None:
     with os.fdopen(fd, "wb") as f:
       write(f)
       f.flush()
+      os.fchmod(f.fileno(), new_file_mode())
       os.fsync(f.fileno())
     os.replace(tmp, path)
   except BaseException:

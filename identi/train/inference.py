@@ -88,6 +88,7 @@ def encode_file(workdir: str, input_path: str, output_path: str,
   directory = os.path.dirname(os.path.abspath(output_path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npy")
+  os.fchmod(fd, io.new_file_mode())
   os.close(fd)
   try:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
