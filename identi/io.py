@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -24,21 +25,31 @@ def new_file_mode() -> int:
   return 0o644
 
 
-def _atomic_write(path, write) -> None:
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+  """A temporary file beside `path` to write (for writers that need a path, such as a memmap),
+  with the permissions a new file gets; moved onto `path` when the block ends without an error,
+  removed otherwise."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
+  # The name ends like `path` (".tmp-XXXX-codes.npy"): writers such as np.save add a suffix
+  # that is missing.
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
   try:
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-      f.flush()
-      os.fchmod(f.fileno(), new_file_mode())
-      os.fsync(f.fileno())
+    os.fchmod(fd, new_file_mode())
+    os.close(fd)
+    yield tmp
     os.replace(tmp, path)
-  except BaseException:
+  finally:
     if os.path.exists(tmp):
       os.remove(tmp)
-    raise
+
+
+def _atomic_write(path, write) -> None:
+  with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    write(f)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def write_json(path: str, obj: Any) -> None:

@@ -6,10 +6,11 @@ importing identi or drawing a figure leaves the user's matplotlib backend and op
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
+
+from identi import io
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, **kwargs):
@@ -23,16 +24,14 @@ def new_figure(nrows: int = 1, ncols: int = 1, **kwargs):
 
 
 def save_figure(fig, stem: str) -> list[str]:
-  """Saves `fig` as STEM.png and STEM.pdf (each written to a temp name, then renamed).
+  """Saves `fig` as STEM.png and STEM.pdf, each atomically (`identi.io.atomic_path`).
 
   A figure that pyplot manages (made with `pyplot.subplots`) is closed afterwards."""
-  os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
   paths = []
   for ext in ("png", "pdf"):
     path = f"{stem}.{ext}"
-    tmp = f"{stem}.tmp.{ext}"
-    fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext)
-    os.replace(tmp, path)
+    with io.atomic_path(path) as tmp:
+      fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext)
     paths.append(path)
   if getattr(fig.canvas, "manager", None) is not None:
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

@@ -45,6 +45,17 @@ def run_module(module: str, *args: str, devices: int = 8, check: bool = True,
   return proc
 
 
+def killed_copy(workdir, dest, last_step: int = 20):
+  """A copy of a finished run at `dest`, as a kill after its checkpoint before `last_step` leaves
+  it: the last checkpoint and final.json are gone, the log lines past the kept checkpoint stay."""
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  shutil.copytree(workdir, dest)
+  shutil.rmtree(os.path.join(dest, "checkpoints", str(last_step)))
+  os.remove(os.path.join(dest, "final.json"))
+  return dest
+
+
 def latest_state(workdir, abstract):
   """The latest checkpoint in `workdir`, restored replicated onto the shapes of the pytree of
   ShapeDtypeStructs `abstract`, as numpy arrays."""

@@ -48,3 +48,20 @@ def test_jsonl_reader_skips_a_torn_last_line(tmp_path):
   with open(path, "a") as f:
     f.write('{"step": 2, "lo')
   assert io.read_jsonl(path) == [{"step": 1}]
+
+
+def test_atomic_path_replaces_on_success_and_leaves_nothing_on_error(tmp_path):
+  path = tmp_path / "codes.npy"
+  with io.atomic_path(str(path)) as tmp:
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(2, 3))
+    out[:] = 1.0
+    out.flush()
+    del out
+    assert not path.exists()
+  np.testing.assert_array_equal(np.load(path), np.ones((2, 3), np.float32))
+  assert _mode(path) == io.new_file_mode()
+  with pytest.raises(RuntimeError):
+    with io.atomic_path(str(tmp_path / "other.npy")) as tmp:
+      np.save(tmp, np.zeros(2))
+      raise RuntimeError("killed mid-write")
+  assert os.listdir(tmp_path) == ["codes.npy"]

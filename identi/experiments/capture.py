@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from identi import data as data_lib
+from identi import io
 from identi.errors import DataError
 from identi.subjects.base import load_subject_for
 
@@ -42,9 +43,8 @@ def write_capture(workdir: str, acts: dict[str, np.ndarray], z: np.ndarray,
   out = capture_dir(workdir)
   for site, x in acts.items():
     data_lib.write_shards(os.path.join(out, site), x, z=z)
-  path = labels_path(workdir)
-  np.savez(path + ".tmp.npz", **labels)
-  os.replace(path + ".tmp.npz", path)
+  with io.atomic_path(labels_path(workdir)) as tmp:
+    np.savez(tmp, **labels)
 
 
 def read_labels(workdir: str, command: str = "--config=...") -> dict[str, np.ndarray]:

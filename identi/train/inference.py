@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import jax
@@ -85,12 +84,7 @@ def encode_file(workdir: str, input_path: str, output_path: str,
   config, model, variables = load_trained(workdir)
   source = _checked_source(input_path, model.d_in)
   shape = (source.num_examples, model.d_sae)
-  directory = os.path.dirname(os.path.abspath(output_path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npy")
-  os.fchmod(fd, io.new_file_mode())
-  os.close(fd)
-  try:
+  with io.atomic_path(output_path) as tmp:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     row = 0
     atoms = None
@@ -104,8 +98,4 @@ def encode_file(workdir: str, input_path: str, output_path: str,
       row += len(codes)
     out.flush()
     del out
-    os.replace(tmp, output_path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
   return shape

@@ -3,22 +3,13 @@ where the uninterrupted run ended and exports it; config typos fail in one line.
 
 import json
 import os
-import shutil
 
 import pytest
 
-from helpers import ROOT, run_module
+from helpers import ROOT, killed_copy, run_module
 
 CONFIG = f"--config={ROOT}/configs/diffusion_scenes.py:smoke"
 LM_CONFIG = f"--config={ROOT}/configs/grammar_lm.py:smoke"
-
-
-def _killed_copy(workdir, dest):
-  """A copy of a finished 20-step run as a kill after its step-10 checkpoint leaves it."""
-  shutil.copytree(workdir, dest)
-  shutil.rmtree(dest / "checkpoints" / "20")
-  os.remove(dest / "final.json")
-  return dest
 
 
 def _metrics(final):
@@ -29,7 +20,7 @@ def _metrics(final):
 
 def _resume_and_export(tmp_path, subject, config, rate):
   workdir, final = subject
-  killed = _killed_copy(workdir, tmp_path / "w")
+  killed = killed_copy(workdir, tmp_path / "w")
   path = tmp_path / "subject.bin"
   proc = run_module("identi.bin.train_subject", config, f"--workdir={killed}", f"--export={path}")
   assert "export_mb" in proc.stdout and f"subject: {path}" in proc.stdout

@@ -3,7 +3,6 @@ configs."""
 
 import json
 import os
-import shutil
 
 import jax
 import ml_collections
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 from identi.train.runtime import load_run
-from helpers import ROOT, latest_state, smoke_config
+from helpers import ROOT, killed_copy, latest_state, smoke_config
 from identi import io
 from identi.errors import CheckpointError, ConfigError
 from identi.subjects import grammar_training as lm_training, scenes_training as training
@@ -59,10 +58,7 @@ def test_smoke_run_writes_outputs(grammar_subject):
 
 def test_resume_after_a_kill_is_bit_identical(tmp_path, grammar_subject):
   workdir, _ = grammar_subject
-  killed = tmp_path / "killed"
-  shutil.copytree(workdir, killed)
-  shutil.rmtree(killed / "checkpoints" / "20")
-  os.remove(killed / "final.json")
+  killed = killed_copy(workdir, tmp_path / "killed")
   final = lm_training.train_lm_subject(_config(), str(killed))
   assert final["step"] == 20
   resumed, uninterrupted = _state(killed), _state(workdir)

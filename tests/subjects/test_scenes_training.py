@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 
 import jax
 import ml_collections
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 from identi.train.runtime import load_run
-from helpers import latest_state, smoke_config
+from helpers import killed_copy, latest_state, smoke_config
 from identi import io
 from identi.errors import CheckpointError, ConfigError, NonFiniteError
 from identi.subjects import scenes_training as training
@@ -55,10 +54,7 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, scenes_subject):
   # A run killed after its step-10 checkpoint leaves checkpoint 10 and log lines past it; the
   # resumed run must end with the uninterrupted run's state, every leaf bit for bit.
   workdir, _ = scenes_subject
-  killed = tmp_path / "killed"
-  shutil.copytree(workdir, killed)
-  shutil.rmtree(killed / "checkpoints" / "20")
-  os.remove(killed / "final.json")
+  killed = killed_copy(workdir, tmp_path / "killed")
   final = training.train_subject(_config(), str(killed))
   assert final["step"] == 20
   resumed, uninterrupted = _state(killed), _state(workdir)
