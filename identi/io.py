@@ -10,6 +10,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from identi.errors import DataError
+
 
 def new_file_mode() -> int:
   """The permissions `open()` gives a new file (0o666 less the process umask), read without
@@ -93,3 +95,39 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
 def save_npy(path, array: np.ndarray) -> None:
   """Saves an array as .npy, atomically (the temp name never ends in .npy)."""
   _atomic_write(path, lambda f: np.save(f, np.asarray(array), allow_pickle=False))
+
+
+def write_tensors(path: str, tensors: dict[str, np.ndarray],
+                  metadata: dict[str, str] | None = None) -> None:
+  """Writes named arrays as a safetensors file (the ecosystem's weight format), atomically."""
+  from safetensors.numpy import save  # pylint: disable=import-outside-toplevel
+
+  arrays = {k: np.array(v, order="C") for k, v in tensors.items()}  # 0-d stays 0-d
+  data = save(arrays, metadata=metadata)
+  _atomic_write(path, lambda f: f.write(data))
+
+
+def read_tensors(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+  """The arrays and string metadata of a .safetensors or .npz file.
+
+  Raises DataError naming the file when it is missing, truncated or not in either format.
+  """
+  from safetensors import SafetensorError  # pylint: disable=import-outside-toplevel
+  from safetensors.numpy import load  # pylint: disable=import-outside-toplevel
+
+  if not os.path.isfile(path):
+    raise DataError(f"{path} does not exist; pass the path of the weights file")
+  try:
+    if path.endswith(".npz"):
+      with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}, {}
+    with open(path, "rb") as f:
+      data = f.read()
+    tensors = load(data)
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_len])
+    return tensors, dict(header.get("__metadata__") or {})
+  except (SafetensorError, ValueError, OSError, EOFError) as e:
+    detail = " ".join(str(e).split())[:200]
+    raise DataError(f"{path} is not a readable {'.npz' if path.endswith('.npz') else 'safetensors'}"
+                    f" file ({type(e).__name__}: {detail}); re-download or re-export it") from e

@@ -1,4 +1,4 @@
-"""The SAELens peer's own virtual environment (CPU torch + sae-lens), kept apart from identi's.
+"""The peers' own virtual environment (CPU torch, sae-lens, eai-sparsify), apart from identi's.
 
 identi must never depend on torch, so the peer lives in `benchmarks/peers/.venv`, created on first
 use. A stamp file records the installed versions; while it exists the environment is reused.
@@ -13,7 +13,8 @@ import sys
 
 from identi import allocator
 
-TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+#: The CPU build of torch (a bare `torch` requirement would pull a multi-GB CUDA build).
+TORCH = "torch==2.13.0"
 VENV = os.path.join("benchmarks", "peers", ".venv")
 STAMP = ".saelens-installed"
 
@@ -41,10 +42,11 @@ def ensure_env(root: str) -> str:
           file=sys.stderr)
     _run(["python3", "-m", "venv", venv], root)
   pip = [python, "-m", "pip", "install", "--quiet"]
-  _run(pip + ["torch", "--index-url", TORCH_INDEX], root)
-  _run(pip + ["sae-lens"], root)
+  _run(pip + [TORCH], root)
+  _run(pip + [TORCH, "sae-lens", "eai-sparsify"], root)
   versions = _run([python, "-c", "import importlib.metadata as m; "
-                   "print(f\"torch=={m.version('torch')} sae-lens=={m.version('sae-lens')}\")"],
+                   "print(f\"torch=={m.version('torch')} sae-lens=={m.version('sae-lens')} "
+                   "eai-sparsify=={m.version('eai-sparsify')}\")"],
                   root)
   with open(stamp, "w", encoding="utf-8") as f:
     f.write(versions)

@@ -7,7 +7,8 @@ from identi.errors import ConfigError
 from identi.sae.base import SAE, field_names
 from identi.sae.batchtopk import BatchTopKSAE
 from identi.sae.decoder import normalize_decoder, remove_parallel_grad
-from identi.sae.export import export_weights, fold_input_scale
+from identi.sae.export import (check_variables_like, export_weights, fold_input_scale,
+                               load_variables, save_variables)
 from identi.sae.init import geometric_median, init_sae
 from identi.sae.jumprelu import JumpReLUSAE, heaviside_step, jumprelu
 from identi.sae.relu import ReLUSAE
@@ -45,6 +46,7 @@ def make_sae(kind: str, d_in: int, d_sae: int, **hparams: Any) -> SAE:
 
 __all__ = [
     "SAE", "SAE_TYPES", "BatchTopKSAE", "JumpReLUSAE", "KSparseSAE", "ReLUSAE", "TopKSAE",
-    "auxk_loss", "export_weights", "fold_input_scale", "geometric_median", "heaviside_step",
-    "init_sae", "jumprelu", "make_sae", "normalize_decoder", "remove_parallel_grad",
+    "auxk_loss", "check_variables_like", "export_weights", "fold_input_scale",
+    "geometric_median", "heaviside_step", "init_sae", "jumprelu", "load_variables", "make_sae",
+    "normalize_decoder", "remove_parallel_grad", "save_variables",
 ]

@@ -1,10 +1,13 @@
-"""Export of trained SAEs to plain arrays that work on raw activations without identi."""
+"""Export of trained SAEs: plain arrays that work on raw activations without identi, and exact
+variable files (`save_variables` / `load_variables`)."""
 
+import json
 from typing import Any, Mapping
 
 import jax.numpy as jnp
 import numpy as np
 
+from identi import io
 from identi.errors import DataError
 
 _REQUIRED = {"params": ("W_enc", "b_enc", "W_dec", "b_dec"), "stats": ("input_scale",)}
@@ -49,3 +52,57 @@ def export_weights(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
   elif "threshold" in stats:
     out["threshold"] = np.asarray(stats["threshold"], np.float32)
   return out
+
+
+#: Metadata key of `save_variables` files that holds the SAE's kind and hyper-parameters.
+SAE_SPEC_KEY = "identi_sae"
+
+
+def save_variables(path: str, variables: Mapping[str, Any], spec: Mapping[str, Any],
+                   metadata: Mapping[str, str] | None = None) -> None:
+  """Writes SAE variables exactly (every collection, unfolded) as safetensors, atomically.
+
+  `spec` (JSON-able: kind, d_in, d_sae, hyper-parameters) is stored in the file's metadata under
+  SAE_SPEC_KEY, beside `metadata`. `load_variables` reads the file back bit for bit.
+  """
+  _check_variables(variables)
+  tensors = {f"{collection}/{name}": np.asarray(value)
+             for collection, group in variables.items() for name, value in group.items()}
+  io.write_tensors(path, tensors, {**(metadata or {}), SAE_SPEC_KEY: json.dumps(dict(spec))})
+
+
+def load_variables(path: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+  """(variables, spec, metadata) of a `save_variables` file; DataError if it is not one."""
+  tensors, metadata = io.read_tensors(path)
+  if SAE_SPEC_KEY not in metadata:
+    raise DataError(f"{path} is not an identi SAE file (no {SAE_SPEC_KEY!r} metadata); write it "
+                    "with identi.sae.save_variables")
+  try:
+    spec = json.loads(metadata.pop(SAE_SPEC_KEY))
+  except json.JSONDecodeError as e:
+    raise DataError(f"{path}: the {SAE_SPEC_KEY!r} metadata is not JSON ({e})") from e
+  variables: dict[str, dict[str, Any]] = {}
+  for key, value in tensors.items():
+    collection, _, name = key.partition("/")
+    variables.setdefault(collection, {})[name] = value
+  _check_variables(variables)
+  return variables, spec, metadata
+
+
+def check_variables_like(variables: Mapping[str, Any], expected: Mapping[str, Any],
+                         source: str) -> None:
+  """DataError naming the first array of `variables` whose name, shape or dtype differs from
+  `expected` (e.g. `jax.eval_shape` of the module's init)."""
+  for collection, group in expected.items():
+    for name, ref in group.items():
+      have = variables.get(collection, {}).get(name)
+      if have is None:
+        raise DataError(f"{source} lacks {collection}/{name}; the file does not hold this SAE "
+                        "kind")
+      if tuple(np.shape(have)) != tuple(ref.shape) or np.asarray(have).dtype != ref.dtype:
+        raise DataError(f"{source}: {collection}/{name} has shape {tuple(np.shape(have))} "
+                        f"{np.asarray(have).dtype}; the SAE needs {tuple(ref.shape)} {ref.dtype}")
+    extra = set(variables.get(collection, {})) - set(group)
+    if extra:
+      raise DataError(f"{source} has unexpected arrays {collection}/{sorted(extra)[0]}; the file "
+                      "holds another SAE kind")

@@ -10,6 +10,7 @@ import numpy as np
 
 from identi import data as data_lib
 from identi import infer, io
+from identi import sae as sae_lib
 from identi.errors import ConfigError, DataError
 from identi.train import sharding
 from identi.train.checkpoint import Checkpointer
@@ -18,10 +19,22 @@ from identi.train.runtime import RUN_FILE, load_run
 from identi.train.trainer import abstract_state, build_model, build_sources, saved_config
 
 EVAL_FILE = "eval.json"
+#: run.json key of a workdir made by `identi.formats.import_sae`, and the file of its variables.
+IMPORTED_KEY = "imported"
+IMPORTED_WEIGHTS = "sae.safetensors"
+
+
+def _imported_variables(workdir: str, model, d_in: int) -> dict[str, Any]:
+  variables, _, _ = sae_lib.load_variables(os.path.join(workdir, IMPORTED_WEIGHTS))
+  expected = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, d_in), np.float32)))
+  sae_lib.check_variables_like(variables, expected, os.path.join(workdir, IMPORTED_WEIGHTS))
+  repl = sharding.replicated(sharding.data_mesh())
+  return jax.device_put(variables, repl)
 
 
 def load_trained(workdir: str):
-  """Restores `(config, model, variables)` from the latest checkpoint of a training workdir."""
+  """Restores `(config, model, variables)` of a workdir: the latest checkpoint of a training run,
+  or the variables of an imported SAE (`identi.formats.import_sae`)."""
   workdir = os.path.abspath(workdir)
   if not os.path.isdir(workdir):
     raise ConfigError(f"workdir {workdir} does not exist; pass the --workdir of a training run")
@@ -31,6 +44,9 @@ def load_trained(workdir: str):
                       "train with `python -m identi.bin.train --workdir=...` first")
   config = saved_config(saved)
   d_in = saved["d_in"]
+  if saved.get(IMPORTED_KEY):
+    model = build_model(config, d_in)
+    return config, model, _imported_variables(workdir, model, d_in)
   repl = sharding.replicated(sharding.data_mesh())
   target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
                         abstract_state(config, d_in))
@@ -53,6 +69,9 @@ def evaluate_workdir(workdir: str, data_path: str | None = None) -> dict[str, An
   config, model, variables = load_trained(workdir)
   if data_path:
     source = _checked_source(data_path, model.d_in)
+  elif load_run(os.path.abspath(workdir)).get(IMPORTED_KEY):
+    raise ConfigError(f"{workdir} holds an imported SAE, which has no held-out split; pass "
+                      "--data=ACTIVATIONS (a .npy file or shard directory of its layer)")
   else:
     _, source = build_sources(config)
   result = evaluate(model, variables, source, config.eval.batch_size,
