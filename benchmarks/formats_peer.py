@@ -48,7 +48,9 @@ EXPORTS = (("saelens", "relu"), ("saelens", "topk"), ("saelens", "batchtopk"),
 #: (format, directory under FIXTURES) of the SAEs the libraries wrote.
 NATIVE = (("saelens", "saelens/topk"), ("saelens", "saelens/topk_rescale"),
           ("saelens", "saelens/jumprelu"), ("saelens", "saelens/jumprelu_no_bdec"),
-          ("saelens", "saelens/standard"), ("sparsify", "sparsify/layers.3"),
+          ("saelens", "saelens/standard"), ("saelens", "saelens/topk_trained"),
+          ("saelens", "saelens/batchtopk_trained"), ("saelens", "saelens/matryoshka_trained"),
+          ("sparsify", "sparsify/layers.3"),
           ("gemmascope", "gemmascope/layer_3/width_48/average_l0_9"))
 
 

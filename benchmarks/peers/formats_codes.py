@@ -97,6 +97,8 @@ def write_native(root: str, x: np.ndarray, torch) -> list[str]:
   np.save(os.path.join(out, "codes.npy"), sparsify_codes(coder, x, torch))
   written.append(out)
 
+  written += write_trained(root, x, torch)
+
   rng = np.random.default_rng(0)
   params = {"W_enc": (rng.normal(size=(d_in, D_SAE)) / d_in ** 0.5).astype(np.float32),
             "W_dec": rng.normal(size=(D_SAE, d_in)).astype(np.float32),
@@ -108,6 +110,53 @@ def write_native(root: str, x: np.ndarray, torch) -> list[str]:
   np.savez(os.path.join(out, "params.npz"), **params)
   np.save(os.path.join(out, "codes.npy"), gemmascope_codes(params, x, torch))
   written.append(out)
+  return written
+
+
+def write_trained(root: str, x: np.ndarray, torch) -> list[str]:
+  """TopK, BatchTopK and Matryoshka BatchTopK SAEs trained by SAELens's own `SAETrainer` (300
+  steps on sparse combinations of a random dictionary), saved with `save_inference_model` (the
+  BatchTopK kinds become JumpReLU) and encoded after `SAE.load_from_disk`."""
+  # pylint: disable=g-import-not-at-top
+  from sae_lens import (SAE, BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig,
+                        MatryoshkaBatchTopKTrainingSAE, MatryoshkaBatchTopKTrainingSAEConfig,
+                        TopKTrainingSAE, TopKTrainingSAEConfig)
+  from sae_lens.config import SAETrainerConfig
+  from sae_lens.training.sae_trainer import SAETrainer
+
+  d_in, batch, steps = x.shape[1], 256, 300
+  torch.manual_seed(0)
+  dictionary = torch.randn(D_SAE, d_in)
+  dictionary /= dictionary.norm(dim=-1, keepdim=True)
+
+  def data(step):
+    g = torch.Generator().manual_seed(step)
+    z = (torch.rand(batch, D_SAE, generator=g) < K / D_SAE) * torch.rand(batch, D_SAE, generator=g)
+    return 2.0 * z @ dictionary + 0.3
+
+  kinds = {
+      "topk_trained": (TopKTrainingSAE, TopKTrainingSAEConfig(d_in=d_in, d_sae=D_SAE, k=K)),
+      "batchtopk_trained": (BatchTopKTrainingSAE,
+                            BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=D_SAE, k=K)),
+      "matryoshka_trained": (MatryoshkaBatchTopKTrainingSAE, MatryoshkaBatchTopKTrainingSAEConfig(
+          d_in=d_in, d_sae=D_SAE, k=K, matryoshka_widths=[12, 24, D_SAE])),
+  }
+  written = []
+  for name, (cls, cfg) in kinds.items():
+    sae = cls(cfg)
+    trainer = SAETrainer(
+        SAETrainerConfig(total_training_samples=steps * batch, train_batch_size_samples=batch,
+                         lr=3e-3, lr_end=3e-4, adam_beta1=0.9, adam_beta2=0.999, device="cpu",
+                         autocast=False), sae, data_provider=iter(()))
+    for step in range(steps):
+      trainer.step(data(step))
+      trainer.n_training_steps += 1
+    out = os.path.join(root, "saelens", name)
+    sae.save_inference_model(out)
+    loaded = SAE.load_from_disk(out)
+    with torch.no_grad():
+      np.save(os.path.join(out, "codes.npy"), loaded.encode(torch.from_numpy(x)).numpy())
+    written.append(out)
   return written
 
 
