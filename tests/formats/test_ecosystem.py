@@ -37,7 +37,7 @@ def test_import_gives_the_library_codes(tmp_path, fmt, rel):
   assert np.mean(expected > 0) > 0.05  # The rows really fire latents.
   np.testing.assert_allclose(codes, expected, rtol=0, atol=TOL)
   np.testing.assert_array_equal(codes > 0, expected > 0)
-  if fmt == "saelens":
+  if fmt == "saelens" and not rel.endswith("_trained"):  # Its metadata comes across.
     assert record["metadata"]["hook_name"] == "blocks.3.hook_resid_post"
 
 
