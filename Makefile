@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test bench figures clean
+.PHONY: venv demo test chromium bench figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m identi.bin.identify --config=configs/identify_hsm.py --workdir=runs/demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+
+# The dashboard tests load pages in headless Chromium (Debian package chromium).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "chromium is missing (tests/test_dashboard.py needs it): apt-get install -y chromium"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	  || { echo "error: could not install chromium; as root run: apt-get update && apt-get install -y chromium" >&2; exit 1; }; }
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sae_throughput --preset=quick
