@@ -17,7 +17,9 @@ import numpy as np
 from identi import data as data_lib
 from identi import infer
 from identi.train import config as config_lib
+from identi.errors import DataError
 from identi.train import load_trained, train_and_evaluate
+from identi.train.inference import is_imported
 
 #: Sections of the SAE training schema that experiment configs carry.
 TRAINING_SECTIONS = ("sae", "train", "checkpoint", "eval")
@@ -50,15 +52,20 @@ def train_saes(config, capture_dir: str, workdir: str, names, num_concepts: int,
                rows: np.ndarray | None = None) -> list[tuple[Any, Any, Any]]:
   """Trains (or resumes) one SAE per shard directory `capture_dir/<name>` in
   `workdir/sae_<name>`, on the given `rows` of it (None = all); returns (model, variables, eval
-  source) each."""
+  source) each. An SAE imported into `workdir/sae_<name>` (`identi.bin.import_sae`) is used as it
+  is, so the graph and steering stages run on SAEs from other toolkits too."""
   out = []
   for name in names:
     source = data_lib.open_source(os.path.join(capture_dir, name))
     if rows is not None:
       source = data_lib.Subset(source, rows)
     wd = os.path.join(workdir, f"sae_{name}")
-    train_and_evaluate(sae_config(config, num_concepts, active), wd, source=source)
+    if not is_imported(wd):
+      train_and_evaluate(sae_config(config, num_concepts, active), wd, source=source)
     _, model, variables = load_trained(wd)
+    if model.d_in != source.dim:
+      raise DataError(f"the SAE imported at {wd} reads {model.d_in} features but site {name!r} "
+                      f"has {source.dim}; import an SAE of that site's activations")
     _, eval_source = data_lib.train_eval_split(source, config.data.num_eval,
                                                config.data.split_seed)
     out.append((model, jax.tree.map(np.asarray, variables), eval_source))

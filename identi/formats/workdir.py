@@ -27,7 +27,8 @@ from identi.errors import ConfigError
 from identi.formats.base import SAEWeights, get_format
 from identi.train import runtime
 from identi.train.config import default_config, sae_hparams
-from identi.train.inference import IMPORTED_KEY, IMPORTED_WEIGHTS, load_trained
+from identi.train.inference import IMPORTED_WEIGHTS, load_trained
+from identi.train.runtime import IMPORTED_KEY
 
 #: The exact identi variables beside the format's own files.
 SIDECAR_FILE = "identi_sae.safetensors"

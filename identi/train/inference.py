@@ -15,12 +15,11 @@ from identi.errors import ConfigError, DataError
 from identi.train import sharding
 from identi.train.checkpoint import Checkpointer
 from identi.train.evaluation import encode_batches, evaluate
-from identi.train.runtime import RUN_FILE, load_run
+from identi.train.runtime import IMPORTED_KEY, RUN_FILE, load_run
 from identi.train.trainer import abstract_state, build_model, build_sources, saved_config
 
 EVAL_FILE = "eval.json"
-#: run.json key of a workdir made by `identi.formats.import_sae`, and the file of its variables.
-IMPORTED_KEY = "imported"
+#: The variables of a workdir made by `identi.formats.import_sae`.
 IMPORTED_WEIGHTS = "sae.safetensors"
 
 
@@ -30,6 +29,12 @@ def _imported_variables(workdir: str, model, d_in: int) -> dict[str, Any]:
   sae_lib.check_variables_like(variables, expected, os.path.join(workdir, IMPORTED_WEIGHTS))
   repl = sharding.replicated(sharding.data_mesh())
   return jax.device_put(variables, repl)
+
+
+def is_imported(workdir: str) -> bool:
+  """Whether `workdir` holds an SAE imported from another toolkit (not a training run)."""
+  saved = load_run(os.path.abspath(workdir)) if os.path.isdir(workdir) else None
+  return bool(saved and saved.get(IMPORTED_KEY))
 
 
 def load_trained(workdir: str):
@@ -69,7 +74,7 @@ def evaluate_workdir(workdir: str, data_path: str | None = None) -> dict[str, An
   config, model, variables = load_trained(workdir)
   if data_path:
     source = _checked_source(data_path, model.d_in)
-  elif load_run(os.path.abspath(workdir)).get(IMPORTED_KEY):
+  elif is_imported(workdir):
     raise ConfigError(f"{workdir} holds an imported SAE, which has no held-out split; pass "
                       "--data=ACTIVATIONS (a .npy file or shard directory of its layer)")
   else:

@@ -38,6 +38,8 @@ from identi.train.checkpoint import Checkpointer
 from identi.train.optimizer import learning_rate_schedule, make_optimizer
 
 RUN_FILE = "run.json"
+#: run.json key of a workdir that holds an SAE imported from another toolkit (`identi.formats`).
+IMPORTED_KEY = "imported"
 METRICS_FILE = "metrics.jsonl"
 FINAL_FILE = "final.json"
 EXPORT_MAGIC = b"IDENTI-SUBJECT-1\n"

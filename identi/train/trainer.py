@@ -181,7 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   d_in = train_src.dim
   lead = jax.process_index() == 0
   saved = runtime.load_run(workdir)
-  if saved is not None and saved.get("imported"):
+  if saved is not None and saved.get(runtime.IMPORTED_KEY):
     raise ConfigError(f"{workdir} holds an imported SAE, not a training run; train in a new "
                       "--workdir")
   if saved is not None:
