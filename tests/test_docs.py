@@ -237,6 +237,31 @@ def block_transplant(d: dict) -> tuple[list[str], Rows]:
   return header, rows
 
 
+# --- formats (the SAE ecosystem) -----------------------------------------------------------
+
+def sci(value: float) -> str:
+  """A small difference in scientific notation (9.5e-07)."""
+  return f"{value:.1e}"
+
+
+def formats_export(d: dict) -> tuple[list[str], Rows]:
+  header = ["identi SAE", "written as", "library codes vs identi's (max abs diff)",
+            "imported without identi_sae.safetensors", "identi -> format -> identi"]
+  rows = [[r["sae"].removeprefix("identi "), r["format"], sci(r["max_abs_diff"]),
+           sci(r["max_abs_diff_weights_only"]),
+           "bit-identical" if r["round_trip_bit_identical"] else "differs"]
+          for r in d["rows"] if r["direction"] == "export"]
+  return header, rows
+
+
+def formats_import(d: dict) -> tuple[list[str], Rows]:
+  header = ["SAE written by its library", "format", "identi codes vs library codes (max abs diff)",
+            "active codes"]
+  rows = [[f"`{r['sae']}`", r["format"], sci(r["max_abs_diff_weights_only"]),
+           pct(r["active_fraction"])] for r in d["rows"] if r["direction"] == "import"]
+  return header, rows
+
+
 # --- the registry of checked tables ---------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -287,6 +312,10 @@ TABLES = [
           scenes_steering),
     Table("block_transplant", page("block_transplant"),
           fig("block_transplant", "block_transplant.json"), block_transplant),
+    Table("formats_export", os.path.join("docs", "formats.md"),
+          os.path.join("tests", "fixtures", "ecosystem", "results.json"), formats_export),
+    Table("formats_import", os.path.join("docs", "formats.md"),
+          os.path.join("tests", "fixtures", "ecosystem", "results.json"), formats_import),
 ]
 
 
@@ -339,6 +368,7 @@ def test_table_matches_committed_json(table):
 def test_every_committed_json_is_checked():
   committed = {os.path.relpath(p, ROOT)
                for p in glob.glob(os.path.join(ROOT, FIGURES, "*", "*.json"))}
+  committed.add(os.path.join("tests", "fixtures", "ecosystem", "results.json"))
   checked = {t.json for t in TABLES}
   assert committed == checked, (
       f"committed JSON without a checked table: {sorted(committed - checked)}; "
