@@ -19,13 +19,13 @@ h1{font-size:17px;margin:0 0 4px}
 #main{display:flex;align-items:flex-start}
 #tablewrap{flex:1 1 auto;min-width:0;overflow-x:auto;padding:8px 16px}
 table{border-collapse:collapse;width:100%;background:#fff}
-th,td{padding:2px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+th,td{padding:2px 6px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
 th{position:sticky;top:0;background:#f0f0f0;cursor:pointer;user-select:none}
 th.sorted:after{content:" \\25be"}th.sorted.asc:after{content:" \\25b4"}
-td.t{text-align:left}
+th.t,td.t{text-align:left}
 tbody tr{cursor:pointer}tbody tr:hover{background:#eef4ff}tr.sel{background:#dbe8ff}
 .bar{display:inline-block;height:8px;background:#4a7bd0;vertical-align:middle;margin-right:4px}
-#panel{flex:0 0 560px;max-width:50vw;position:sticky;top:0;max-height:100vh;overflow:auto;
+#panel{flex:0 0 520px;max-width:50vw;position:sticky;top:0;max-height:100vh;overflow:auto;
 padding:10px 16px;background:#fff;border-left:1px solid #ddd;box-sizing:border-box}
 #panel h2{font-size:16px;margin:4px 0}#panel h3{font-size:13px;margin:12px 0 4px;color:#444}
 .ex{font-family:ui-monospace,monospace;font-size:12px;margin:3px 0;padding-left:60px;text-indent:-60px}
