@@ -3,12 +3,17 @@
 A checkpoint is the whole training state pytree (step, parameters, statistics, optimiser state,
 dead-latent counters), saved under `WORKDIR/checkpoints/<step>`. Orbax writes each checkpoint to a
 temporary directory and renames it when complete, so a run killed mid-save leaves the previous
-checkpoint as the latest valid one.
+checkpoint as the latest valid one. A checkpoint damaged after it was written (a truncated or
+corrupt array file) is skipped by `restore_newest`: the run resumes from the newest readable one,
+and the damaged one is moved to `WORKDIR/checkpoints_unreadable/` (kept, never deleted).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import time
 from typing import Any
 
 import jax
@@ -17,6 +22,8 @@ import orbax.checkpoint as ocp
 from identi.errors import CheckpointError
 
 CHECKPOINT_SUBDIR = "checkpoints"
+UNREADABLE_SUBDIR = "checkpoints_unreadable"
+logger = logging.getLogger(__name__)
 
 
 class Checkpointer:
@@ -36,6 +43,7 @@ class Checkpointer:
         create=not read_only,
     )
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._read_only = read_only
 
   def latest_step(self) -> int | None:
     """The step of the newest complete checkpoint, or None."""
@@ -73,6 +81,42 @@ class Checkpointer:
       raise CheckpointError(
           f"checkpoint {path} is unreadable or does not match the config "
           f"({type(e).__name__}: {first_line[:200]}); {fallback}, or use a new workdir") from e
+
+  def restore_newest(self, abstract_state: Any) -> tuple[Any, int | None]:
+    """(state, step) of the newest checkpoint that restores, or (None, None) when there is none.
+
+    A newer checkpoint that fails while an older one restores is damaged, not of another config:
+    it is logged with the reason, and (unless read-only) moved to `checkpoints_unreadable/` so the
+    run can save that step again. When no checkpoint restores, the newest one's CheckpointError
+    is raised and nothing is moved.
+    """
+    steps = sorted(self.all_steps(), reverse=True)
+    failures = []
+    for step in steps:
+      try:
+        state = self.restore(abstract_state, step)
+      except CheckpointError as e:
+        failures.append((step, e))
+        continue
+      for bad, error in failures:
+        logger.warning("skipped the unreadable checkpoint at step %d (%s); resuming from step %d",
+                       bad, str(error.__cause__ or error).strip().splitlines()[0][:200], step)
+        self._set_aside(bad)
+      if failures and not self._read_only:
+        self._manager.reload()
+      return state, step
+    if failures:
+      raise failures[0][1]
+    return None, None
+
+  def _set_aside(self, step: int) -> None:
+    if self._read_only:
+      return
+    dest = os.path.join(os.path.dirname(self.directory), UNREADABLE_SUBDIR,
+                        f"{step}-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    shutil.move(os.path.join(self.directory, str(step)), dest)
+    logger.warning("moved the unreadable checkpoint of step %d to %s", step, dest)
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are on disk."""

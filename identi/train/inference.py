@@ -11,7 +11,7 @@ import numpy as np
 from identi import data as data_lib
 from identi import infer, io
 from identi import sae as sae_lib
-from identi.errors import ConfigError, DataError
+from identi.errors import CheckpointError, ConfigError, DataError
 from identi.train import sharding
 from identi.train.checkpoint import Checkpointer
 from identi.train.evaluation import encode_batches, evaluate
@@ -56,8 +56,11 @@ def load_trained(workdir: str):
   target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
                         abstract_state(config, d_in))
   checkpointer = Checkpointer(workdir, read_only=True)
-  state = checkpointer.restore(target)
+  state, _ = checkpointer.restore_newest(target)
   checkpointer.close()
+  if state is None:
+    raise CheckpointError(f"no checkpoint in {checkpointer.directory}; the run has not saved one "
+                          f"yet: train with `python -m identi.bin.train --workdir={workdir}`")
   return config, build_model(config, d_in), {"params": state["params"], "stats": state["stats"]}
 
 

@@ -265,13 +265,12 @@ def start_run(config: ml_collections.ConfigDict, workdir: str, init: Callable[..
   repl = sharding.replicated(sharding.data_mesh())
   checkpointer = Checkpointer(workdir, max_to_keep=config.checkpoint.max_to_keep,
                               async_save=config.checkpoint.async_save)
-  start = checkpointer.latest_step()
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
+                        abstract(config))
+  state, start = checkpointer.restore_newest(target)
   if start is None:
     return workdir, checkpointer, jax.device_put(
         init(config, make_optimizer(config), run_keys(config.train.seed)["init"]), repl), 0
-  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
-                        abstract(config))
-  state = checkpointer.restore(target, start)
   logger.info("resumed from checkpoint at step %d in %s", start, workdir)
   return workdir, checkpointer, state, start
 
@@ -359,8 +358,10 @@ def restore_latest(workdir: str, from_json: Callable[[dict[str, Any]], ml_collec
   target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
                         abstract(config))
   checkpointer = Checkpointer(workdir, read_only=True)
-  state = checkpointer.restore(target)
+  state, _ = checkpointer.restore_newest(target)
   checkpointer.close()
+  if state is None:
+    raise ConfigError(f"{workdir} holds no checkpoint yet; train first with `{command}`")
   return config, state
 
 

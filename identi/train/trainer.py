@@ -196,7 +196,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   checkpointer = Checkpointer(workdir, max_to_keep=config.checkpoint.max_to_keep,
                               async_save=config.checkpoint.async_save)
-  start = checkpointer.latest_step()
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
+                        abstract_state(config, d_in))
+  state, start = checkpointer.restore_newest(target)
   if start is None:
     n_init = min(config.sae.init_sample_size, train_src.num_examples)
     init_idx = data_lib.batch_indices(train_src.num_examples, n_init, 0, config.train.seed + 1)
@@ -205,9 +207,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = jax.device_put(init_state(variables, tx, config.sae.d_sae), repl)
     start = 0
   else:
-    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
-                          abstract_state(config, d_in))
-    state = checkpointer.restore(target, start)
     logger.info("resumed from checkpoint at step %d in %s", start, workdir)
 
   logger.info("training %s SAE (d_in=%d, d_sae=%d) on %d devices in %d processes, steps %d-%d",

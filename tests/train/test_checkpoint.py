@@ -69,3 +69,50 @@ def test_restore_takes_target_sharding(tmp_path):
   restored = ckpt.restore(target)
   assert restored["params"]["w"].sharding == sharding
   ckpt.close()
+
+
+def _damage(step_dir):
+  """Truncates a checkpoint's array data files (orbax's `d/` directories), as a full disk or a
+  failing copy leaves them."""
+  damaged = 0
+  for root, _, files in os.walk(step_dir):
+    if os.path.basename(root) == "d":
+      for name in files:
+        with open(os.path.join(root, name), "r+b") as f:
+          f.truncate(3)
+        damaged += 1
+  assert damaged
+
+
+def test_restore_newest_skips_a_damaged_checkpoint_and_keeps_it(tmp_path, caplog):
+  ckpt = Checkpointer(str(tmp_path), async_save=False)
+  for s in (1, 2, 3):
+    ckpt.save(s, _state(s))
+  ckpt.close()
+  _damage(tmp_path / "checkpoints" / "3")
+  _damage(tmp_path / "checkpoints" / "2")
+  ckpt = Checkpointer(str(tmp_path), async_save=False)
+  state, step = ckpt.restore_newest(_state(0))
+  assert step == 1 and int(state["step"]) == 1
+  assert "skipped the unreadable checkpoint at step 3" in caplog.text
+  assert ckpt.all_steps() == [1]  # Steps 2 and 3 can be saved again...
+  kept = sorted(p.name.split("-")[0] for p in (tmp_path / "checkpoints_unreadable").iterdir())
+  assert kept == ["2", "3"]  # ...and their files are kept aside, not deleted.
+  ckpt.save(2, _state(2))
+  ckpt.close()
+  assert Checkpointer(str(tmp_path), read_only=True).restore_newest(_state(0))[1] == 2
+
+
+def test_restore_newest_moves_nothing_when_no_checkpoint_fits(tmp_path):
+  ckpt = Checkpointer(str(tmp_path), async_save=False)
+  ckpt.save(1, _state(1))
+  ckpt.save(2, _state(2))
+  ckpt.close()
+  other = {"step": jnp.int32(0), "params": {"w": jnp.zeros((5, 5))}}  # Another config's shapes.
+  ckpt = Checkpointer(str(tmp_path), async_save=False)
+  with pytest.raises(CheckpointError, match="checkpoints/2 is unreadable or does not match"):
+    ckpt.restore_newest(other)
+  assert ckpt.all_steps() == [1, 2] and not (tmp_path / "checkpoints_unreadable").exists()
+  assert ckpt.restore_newest(_state(0))[1] == 2
+  assert Checkpointer(str(tmp_path / "new"), async_save=False).restore_newest(_state(0)) == (
+      None, None)

@@ -48,3 +48,33 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
   # The log holds each step once: records after the last checkpoint were dropped and redone.
   logged = [r["step"] for r in io.read_jsonl(os.path.join(killed, "metrics.jsonl"))]
   assert logged == list(range(10, 401, 10))
+
+
+def test_damaged_latest_checkpoint_resumes_from_the_one_before(tmp_path, trained_workdir, caplog):
+  """A run whose newest checkpoint's array files were damaged after the kill resumes from the
+  checkpoint before it, says so, keeps the damaged files, and ends bit-identical."""
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  work = str(tmp_path / "damaged")
+  shutil.copytree(trained_workdir, work)
+  os.remove(os.path.join(work, "final.json"))
+  damaged = 0
+  for root, _, files in os.walk(os.path.join(work, "checkpoints", "60")):
+    if os.path.basename(root) == "d":
+      for name in files:
+        with open(os.path.join(root, name), "r+b") as f:
+          f.truncate(5)
+        damaged += 1
+  assert damaged
+  final = train_and_evaluate(smoke_config("sae_topk"), work)
+  assert final["step"] == 60
+  assert "skipped the unreadable checkpoint at step 60" in caplog.text
+  assert "resuming from step 40" in caplog.text
+  assert [p.split("-")[0] for p in os.listdir(os.path.join(work, "checkpoints_unreadable"))] == [
+      "60"]
+  _, _, resumed = load_trained(work)
+  _, _, uninterrupted = load_trained(trained_workdir)
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  logged = [r["step"] for r in io.read_jsonl(os.path.join(work, "metrics.jsonl"))]
+  assert logged == sorted(set(logged))
