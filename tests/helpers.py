@@ -56,6 +56,19 @@ def killed_copy(workdir, dest, last_step: int = 20):
   return dest
 
 
+def damage_checkpoint(step_dir, keep_bytes: int = 3) -> int:
+  """Truncates the array data files of a checkpoint (orbax's `d/` directories), as a full disk or
+  a failing copy leaves them; returns how many it damaged."""
+  damaged = 0
+  for root, _, files in os.walk(step_dir):
+    if os.path.basename(root) == "d":
+      for name in files:
+        with open(os.path.join(root, name), "r+b") as f:
+          f.truncate(keep_bytes)
+        damaged += 1
+  return damaged
+
+
 def latest_state(workdir, abstract):
   """The latest checkpoint in `workdir`, restored replicated onto the shapes of the pytree of
   ShapeDtypeStructs `abstract`, as numpy arrays."""

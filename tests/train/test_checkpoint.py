@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import damage_checkpoint
 from identi.errors import CheckpointError
 from identi.train import Checkpointer
 
@@ -71,26 +72,13 @@ def test_restore_takes_target_sharding(tmp_path):
   ckpt.close()
 
 
-def _damage(step_dir):
-  """Truncates a checkpoint's array data files (orbax's `d/` directories), as a full disk or a
-  failing copy leaves them."""
-  damaged = 0
-  for root, _, files in os.walk(step_dir):
-    if os.path.basename(root) == "d":
-      for name in files:
-        with open(os.path.join(root, name), "r+b") as f:
-          f.truncate(3)
-        damaged += 1
-  assert damaged
-
-
 def test_restore_newest_skips_a_damaged_checkpoint_and_keeps_it(tmp_path, caplog):
   ckpt = Checkpointer(str(tmp_path), async_save=False)
   for s in (1, 2, 3):
     ckpt.save(s, _state(s))
   ckpt.close()
-  _damage(tmp_path / "checkpoints" / "3")
-  _damage(tmp_path / "checkpoints" / "2")
+  assert damage_checkpoint(tmp_path / "checkpoints" / "3")
+  assert damage_checkpoint(tmp_path / "checkpoints" / "2")
   ckpt = Checkpointer(str(tmp_path), async_save=False)
   state, step = ckpt.restore_newest(_state(0))
   assert step == 1 and int(state["step"]) == 1

@@ -9,7 +9,7 @@ import time
 import jax
 import numpy as np
 
-from helpers import ROOT, smoke_config
+from helpers import ROOT, damage_checkpoint, smoke_config
 from identi import io
 from identi.train import load_trained, train_and_evaluate
 
@@ -58,14 +58,7 @@ def test_damaged_latest_checkpoint_resumes_from_the_one_before(tmp_path, trained
   work = str(tmp_path / "damaged")
   shutil.copytree(trained_workdir, work)
   os.remove(os.path.join(work, "final.json"))
-  damaged = 0
-  for root, _, files in os.walk(os.path.join(work, "checkpoints", "60")):
-    if os.path.basename(root) == "d":
-      for name in files:
-        with open(os.path.join(root, name), "r+b") as f:
-          f.truncate(5)
-        damaged += 1
-  assert damaged
+  assert damage_checkpoint(os.path.join(work, "checkpoints", "60"))
   final = train_and_evaluate(smoke_config("sae_topk"), work)
   assert final["step"] == 60
   assert "skipped the unreadable checkpoint at step 60" in caplog.text
