@@ -2,7 +2,7 @@
 
 `python -m benchmarks.formats_peer [--write_native] [--fixtures=tests/fixtures/ecosystem]`
 
-1. identi SAEs of every kind (ReLU, TopK, BatchTopK, JumpReLU; random weights from a fixed seed,
+1. identi SAEs of every kind a format can hold (ReLU, TopK, BatchTopK, JumpReLU, Matryoshka; random weights from a fixed seed,
    with an input scale that is not 1) are exported to SAELens (all kinds), sparsify (TopK) and
    Gemma Scope (JumpReLU, BatchTopK) directories under `FIXTURES/identi/`.
 2. In the peer venv (`benchmarks/peers/.venv`, created on first use), SAELens
@@ -43,7 +43,7 @@ _WRITE_NATIVE = flags.DEFINE_bool("write_native", False,
 D_IN, D_SAE, K, ROWS = 16, 48, 4, 64
 #: (format, identi kind) pairs that identi exports.
 EXPORTS = (("saelens", "relu"), ("saelens", "topk"), ("saelens", "batchtopk"),
-           ("saelens", "jumprelu"), ("sparsify", "topk"), ("gemmascope", "jumprelu"),
+           ("saelens", "jumprelu"), ("saelens", "matryoshka"), ("sparsify", "topk"), ("gemmascope", "jumprelu"),
            ("gemmascope", "batchtopk"))
 #: (format, directory under FIXTURES) of the SAEs the libraries wrote.
 NATIVE = (("saelens", "saelens/topk"), ("saelens", "saelens/topk_rescale"),
@@ -71,7 +71,7 @@ def make_workdir(kind: str, workdir: str, seed: int = 0) -> None:
   stats = dict(variables["stats"], input_scale=np.float32(1.7))
   if kind == "jumprelu":
     params["log_threshold"] = np.log(rng.uniform(0.3, 0.9, D_SAE)).astype(np.float32)
-  if kind == "batchtopk":
+  if kind in ("batchtopk", "matryoshka"):
     stats["threshold"] = np.float32(0.55)
   formats.workdir.write_workdir(workdir, config, D_IN, {"params": params, "stats": stats},
                                 {"format": "synthetic", "seed": seed})

@@ -29,7 +29,8 @@ from identi.errors import ConfigError, DataError
 from identi.train import config as config_lib
 from identi.train import load_trained, score_codes, train_and_evaluate
 
-SAE_METHODS = config_lib.SAE_KINDS
+#: The SAE kinds the identification experiment trains by default.
+SAE_METHODS = ("relu", "topk", "batchtopk", "jumprelu")
 BASELINE_METHODS = ("pca", "linear_ae", "ica")
 RESULTS_FILE = "results.json"
 FIGURE_STEM = "identifiability"

@@ -23,13 +23,16 @@ import numpy as np
 
 from identi import io
 from identi import sae as sae_lib
-from identi.errors import ConfigError
+from identi.errors import ConfigError, DataError
 from identi.formats.base import SAEWeights, get_format
 from identi.train import runtime
 from identi.train.config import default_config, sae_hparams
 from identi.train.inference import IMPORTED_WEIGHTS, load_trained
 from identi.train.runtime import IMPORTED_KEY
 
+#: identi SAE kind -> the encode rule the formats write it with (MP-SAE has none).
+EXPORT_RULES = {"relu": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "jumprelu",
+                "matryoshka": "jumprelu"}
 #: The exact identi variables beside the format's own files.
 SIDECAR_FILE = "identi_sae.safetensors"
 logger = logging.getLogger(__name__)
@@ -37,13 +40,17 @@ logger = logging.getLogger(__name__)
 
 def weights_of(kind: str, model: Any, variables: Mapping[str, Any],
                metadata: Mapping[str, Any] | None = None) -> SAEWeights:
-  """The format-neutral weights of an identi SAE (input scale folded in; BatchTopK's scalar
-  inference threshold broadcast to a per-latent JumpReLU threshold)."""
+  """The format-neutral weights of an identi SAE (input scale folded in; the scalar inference
+  threshold of (Matryoshka) BatchTopK broadcast to a per-latent JumpReLU threshold)."""
+  if kind not in EXPORT_RULES:
+    raise DataError(f"an SAE of kind {kind!r} has no counterpart in the toolkits' formats (its "
+                    f"encoder is not one of {', '.join(sorted(set(EXPORT_RULES.values())))}); "
+                    "export a relu, topk, batchtopk, jumprelu or matryoshka SAE")
   w = sae_lib.export_weights(variables)
   threshold = w.get("threshold")
-  if kind == "batchtopk":
+  if threshold is not None and np.ndim(threshold) == 0:  # One inference threshold for all.
     threshold = np.full((model.d_sae,), threshold, np.float32)
-  rule = {"batchtopk": "jumprelu"}.get(kind, kind)
+  rule = EXPORT_RULES[kind]
   return SAEWeights(kind=rule, W_enc=w["W_enc"], b_enc=w["b_enc"], W_dec=w["W_dec"],
                     b_dec=w["b_dec"], threshold=threshold,
                     k=int(model.k) if rule == "topk" else None, metadata=dict(metadata or {}))

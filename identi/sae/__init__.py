@@ -1,4 +1,5 @@
-"""Sparse autoencoders: ReLU (L1), TopK, BatchTopK and JumpReLU, with init, decoder and export."""
+"""Sparse autoencoders: ReLU (L1), TopK, BatchTopK, JumpReLU, Matryoshka BatchTopK and
+matching pursuit (MP), with init, decoder and export."""
 
 import dataclasses
 from typing import Any
@@ -11,6 +12,8 @@ from identi.sae.export import (check_variables_like, export_weights, fold_input_
                                load_variables, save_variables)
 from identi.sae.init import geometric_median, init_sae
 from identi.sae.jumprelu import JumpReLUSAE, heaviside_step, jumprelu
+from identi.sae.matryoshka import MatryoshkaBatchTopKSAE
+from identi.sae.mp import MPSAE
 from identi.sae.relu import ReLUSAE
 from identi.sae.topk import KSparseSAE, TopKSAE, auxk_loss
 
@@ -19,6 +22,8 @@ SAE_TYPES: dict[str, type[SAE]] = {
     "topk": TopKSAE,
     "batchtopk": BatchTopKSAE,
     "jumprelu": JumpReLUSAE,
+    "matryoshka": MatryoshkaBatchTopKSAE,
+    "mp": MPSAE,
 }
 
 
@@ -45,7 +50,8 @@ def make_sae(kind: str, d_in: int, d_sae: int, **hparams: Any) -> SAE:
 
 
 __all__ = [
-    "SAE", "SAE_TYPES", "BatchTopKSAE", "JumpReLUSAE", "KSparseSAE", "ReLUSAE", "TopKSAE",
+    "SAE", "SAE_TYPES", "BatchTopKSAE", "JumpReLUSAE", "KSparseSAE", "MPSAE",
+    "MatryoshkaBatchTopKSAE", "ReLUSAE", "TopKSAE",
     "auxk_loss", "check_variables_like", "export_weights", "fold_input_scale",
     "geometric_median", "heaviside_step", "init_sae", "jumprelu", "load_variables", "make_sae",
     "normalize_decoder", "remove_parallel_grad", "save_variables",

@@ -114,10 +114,16 @@ class SAE(nn.Module, abc.ABC):
     """Reconstruction in scaled units: codes @ W_dec + b_dec."""
     return precision.matmul(codes, self.W_dec, self.matmul_dtype) + self.b_dec
 
+  def code(self, x_s: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
+    """(pre-activations, codes) of scaled inputs: `activate(pre_activation(x_s))`. Encoders that
+    are not one affine map and a nonlinearity (matching pursuit) override this."""
+    pre = self.pre_activation(x_s)
+    return pre, self.activate(pre, train)
+
   def encode(self, x: jax.Array, train: bool = False) -> jax.Array:
     """Codes (batch, d_sae) of raw inputs x (batch, d_in); non-negative."""
     x_s = self.check_input(x) * self.input_scale.value
-    return self.activate(self.pre_activation(x_s), train)
+    return self.code(x_s, train)[1]
 
   def decode(self, codes: jax.Array) -> jax.Array:
     """Reconstruction of codes in raw input units: (codes @ W_dec + b_dec) / input_scale."""
@@ -144,8 +150,7 @@ class SAE(nn.Module, abc.ABC):
     """
     self.check_dead_mask(dead_mask)
     x_s = self.check_input(x) * self.input_scale.value
-    pre = self.pre_activation(x_s)
-    codes = self.activate(pre, train)
+    pre, codes = self.code(x_s, train)
     x_hat_s = self.decode_scaled(codes)
     mse = jnp.mean(jnp.square(x_s - x_hat_s))
     l0 = jax.lax.stop_gradient(jnp.mean(jnp.sum(codes != 0, axis=-1, dtype=jnp.float32)))

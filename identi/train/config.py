@@ -15,8 +15,10 @@ import ml_collections
 
 from identi.errors import ConfigError
 
-SAE_KINDS = ("relu", "topk", "batchtopk", "jumprelu")
+SAE_KINDS = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka", "mp")
 DATA_SOURCES = ("superposition", "npy")
+#: Kinds whose sparsity is set by k (which must be <= d_sae).
+K_SPARSE = ("topk", "batchtopk", "matryoshka", "mp")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -26,14 +28,16 @@ def default_config() -> ml_collections.ConfigDict:
   c.sae = ml_collections.ConfigDict()
   c.sae.kind = "topk"  # One of SAE_KINDS.
   c.sae.d_sae = 512  # Dictionary size (number of latents).
-  c.sae.k = 6  # Active latents per sample (topk, batchtopk).
+  c.sae.k = 6  # Active latents per sample (topk, batchtopk, matryoshka; pursuit steps for mp).
   c.sae.k_aux = 0  # AuxK latents; 0 means min(d_sae // 2, 512).
   c.sae.aux_alpha = 1.0 / 32.0  # Weight of the AuxK loss.
   c.sae.l1_coeff = 0.05  # ReLU-L1 sparsity coefficient.
   c.sae.l0_coeff = 1e-2  # JumpReLU L0 coefficient.
   c.sae.bandwidth = 0.1  # JumpReLU straight-through kernel bandwidth (scaled units).
   c.sae.init_threshold = 0.3  # JumpReLU initial threshold (scaled units).
-  c.sae.threshold_momentum = 0.01  # BatchTopK inference-threshold running-estimate rate.
+  c.sae.threshold_momentum = 0.01  # (Matryoshka) BatchTopK inference-threshold estimate rate.
+  c.sae.matryoshka_widths = ""  # Inner prefix widths, e.g. "128,256"; "" = d_sae/4, d_sae/2.
+  c.sae.mp_tied = True  # MP-SAE: select atoms with the decoder (True) or the encoder (False).
   c.sae.normalize_decoder = True  # Unit-norm decoder rows, parallel gradient removed.
   c.sae.decoder = "auto"  # TopK decoder: 'auto', 'dense' or 'sparse' (k active rows gathered).
   c.sae.compute_dtype = "float32"  # Matmul operands: 'float32' or 'bfloat16' (params stay fp32).
@@ -166,7 +170,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         f"config key 'train.decay_fraction' is {flat['train.decay_fraction']!r}; "
         "it must lie in [0, 1]")
-  if flat["sae.kind"] in ("topk", "batchtopk") and flat["sae.k"] > flat["sae.d_sae"]:
+  if flat["sae.kind"] in K_SPARSE and flat["sae.k"] > flat["sae.d_sae"]:
     raise ConfigError(
         f"config key 'sae.k' is {flat['sae.k']} but sae.d_sae is {flat['sae.d_sae']}; "
         "k must be <= d_sae")
@@ -176,16 +180,29 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "pass --config.data.path=SHARD_DIR")
 
 
+def matryoshka_widths(text: str) -> tuple[int, ...]:
+  """The inner prefix widths of config key 'sae.matryoshka_widths' ("128,256"; "" = default)."""
+  try:
+    return tuple(int(w) for w in text.split(",") if w.strip())
+  except ValueError as e:
+    raise ConfigError(f"config key 'sae.matryoshka_widths' is {text!r}; give comma-separated "
+                      "integers such as '128,256' (or '' for d_sae/4, d_sae/2)") from e
+
+
 def sae_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The keyword arguments of `identi.sae.make_sae` for the configured kind."""
   s = config.sae
   hp: dict[str, Any] = {"compute_dtype": s.compute_dtype}
-  if s.kind in ("topk", "batchtopk"):
+  if s.kind in ("topk", "batchtopk", "matryoshka"):
     hp.update(k=s.k, aux_alpha=s.aux_alpha, k_aux=s.k_aux or None)
-    if s.kind == "batchtopk":
+    if s.kind in ("batchtopk", "matryoshka"):
       hp["threshold_momentum"] = s.threshold_momentum
     else:
       hp["decoder"] = s.decoder
+    if s.kind == "matryoshka":
+      hp["widths"] = matryoshka_widths(s.matryoshka_widths)
+  elif s.kind == "mp":
+    hp.update(k=s.k, tied=s.mp_tied)
   elif s.kind == "jumprelu":
     hp.update(bandwidth=s.bandwidth, init_threshold=s.init_threshold)
   return hp

@@ -16,7 +16,7 @@ from identi.train import evaluate_workdir, load_trained, train_and_evaluate
 from helpers import smoke_config
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "ecosystem")
-ROUND_TRIPS = [("saelens", k) for k in ("relu", "topk", "batchtopk", "jumprelu")] + [
+ROUND_TRIPS = [("saelens", k) for k in ("relu", "topk", "batchtopk", "jumprelu", "matryoshka")] + [
     ("sparsify", "topk"), ("gemmascope", "jumprelu"), ("gemmascope", "batchtopk"),
     ("gemmascope", "relu")]
 
@@ -150,5 +150,8 @@ def test_impossible_exports_and_occupied_outputs_are_refused(tmp_path):
   assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
   with pytest.raises(ConfigError, match="unknown SAE format 'safetensor'; choose one of"):
     formats.export_sae(str(tmp_path / "a"), "safetensor", str(tmp_path / "o2"))
+  formats_peer.make_workdir("mp", str(tmp_path / "mp"))
+  with pytest.raises(DataError, match="kind 'mp' has no counterpart in the toolkits' formats"):
+    formats.export_sae(str(tmp_path / "mp"), "saelens", str(tmp_path / "o3"))
   with pytest.raises(ConfigError, match="already holds a run"):
     formats.import_sae("saelens", os.path.join(FIXTURES, "saelens", "topk"), str(tmp_path / "a"))

@@ -5,12 +5,14 @@ import jax.numpy as jnp
 import pytest
 
 from identi.errors import ConfigError
-from identi.sae import (SAE_TYPES, BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE, make_sae)
+from identi.sae import (SAE_TYPES, MPSAE, BatchTopKSAE, JumpReLUSAE, MatryoshkaBatchTopKSAE,
+                        ReLUSAE, TopKSAE, make_sae)
 
 
 def test_registry_maps_kinds_to_classes():
   assert SAE_TYPES == {"relu": ReLUSAE, "topk": TopKSAE, "batchtopk": BatchTopKSAE,
-                       "jumprelu": JumpReLUSAE}
+                       "jumprelu": JumpReLUSAE, "matryoshka": MatryoshkaBatchTopKSAE,
+                       "mp": MPSAE}
 
 
 def test_make_sae_passes_hyperparameters():
@@ -28,7 +30,7 @@ def test_unknown_kind_raises_config_error_listing_choices():
   with pytest.raises(ConfigError) as info:
     make_sae("gated", 4, 8)
   assert str(info.value) == (
-      "unknown SAE kind 'gated'; choose one of relu, topk, batchtopk, jumprelu")
+      "unknown SAE kind 'gated'; choose one of relu, topk, batchtopk, jumprelu, matryoshka, mp")
 
 
 def test_unknown_or_missing_hyperparameter_raises_config_error_naming_it():

@@ -9,7 +9,8 @@ from identi.train.config import sae_hparams
 from identi.train.trainer import build_model
 
 
-@pytest.mark.parametrize("name", ["sae_relu", "sae_topk", "sae_batchtopk", "sae_jumprelu"])
+@pytest.mark.parametrize("name", ["sae_relu", "sae_topk", "sae_batchtopk", "sae_jumprelu",
+                                  "sae_matryoshka", "sae_mp"])
 def test_shipped_configs_validate(name):
   validate_config(load_config(f"{ROOT}/configs/{name}.py"))
   smoke = load_config(f"{ROOT}/configs/{name}.py:smoke")

@@ -20,7 +20,8 @@ def _params(workdir):
   return jax.tree.map(np.asarray, variables)
 
 
-@pytest.mark.parametrize("name", ["sae_relu", "sae_topk", "sae_batchtopk", "sae_jumprelu"])
+@pytest.mark.parametrize("name", ["sae_relu", "sae_topk", "sae_batchtopk", "sae_jumprelu",
+                                  "sae_matryoshka", "sae_mp"])
 def test_every_kind_trains_and_writes_outputs(tmp_path, name):
   final = train_and_evaluate(smoke_config(name), str(tmp_path))
   records = io.read_jsonl(str(tmp_path / "metrics.jsonl"))
