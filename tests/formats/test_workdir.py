@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import formats_peer
 from identi import formats, io
+from identi.dashboard import build_dashboard
 from identi.errors import ConfigError, DataError
 from identi.train import evaluate_workdir, load_trained, train_and_evaluate
 
@@ -72,6 +73,9 @@ def test_trained_workdir_exports_and_evaluates_after_import(tmp_path, trained_wo
   assert result["num_tokens"] == 256 and result["l0"] == pytest.approx(4.0)
   with pytest.raises(ConfigError, match="imported SAE, not a training run"):
     train_and_evaluate(smoke_config("sae_topk"), str(tmp_path / "b"))
+  summary = build_dashboard(str(tmp_path / "b"), str(tmp_path / "x.npy"), str(tmp_path / "dash"),
+                            top_k=3)
+  assert summary["units"] == 64 and (tmp_path / "dash" / "index.html").exists()
 
 
 def _saelens_copy(tmp_path, name="topk"):
