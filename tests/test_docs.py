@@ -262,6 +262,17 @@ def formats_import(d: dict) -> tuple[list[str], Rows]:
   return header, rows
 
 
+# --- sharded_memory (benchmarks) ------------------------------------------------------------
+
+def sharded_memory(d: dict) -> tuple[list[str], Rows]:
+  mib = lambda b: f"{b / 2 ** 20:,.1f}"
+  header = ["d_sae", "mesh (data, model)", "state + batch per device (MiB)",
+            "temporaries per device (MiB)", "dictionary + Adam in all (MiB)"]
+  rows = [[count(r["d_sae"]), f"({r['data']}, {r['model']})", mib(r["argument_bytes"]),
+           mib(r["temp_bytes"]), mib(r["state_bytes"])] for r in d["rows"]]
+  return header, rows
+
+
 # --- the registry of checked tables ---------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -312,6 +323,8 @@ TABLES = [
           scenes_steering),
     Table("block_transplant", page("block_transplant"),
           fig("block_transplant", "block_transplant.json"), block_transplant),
+    Table("sharded_memory", os.path.join("docs", "performance.md"),
+          os.path.join("benchmarks", "results", "sharded_memory.json"), sharded_memory),
     Table("formats_export", os.path.join("docs", "formats.md"),
           os.path.join("tests", "fixtures", "ecosystem", "results.json"), formats_export),
     Table("formats_import", os.path.join("docs", "formats.md"),
@@ -369,6 +382,8 @@ def test_every_committed_json_is_checked():
   committed = {os.path.relpath(p, ROOT)
                for p in glob.glob(os.path.join(ROOT, FIGURES, "*", "*.json"))}
   committed.add(os.path.join("tests", "fixtures", "ecosystem", "results.json"))
+  committed.update(os.path.relpath(p, ROOT) for p in glob.glob(
+      os.path.join(ROOT, "benchmarks", "results", "*.json")))
   checked = {t.json for t in TABLES}
   assert committed == checked, (
       f"committed JSON without a checked table: {sorted(committed - checked)}; "

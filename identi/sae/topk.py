@@ -39,9 +39,55 @@ def scatter_rows(zeros: jax.Array, values: jax.Array, indices: jax.Array) -> jax
   return jax.vmap(lambda z, i, v: z.at[i].set(v, unique_indices=True))(zeros, indices, values)
 
 
+#: The mesh axis over which a latent-sharded run splits the latents (`identi.train.sharding`).
+MODEL_AXIS = "model"
+
+
+def latent_shard_mesh(width: int):
+  """The current mesh (`jax.set_mesh`) if it splits latents over MODEL_AXIS (in more than one
+  shard, dividing `width`), else None."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or MODEL_AXIS not in mesh.axis_names:
+    return None
+  shards = mesh.shape[MODEL_AXIS]
+  return mesh if shards > 1 and width % shards == 0 else None
+
+
+def top_k_latents(acts: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """`jax.lax.top_k(acts, k)` over the latent (last) axis of (batch, d_sae) activations.
+
+  Under a mesh that shards latents (`latent_shard_mesh`) the selection is two-stage and exact:
+  each shard takes the top k of its own latents, the shards exchange only those k candidates
+  (with their global indices) and the top k of the candidates is the global top k, ties broken by
+  the lower index as in `jax.lax.top_k`. So the (batch, d_sae) activations are never gathered.
+  """
+  mesh = latent_shard_mesh(acts.shape[-1])
+  if mesh is None:
+    return jax.lax.top_k(acts, k)
+  rows = next((a for a in mesh.axis_names
+               if a != MODEL_AXIS and acts.shape[0] % mesh.shape[a] == 0), None)
+
+  def local(a):
+    width = a.shape[-1]
+    values, indices = jax.lax.top_k(a, min(k, width))
+    indices = indices + jax.lax.axis_index(MODEL_AXIS) * width
+    values = jax.lax.all_gather(values, MODEL_AXIS, axis=1, tiled=True)
+    indices = jax.lax.all_gather(indices, MODEL_AXIS, axis=1, tiled=True)
+    best, order = jax.lax.top_k(values, k)
+    return best, jnp.take_along_axis(indices, order, axis=1)
+
+  spec = jax.sharding.PartitionSpec(rows, MODEL_AXIS)
+  out = jax.sharding.PartitionSpec(rows, None)
+  # Every model shard ends with the same candidates, so the result is replicated over MODEL_AXIS;
+  # the varying-axes check cannot see that through axis_index, hence check_vma=False.
+  return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=(out, out),
+                       check_vma=False)(acts)
+
+
 def topk_codes(acts: jax.Array, k: int) -> jax.Array:
-  """Keeps the k largest entries of each row of `acts` (ties broken by index), zeroing the rest."""
-  values, indices = jax.lax.top_k(acts, k)
+  """Keeps the k largest entries of each row of `acts` (ties broken by index), zeroing the rest;
+  exact and without gathering `acts` when its latents are sharded (`top_k_latents`)."""
+  values, indices = top_k_latents(acts, k)
   return scatter_rows(jnp.zeros_like(acts), values, indices)
 
 

@@ -71,6 +71,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.seed = 0
   c.train.log_every_steps = 500
 
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.model = 1  # Devices per latent shard: W_enc, b_enc, W_dec and Adam split over latents.
+
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 1000
   c.checkpoint.max_to_keep = 3
@@ -93,7 +96,7 @@ _CHOICES = {
 _POSITIVE = (
     "sae.d_sae", "sae.k", "sae.bandwidth", "sae.init_threshold", "sae.init_sample_size",
     "train.num_steps", "train.batch_size", "train.learning_rate", "train.log_every_steps",
-    "train.dead_window_tokens", "checkpoint.every_steps", "checkpoint.max_to_keep",
+    "train.dead_window_tokens", "mesh.model", "checkpoint.every_steps", "checkpoint.max_to_keep",
     "eval.batch_size", "data.num_eval",
 )
 _NON_NEGATIVE = (
@@ -174,6 +177,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         f"config key 'sae.k' is {flat['sae.k']} but sae.d_sae is {flat['sae.d_sae']}; "
         "k must be <= d_sae")
+  if flat["mesh.model"] > 1 and flat["sae.kind"] == "topk" and flat["sae.decoder"] == "sparse":
+    raise ConfigError(
+        "config key 'sae.decoder' is 'sparse' but mesh.model > 1: the sparse decoder gathers "
+        "rows of the whole dictionary; use 'auto' or 'dense' (latent-sharded runs decode densely)")
+  if flat["sae.d_sae"] % flat["mesh.model"]:
+    raise ConfigError(
+        f"config key 'mesh.model' is {flat['mesh.model']} but sae.d_sae ({flat['sae.d_sae']}) is "
+        "not divisible by it; the latents are split evenly over the model axis")
   if flat["data.source"] == "npy" and not flat["data.path"]:
     raise ConfigError(
         "config key 'data.path' is empty but data.source is 'npy'; "
@@ -197,8 +208,8 @@ def sae_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
     hp.update(k=s.k, aux_alpha=s.aux_alpha, k_aux=s.k_aux or None)
     if s.kind in ("batchtopk", "matryoshka"):
       hp["threshold_momentum"] = s.threshold_momentum
-    else:
-      hp["decoder"] = s.decoder
+    else:  # A latent-sharded run decodes densely: sharded rows, one all-reduce.
+      hp["decoder"] = "dense" if config.mesh.model > 1 else s.decoder
     if s.kind == "matryoshka":
       hp["widths"] = matryoshka_widths(s.matryoshka_widths)
   elif s.kind == "mp":

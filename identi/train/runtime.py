@@ -296,31 +296,42 @@ def progress_line(step: int, num_steps: int, rate: str, eta_s: float, metrics: d
 
 def run_steps(state, train_step, batch_fn, config: ml_collections.ConfigDict, start: int,
               checkpointer: Checkpointer, workdir: str, *, rate_key: str, rate_format: str,
-              fields: tuple[tuple[str, str, str], ...]) -> Any:
+              fields: tuple[tuple[str, str, str], ...], mesh: Any = None,
+              state_sharding: Any = None) -> Any:
   """The data-parallel step loop shared by every identi trainer; returns the final state.
 
   Jits `train_step(state, batch) -> (state, metrics)` with donated, replicated state; feeds
   `batch_fn(step, rows)`, this process's rows (a slice) of the global batch of each step; every
   `train.log_every_steps` appends the metrics and `rate_key` (items/s) to metrics.jsonl (records
   a killed run wrote after `start` are dropped first) and logs a `progress_line` (the rate
-  formatted by `rate_format`, e.g. "{:,.1f} img/s"; `fields` of the metrics); checkpoints every `checkpoint.every_steps` and at the end;
-  raises the failure the state records.
+  formatted by `rate_format`, e.g. "{:,.1f} img/s"; `fields` of the metrics); checkpoints every
+  `checkpoint.every_steps` and at the end; raises the failure the state records. `mesh` (default
+  `sharding.data_mesh()`) splits the batch over its 'data' axis; `state_sharding` (a pytree of
+  shardings like the state, default replicated) keeps the state where it is, e.g. latent-sharded.
   """
   lead = jax.process_index() == 0
   metrics_path = os.path.join(workdir, METRICS_FILE)
   if lead:
     # Drop records a killed run logged after its last checkpoint; they are about to be redone.
     io.write_jsonl(metrics_path, [r for r in io.read_jsonl(metrics_path) if r["step"] <= start])
-  mesh = sharding.data_mesh()
+  mesh = mesh if mesh is not None else sharding.data_mesh()
   repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  step_fn = jax.jit(train_step, in_shardings=(repl, batch_sharding), out_shardings=(repl, repl),
-                    donate_argnums=0)
+  state_sharding = state_sharding if state_sharding is not None else repl
+  step_fn = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
+                    out_shardings=(state_sharding, repl), donate_argnums=0)
   t = config.train
   rows = sharding.local_rows(t.batch_size)
+  # A latent-sharded mesh is made current while the step traces, so that top-k selections over
+  # latents run shard by shard (`identi.sae.topk.top_k_latents`).
+  latent_mesh = sharding.MODEL_AXIS in mesh.axis_names
   t_last, step_last = time.time(), start
   for step in range(start, t.num_steps):
     x = sharding.make_global_batch(batch_fn(step, rows), batch_sharding, t.batch_size)
-    state, metrics = step_fn(state, x)
+    if latent_mesh:
+      with jax.set_mesh(mesh):
+        state, metrics = step_fn(state, x)
+    else:
+      state, metrics = step_fn(state, x)
     done = step + 1
     if done % t.log_every_steps == 0 or done == t.num_steps:
       m = {k: float(v) for k, v in jax.device_get(metrics).items()}

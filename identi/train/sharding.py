@@ -1,8 +1,14 @@
-"""Data-parallel sharding over all devices of all processes, and multi-host start-up.
+"""Sharding over all devices of all processes, and multi-host start-up.
 
-identi trains data-parallel: parameters and optimiser state are replicated, the batch is split
-along its first axis over a one-axis mesh named 'data' that spans every device of every process
-(`jax.make_mesh`). Each process reads only its own rows of a global batch.
+By default identi trains data-parallel: parameters and optimiser state are replicated, the batch
+is split along its first axis over a one-axis mesh named 'data' that spans every device of every
+process (`jax.make_mesh`). Each process reads only its own rows of a global batch.
+
+With `mesh.model` = m > 1 the mesh has two axes, ('data', 'model') of shape (devices / m, m):
+the batch is split over 'data', and the SAE's latent axis over 'model' (`latent_shardings`):
+W_enc's columns, b_enc, W_dec's rows, the JumpReLU thresholds, their Adam moments and the
+dead-latent counters, so each device holds 1/m of the dictionary and its optimiser state. XLA's
+SPMD partitioner inserts the collectives; top-k selections over latents stay exact.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 from identi.errors import ConfigError
 
 DATA_AXIS = "data"
+MODEL_AXIS = "model"
+#: State leaves (by their name in the pytree) whose axis `LATENT_AXES[name]` is the latent axis.
+LATENT_AXES = {"W_enc": 1, "b_enc": 0, "W_dec": 0, "log_threshold": 0, "tokens_since_fired": 0}
 
 
 def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
@@ -35,6 +44,42 @@ def initialize_distributed(coordinator_address: str, num_processes: int, process
 def data_mesh() -> Mesh:
   """A one-axis mesh over every device of every process."""
   return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def training_mesh(model: int = 1) -> Mesh:
+  """The ('data', 'model') mesh with `model` devices per latent shard; `data_mesh()` for 1."""
+  n = jax.device_count()
+  if isinstance(model, bool) or not isinstance(model, int) or model < 1 or n % model:
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    raise ConfigError(f"config key 'mesh.model' is {model!r}; it must divide the {n} devices: "
+                      f"use one of {', '.join(map(str, divisors))}")
+  if model == 1:
+    return data_mesh()
+  return jax.make_mesh((n // model, model), (DATA_AXIS, MODEL_AXIS),
+                       axis_types=(AxisType.Auto, AxisType.Auto))
+
+
+def latent_shardings(tree, mesh: Mesh):
+  """A pytree of NamedShardings for `tree` (arrays or ShapeDtypeStructs): the leaves named in
+  LATENT_AXES split along their latent axis over 'model' when the mesh has that axis (and the axis
+  divides evenly), every other leaf replicated."""
+  repl = NamedSharding(mesh, P())
+  if MODEL_AXIS not in mesh.axis_names:
+    return jax.tree.map(lambda _: repl, tree)
+  shards = mesh.shape[MODEL_AXIS]
+
+  def rule(path, leaf):
+    name = next((getattr(k, "key", None) for k in reversed(path)
+                 if isinstance(getattr(k, "key", None), str)), None)
+    axis = LATENT_AXES.get(name)
+    shape = getattr(leaf, "shape", ())
+    if axis is None or len(shape) <= axis or shape[axis] % shards:
+      return repl
+    spec = [None] * len(shape)
+    spec[axis] = MODEL_AXIS
+    return NamedSharding(mesh, P(*spec))
+
+  return jax.tree_util.tree_map_with_path(rule, tree)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

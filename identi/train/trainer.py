@@ -32,7 +32,7 @@ from identi.train.evaluation import evaluate
 from identi.train.optimizer import learning_rate_schedule, make_optimizer, sparsity_schedule
 
 # Config keys that may change when a run is resumed; anything else must match the saved run.
-RESUMABLE_CHANGES = ("train.log_every_steps", "checkpoint.", "eval.")
+RESUMABLE_CHANGES = ("train.log_every_steps", "checkpoint.", "eval.", "mesh.")
 
 logger = logging.getLogger(__name__)
 
@@ -190,37 +190,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     io.write_json(os.path.join(workdir, runtime.RUN_FILE),
                   {"config": config.to_dict(), "d_in": d_in})
 
-  repl = sharding.replicated(sharding.data_mesh())
+  mesh = sharding.training_mesh(config.mesh.model)
   model = build_model(config, d_in)
   tx = make_optimizer(config)
 
   checkpointer = Checkpointer(workdir, max_to_keep=config.checkpoint.max_to_keep,
                               async_save=config.checkpoint.async_save)
-  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
-                        abstract_state(config, d_in))
+  abstract = abstract_state(config, d_in)
+  state_sharding = sharding.latent_shardings(abstract, mesh)
+  target = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                        abstract, state_sharding)
   state, start = checkpointer.restore_newest(target)
   if start is None:
     n_init = min(config.sae.init_sample_size, train_src.num_examples)
     init_idx = data_lib.batch_indices(train_src.num_examples, n_init, 0, config.train.seed + 1)
     variables = sae_lib.init_sae(model, jax.random.key(config.train.seed),
                                  train_src.get(init_idx))
-    state = jax.device_put(init_state(variables, tx, config.sae.d_sae), repl)
+    state = jax.device_put(init_state(variables, tx, config.sae.d_sae), state_sharding)
     start = 0
   else:
     logger.info("resumed from checkpoint at step %d in %s", start, workdir)
 
-  logger.info("training %s SAE (d_in=%d, d_sae=%d) on %d devices in %d processes, steps %d-%d",
-               config.sae.kind, d_in, config.sae.d_sae, jax.device_count(), jax.process_count(),
-               start, config.train.num_steps)
+  logger.info("training %s SAE (d_in=%d, d_sae=%d) on %d devices in %d processes (mesh %s), "
+              "steps %d-%d", config.sae.kind, d_in, config.sae.d_sae, jax.device_count(),
+              jax.process_count(), dict(mesh.shape), start, config.train.num_steps)
   t = config.train
   state = runtime.run_steps(
       state, make_train_step(model, config),
       lambda step, rows: train_src.get(
           data_lib.batch_indices(train_src.num_examples, t.batch_size, step, t.seed)[rows]),
       config, start, checkpointer, workdir, rate_key="tokens_per_s",
-      rate_format="{:,.0f} tok/s", fields=PROGRESS)
+      rate_format="{:,.0f} tok/s", fields=PROGRESS, mesh=mesh, state_sharding=state_sharding)
 
-  variables = {"params": state["params"], "stats": state["stats"]}
+  # Evaluation runs data-parallel on the gathered dictionary (the same program for any mesh).
+  variables = jax.device_put({"params": state["params"], "stats": state["stats"]},
+                             sharding.replicated(sharding.data_mesh()))
   final = evaluate(model, variables, eval_src, config.eval.batch_size,
                    mcc_method=config.eval.mcc_method)
   final.update(step=int(jax.device_get(state["step"])), kind=config.sae.kind,

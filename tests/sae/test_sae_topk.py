@@ -234,3 +234,22 @@ def test_bfloat16_sparse_kernels_return_float32_close_to_the_dense_product():
   ref = jax.grad(f, argnums=(0, 2))(values, indices, w_dec)
   chex.assert_type(grads, jnp.float32)
   _assert_grads_close(dict(enumerate(grads)), dict(enumerate(ref)), 2e-2)
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (1, 8)])
+def test_top_k_over_sharded_latents_is_exact(shape):
+  """Under a mesh that splits the latents, the two-stage top-k equals jax.lax.top_k, ties
+  included (lower index first)."""
+  from identi.sae.topk import top_k_latents  # pylint: disable=g-import-not-at-top
+
+  mesh = jax.make_mesh(shape, ("data", "model"),
+                       axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  acts = jnp.round(jax.random.normal(jax.random.key(0), (16, 64)) * 2) / 2  # Many ties.
+  acts = acts.at[3].set(1.0)  # A row of equal values: the first k latents win.
+  spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data", "model"))
+  with jax.set_mesh(mesh):
+    values, indices = jax.jit(top_k_latents, static_argnums=1)(jax.device_put(acts, spec), 5)
+  ref_values, ref_indices = jax.lax.top_k(acts, 5)
+  np.testing.assert_array_equal(values, ref_values)
+  np.testing.assert_array_equal(indices, ref_indices)
+  np.testing.assert_array_equal(indices[3], np.arange(5))

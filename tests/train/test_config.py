@@ -94,3 +94,17 @@ def test_compute_dtype_reaches_every_sae_kind(kind):
   validate_config(config)
   assert sae_hparams(config)["compute_dtype"] == "bfloat16"
   assert build_model(config, 8).matmul_dtype.name == "bfloat16"
+
+
+def test_impossible_meshes_are_refused():
+  from identi.train import sharding  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(ConfigError, match=r"'mesh.model' is 3; it must divide the 8 devices: use "
+                                        r"one of 1, 2, 4, 8"):
+    sharding.training_mesh(3)
+  with pytest.raises(ConfigError, match=r"'mesh.model' is 8 but sae.d_sae \(60\)"):
+    validate_config(smoke_config("sae_topk", mesh__model=8, sae__d_sae=60))
+  with pytest.raises(ConfigError, match="'sae.decoder' is 'sparse' but mesh.model > 1"):
+    validate_config(smoke_config("sae_topk", mesh__model=2, sae__decoder="sparse"))
+  assert sae_hparams(smoke_config("sae_topk", mesh__model=2, sae__decoder="auto"))["decoder"] == (
+      "dense")

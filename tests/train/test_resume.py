@@ -9,7 +9,7 @@ import time
 import jax
 import numpy as np
 
-from helpers import ROOT, damage_checkpoint, smoke_config
+from helpers import ROOT, damage_checkpoint, killed_copy, smoke_config
 from identi import io
 from identi.train import load_trained, train_and_evaluate
 
@@ -71,3 +71,15 @@ def test_damaged_latest_checkpoint_resumes_from_the_one_before(tmp_path, trained
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   logged = [r["step"] for r in io.read_jsonl(os.path.join(work, "metrics.jsonl"))]
   assert logged == sorted(set(logged))
+
+
+def test_resume_onto_another_mesh(tmp_path, trained_workdir):
+  """A data-parallel run killed after step 40 resumes with its latents sharded over 8 devices
+  (orbax restores onto the new shardings) and ends with the same parameters."""
+  work = killed_copy(trained_workdir, str(tmp_path / "w"), last_step=60)
+  final = train_and_evaluate(smoke_config("sae_topk", mesh__model=8), work)
+  assert final["step"] == 60
+  _, _, resumed = load_trained(work)
+  _, _, uninterrupted = load_trained(trained_workdir)
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

@@ -20,10 +20,18 @@ def _params(workdir):
   return jax.tree.map(np.asarray, variables)
 
 
+#: Kinds also trained latent-sharded, with the mesh's model axis: (data 2, model 4) or (1, 8).
+LATENT_SHARDED = {"sae_topk": 4, "sae_batchtopk": 8, "sae_jumprelu": 8, "sae_relu": 4}
+
+
 @pytest.mark.parametrize("name", ["sae_relu", "sae_topk", "sae_batchtopk", "sae_jumprelu",
                                   "sae_matryoshka", "sae_mp"])
 def test_every_kind_trains_and_writes_outputs(tmp_path, name):
-  final = train_and_evaluate(smoke_config(name), str(tmp_path))
+  # Four latents per feature and a short dead-latent window, so that latents die and AuxK (with its
+  # top-k over dead latents) takes part.
+  overrides = ({"train__dead_window_tokens": 256, "sae__d_sae": 128} if name in LATENT_SHARDED
+               else {})
+  final = train_and_evaluate(smoke_config(name, **overrides), str(tmp_path))
   records = io.read_jsonl(str(tmp_path / "metrics.jsonl"))
   assert [r["step"] for r in records] == [20, 40, 60]
   assert records[-1]["mse"] < records[0]["mse"]
@@ -36,6 +44,17 @@ def test_every_kind_trains_and_writes_outputs(tmp_path, name):
   # initialisation (about 0.3-0.4 here), which test_topk_learns_the_true_features measures.
   assert 0 < final["fvu"] < 1 and final["l0"] > 0 and np.isfinite(final["mcc"])
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40", "60"]
+  if name in LATENT_SHARDED:
+    # The same run with the latents split over a 'model' mesh axis: the same SAE.
+    sharded = train_and_evaluate(
+        smoke_config(name, mesh__model=LATENT_SHARDED[name], **overrides),
+        str(tmp_path / "sharded"))
+    for a, b in zip(jax.tree.leaves(_params(tmp_path)),
+                    jax.tree.leaves(_params(tmp_path / "sharded"))):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert sharded["fvu"] == pytest.approx(final["fvu"], rel=1e-5)
+    if name in ("sae_topk", "sae_batchtopk"):  # AuxK and its top-k ran sharded too.
+      assert max(r["dead_fraction"] for r in records) > 0
 
 
 def test_topk_learns_the_true_features(tmp_path):
