@@ -23,7 +23,7 @@ def _force_devices(argv) -> None:
 _force_devices(sys.argv)
 
 import jax  # noqa: E402  (after the device count is set)
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from identi import io  # noqa: E402
 from identi.bin import cli  # noqa: E402
