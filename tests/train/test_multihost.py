@@ -1,4 +1,5 @@
-"""Two processes on localhost (CPU, gloo collectives) train the same run as one process."""
+"""Two processes on localhost (CPU, gloo collectives) train the same run as one process, with
+the latents sharded over a 'model' mesh axis."""
 
 import json
 import os
@@ -28,14 +29,15 @@ def test_two_processes_match_one_process(tmp_path, trained_workdir):
       subprocess.Popen(
           [sys.executable, "-m", "identi.bin.train", f"--config={ROOT}/configs/sae_topk.py:smoke",
            f"--workdir={workdir}", f"--coordinator_address=localhost:{port}",
-           "--num_processes=2", f"--process_id={i}"],
+           "--num_processes=2", f"--process_id={i}", "--config.mesh.model=4"],
           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
       for i in range(2)
   ]
   outputs = [p.communicate(timeout=300)[0] for p in procs]
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-3000:]
-  # 2 processes x 4 devices form the same 8-device mesh as the single-process reference.
+  # 2 processes x 4 devices, mesh (data 2, model 4), train the SAE of the single-process
+  # data-parallel reference; its checkpoint restores here onto one process's 8 devices.
   _, _, multi = load_trained(workdir)
   _, _, single = load_trained(trained_workdir)
   for a, b in zip(jax.tree.leaves(multi), jax.tree.leaves(single)):
