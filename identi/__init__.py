@@ -7,11 +7,13 @@ Sub-packages: `identi.sae` (the SAE family), `identi.metrics` (quality and ident
 edits), `identi.hooks` (activation capture and patching of any Flax Linen model),
 `identi.subjects` (generative subjects with known concepts, behind the `Subject` protocol and its
 registry), `identi.experiments` (the pipeline over any subject: identify, capture, graph, steer),
-`identi.plots` (every figure; importing identi leaves matplotlib's global state alone).
+`identi.models` (pretrained models in Flax: a BERT encoder and the sentence encoder
+all-MiniLM-L6-v2), `identi.plots` (every figure; importing identi leaves matplotlib's global
+state alone).
 """
 
 from identi import (baselines, concepts, data, errors, experiments, generators, hooks, infer,
-                    metrics, sae, steer, subjects, train)
+                    metrics, models, sae, steer, subjects, train)
 from identi.errors import CheckpointError, ConfigError, DataError, IdentiError, NonFiniteError
 from identi.train import default_config, evaluate, load_trained, train_and_evaluate
 
@@ -20,6 +22,6 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError", "ConfigError", "DataError", "IdentiError", "NonFiniteError", "baselines",
     "concepts", "data", "default_config", "errors", "evaluate", "experiments", "generators",
-    "hooks", "infer", "load_trained", "metrics", "sae", "steer", "subjects", "train",
+    "hooks", "infer", "load_trained", "metrics", "models", "sae", "steer", "subjects", "train",
     "train_and_evaluate",
 ]
