@@ -24,6 +24,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = os.path.join("paper", "figures")
+MINILM_ERRORS = os.path.join("tests", "fixtures", "minilm", "errors.json")
 
 Rows = list[list[str]]
 
@@ -273,6 +274,14 @@ def sharded_memory(d: dict) -> tuple[list[str], Rows]:
   return header, rows
 
 
+# --- minilm_port (benchmarks) ---------------------------------------------------------------
+
+def minilm_port(d: dict) -> tuple[list[str], Rows]:
+  layers = sorted(d["layers"], key=lambda p: -1 if p == "embed" else int(p.split("_")[1]))
+  rows = [[f"`{p}`", sci(d["layers"][p])] for p in layers]
+  return ["hidden state", "max abs error"], rows + [["sentence embedding", sci(d["embeddings"])]]
+
+
 # --- the registry of checked tables ---------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -325,6 +334,7 @@ TABLES = [
           fig("block_transplant", "block_transplant.json"), block_transplant),
     Table("sharded_memory", os.path.join("docs", "performance.md"),
           os.path.join("benchmarks", "results", "sharded_memory.json"), sharded_memory),
+    Table("minilm_port", os.path.join("docs", "models.md"), MINILM_ERRORS, minilm_port),
     Table("formats_export", os.path.join("docs", "formats.md"),
           os.path.join("tests", "fixtures", "ecosystem", "results.json"), formats_export),
     Table("formats_import", os.path.join("docs", "formats.md"),
@@ -382,6 +392,7 @@ def test_every_committed_json_is_checked():
   committed = {os.path.relpath(p, ROOT)
                for p in glob.glob(os.path.join(ROOT, FIGURES, "*", "*.json"))}
   committed.add(os.path.join("tests", "fixtures", "ecosystem", "results.json"))
+  committed.add(MINILM_ERRORS)
   committed.update(os.path.relpath(p, ROOT) for p in glob.glob(
       os.path.join(ROOT, "benchmarks", "results", "*.json")))
   checked = {t.json for t in TABLES}
