@@ -282,6 +282,24 @@ def minilm_port(d: dict) -> tuple[list[str], Rows]:
   return ["hidden state", "max abs error"], rows + [["sentence embedding", sci(d["embeddings"])]]
 
 
+def multi_sae_steps(d: dict) -> tuple[list[str], Rows]:
+  header = ["d_in", "d_sae", "k", "batch", "SAEs", "one step of all, sequential (ms)",
+            "vmapped (ms)", "tokens/s per SAE, vmapped", "speed-up"]
+  rows = [[count(r["d_in"]), count(r["d_sae"]), str(r["k"]), count(r["batch"]), str(r["saes"]),
+           f"{1e3 * r['sequential_step_s']:.1f}", f"{1e3 * r['vmapped_step_s']:.1f}",
+           count(r["vmapped_tokens_per_s_per_sae"]), f"{r['speedup']:.2f}x"] for r in d["rows"]]
+  return header, rows
+
+
+def multi_sae_runs(d: dict) -> tuple[list[str], Rows]:
+  header = ["d_in", "d_sae", "SAEs", "steps", "one run after another (s)", "one sweep (s)",
+            "speed-up"]
+  rows = [[count(r["d_in"]), count(r["d_sae"]), str(r["saes"]), count(r["steps"]),
+           f"{r['sequential_runs_s']:.1f}", f"{r['sweep_s']:.1f}", f"{r['speedup']:.2f}x"]
+          for r in d["runs"]]
+  return header, rows
+
+
 # --- the registry of checked tables ---------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -335,6 +353,10 @@ TABLES = [
     Table("sharded_memory", os.path.join("docs", "performance.md"),
           os.path.join("benchmarks", "results", "sharded_memory.json"), sharded_memory),
     Table("minilm_port", os.path.join("docs", "models.md"), MINILM_ERRORS, minilm_port),
+    Table("multi_sae_steps", os.path.join("docs", "performance.md"),
+          os.path.join("benchmarks", "results", "multi_sae.json"), multi_sae_steps),
+    Table("multi_sae_runs", os.path.join("docs", "performance.md"),
+          os.path.join("benchmarks", "results", "multi_sae.json"), multi_sae_runs),
     Table("formats_export", os.path.join("docs", "formats.md"),
           os.path.join("tests", "fixtures", "ecosystem", "results.json"), formats_export),
     Table("formats_import", os.path.join("docs", "formats.md"),

@@ -2,14 +2,17 @@
 
 Writes DIR/metrics.jsonl, DIR/checkpoints/ and DIR/final.json; a killed run restarted with the same
 command resumes from its latest checkpoint. Multi-host: start one process per host with
---coordinator_address=HOST:PORT --num_processes=N --process_id=I.
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I. With
+--config.sweep.init_seeds=0,1,2,3 it trains one SAE per seed in one vmapped pass (shared data)
+and writes each to DIR/seed_<s>/.
 """
 
 from absl import flags
 from ml_collections import config_flags
 
 from identi.bin import cli
-from identi.train import initialize_distributed, train_and_evaluate
+from identi.train import initialize_distributed, train_and_evaluate, train_sweep
+from identi.train.config import sweep_seeds
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/sae_topk.py:smoke.")
@@ -23,9 +26,14 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  final = train_and_evaluate(cli.load_config(_CONFIG), _WORKDIR.value)
-  print(cli.format_table([final], [k for k in ("kind", "step", "fvu", "l0", "dead_fraction",
-                                               "shrinkage", "cosine", "mcc") if k in final]))
+  config = cli.load_config(_CONFIG)
+  if sweep_seeds(config.sweep.init_seeds):
+    finals = train_sweep(config, _WORKDIR.value)
+  else:
+    finals = [train_and_evaluate(config, _WORKDIR.value)]
+  print(cli.format_table(finals, [k for k in ("kind", "init_seed", "step", "fvu", "l0",
+                                              "dead_fraction", "shrinkage", "cosine", "mcc")
+                                  if k in finals[0]]))
 
 
 if __name__ == "__main__":

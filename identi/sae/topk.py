@@ -213,8 +213,24 @@ def auxk_loss(acts, residual: jax.Array, w_dec: jax.Array, dead_mask: jax.Array,
         jnp.mean(jnp.square(residual)), jnp.finfo(jnp.float32).tiny)
 
   # The top-k_aux selection costs a partial sort per sample: skip it while no latent is dead.
-  return jax.lax.cond(jnp.any(dead_mask), normalised_mse,
-                      lambda *_: jnp.zeros((), jnp.float32), residual, w_dec)
+  any_dead = jnp.any(dead_mask)
+  aux = jax.lax.cond(any_in_sweep(any_dead), normalised_mse,
+                     lambda *_: jnp.zeros((), jnp.float32), residual, w_dec)
+  return jnp.where(any_dead, aux, 0.0)
+
+
+#: The vmapped axis of a sweep of SAEs trained together (`identi.train.sweep`).
+SWEEP_AXIS = "sweep"
+
+
+def any_in_sweep(flag: jax.Array) -> jax.Array:
+  """`flag` or-ed over the SAEs of a sweep when traced under `jax.vmap(..., axis_name=SWEEP_AXIS)`,
+  else `flag`. A `lax.cond` on a per-SAE flag would become a select under vmap, computing both
+  branches for every SAE; on the sweep-wide flag it stays a cond."""
+  try:
+    return jax.lax.psum(flag.astype(jnp.int32), SWEEP_AXIS) > 0
+  except NameError:  # Not in a sweep: the axis name is unbound.
+    return flag
 
 
 #: Rows per block of the CPU sparse encoder's forward pass (matmul + top-k stay in cache).

@@ -8,6 +8,7 @@ from identi.train.evaluation import encode_batches, evaluate, score_codes
 from identi.train.inference import encode_file, evaluate_workdir, load_trained
 from identi.train.optimizer import learning_rate_schedule, make_optimizer, sparsity_schedule
 from identi.train.sharding import data_mesh, initialize_distributed
+from identi.train.sweep import train_sweep
 from identi.train.trainer import (
     abstract_state,
     build_model,
@@ -21,5 +22,5 @@ __all__ = [
     "default_config", "encode_batches", "encode_file", "evaluate", "evaluate_workdir",
     "initialize_distributed", "learning_rate_schedule", "load_config", "load_trained",
     "make_optimizer", "make_train_step", "runtime", "score_codes", "sparsity_schedule",
-    "train_and_evaluate", "validate_config",
+    "train_and_evaluate", "train_sweep", "validate_config",
 ]

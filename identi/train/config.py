@@ -69,7 +69,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.sparsity_warmup_steps = 0  # Linear warm-up of l1_coeff / l0_coeff from 0.
   c.train.dead_window_tokens = 1_000_000  # A latent silent this many tokens counts as dead.
   c.train.seed = 0
+  c.train.init_seed = -1  # Seed of the SAE's initialisation; -1: train.seed.
   c.train.log_every_steps = 500
+
+  c.sweep = ml_collections.ConfigDict()
+  c.sweep.init_seeds = ""  # "0,1,2,3": train one SAE per init seed, vmapped, sharing the data.
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.model = 1  # Devices per latent shard: W_enc, b_enc, W_dec and Adam split over latents.
@@ -185,10 +189,35 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         f"config key 'mesh.model' is {flat['mesh.model']} but sae.d_sae ({flat['sae.d_sae']}) is "
         "not divisible by it; the latents are split evenly over the model axis")
+  if flat["train.init_seed"] < -1:
+    raise ConfigError(f"config key 'train.init_seed' is {flat['train.init_seed']}; use -1 "
+                      "(train.seed) or a seed >= 0")
+  seeds = sweep_seeds(flat["sweep.init_seeds"])
+  if seeds and flat["mesh.model"] > 1:
+    raise ConfigError("config key 'sweep.init_seeds' is set and mesh.model > 1; a sweep trains "
+                      "data-parallel: set mesh.model=1 or train the SAEs one by one")
   if flat["data.source"] == "npy" and not flat["data.path"]:
     raise ConfigError(
         "config key 'data.path' is empty but data.source is 'npy'; "
         "pass --config.data.path=SHARD_DIR")
+
+
+def sweep_seeds(text: str) -> tuple[int, ...]:
+  """The init seeds of config key 'sweep.init_seeds' ("0,1,2"; "" = no sweep)."""
+  try:
+    seeds = tuple(int(v) for v in text.split(",") if v.strip())
+  except ValueError as e:
+    raise ConfigError(f"config key 'sweep.init_seeds' is {text!r}; give comma-separated seeds "
+                      "such as '0,1,2,3' (or '' for one SAE)") from e
+  if len(set(seeds)) != len(seeds) or any(v < 0 for v in seeds):
+    raise ConfigError(f"config key 'sweep.init_seeds' is {text!r}; the seeds must be distinct "
+                      "and >= 0")
+  return seeds
+
+
+def init_seed(config: ml_collections.ConfigDict) -> int:
+  """The seed of the SAE's initialisation: train.init_seed, or train.seed when it is -1."""
+  return config.train.seed if config.train.init_seed < 0 else config.train.init_seed
 
 
 def matryoshka_widths(text: str) -> tuple[int, ...]:

@@ -234,16 +234,19 @@ def make_ema_step(config: ml_collections.ConfigDict,
 def raise_failure(state, checkpointer: Checkpointer) -> None:
   """NonFiniteError naming the failure and its step if the state records one (the last good
   checkpoint is waited for and named)."""
-  failure, failure_step = (int(v) for v in jax.device_get(
+  failures, steps = (np.atleast_1d(np.asarray(v)) for v in jax.device_get(
       (state["failure"], state["failure_step"])))
-  if failure == 0:
+  if not failures.any():
     return
+  member = int(np.argmax(failures > 0))  # A stacked (sweep) state: the first failed SAE.
+  failure, failure_step = int(failures[member]), int(steps[member])
+  which = f"SAE {member} of the sweep: " if failures.size > 1 else ""
   checkpointer.wait()
   last = checkpointer.latest_step()
   kept = (f"the last good checkpoint (step {last}) is intact" if last is not None
           else "no checkpoint was written")
   raise NonFiniteError(
-      f"non-finite {FAILURES[failure]} (NaN or Inf) at step {failure_step}; training stopped "
+      f"{which}non-finite {FAILURES[failure]} (NaN or Inf) at step {failure_step}; training stopped "
       f"and {kept}; check the data for NaN/Inf or lower train.learning_rate")
 
 
@@ -294,6 +297,12 @@ def progress_line(step: int, num_steps: int, rate: str, eta_s: float, metrics: d
   return " | ".join(parts)
 
 
+def scalar_or_list(value) -> float | list[float]:
+  """A metric as JSON: a float, or one float per SAE for a stacked (sweep) step's metrics."""
+  value = np.asarray(value)
+  return float(value) if value.ndim == 0 else [float(v) for v in value]
+
+
 def run_steps(state, train_step, batch_fn, config: ml_collections.ConfigDict, start: int,
               checkpointer: Checkpointer, workdir: str, *, rate_key: str, rate_format: str,
               fields: tuple[tuple[str, str, str], ...], mesh: Any = None,
@@ -334,7 +343,7 @@ def run_steps(state, train_step, batch_fn, config: ml_collections.ConfigDict, st
       state, metrics = step_fn(state, x)
     done = step + 1
     if done % t.log_every_steps == 0 or done == t.num_steps:
-      m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      m = {k: scalar_or_list(v) for k, v in jax.device_get(metrics).items()}
       raise_failure(state, checkpointer)
       now = time.time()
       rate = (done - step_last) * t.batch_size / max(now - t_last, 1e-9)
@@ -342,7 +351,8 @@ def run_steps(state, train_step, batch_fn, config: ml_collections.ConfigDict, st
       t_last, step_last = now, done
       if lead:
         io.append_jsonl(metrics_path, dict(m, step=done, **{rate_key: rate}))
-        logger.info("%s", progress_line(done, t.num_steps, rate_format.format(rate), eta, m,
+        mean = {k: float(np.mean(v)) for k, v in m.items()}
+        logger.info("%s", progress_line(done, t.num_steps, rate_format.format(rate), eta, mean,
                                         fields))
     if done % config.checkpoint.every_steps == 0 or done == t.num_steps:
       raise_failure(state, checkpointer)

@@ -27,7 +27,7 @@ from identi import sae as sae_lib
 from identi.errors import ConfigError
 from identi.train import runtime, sharding
 from identi.train.checkpoint import Checkpointer
-from identi.train.config import default_config, sae_hparams, validate_config
+from identi.train.config import default_config, init_seed, sae_hparams, validate_config
 from identi.train.evaluation import evaluate
 from identi.train.optimizer import learning_rate_schedule, make_optimizer, sparsity_schedule
 
@@ -204,7 +204,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if start is None:
     n_init = min(config.sae.init_sample_size, train_src.num_examples)
     init_idx = data_lib.batch_indices(train_src.num_examples, n_init, 0, config.train.seed + 1)
-    variables = sae_lib.init_sae(model, jax.random.key(config.train.seed),
+    variables = sae_lib.init_sae(model, jax.random.key(init_seed(config)),
                                  train_src.get(init_idx))
     state = jax.device_put(init_state(variables, tx, config.sae.d_sae), state_sharding)
     start = 0
