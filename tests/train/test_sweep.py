@@ -25,9 +25,9 @@ def _close(a, b):
 
 
 def test_sweep_trains_what_single_runs_train_and_resumes(tmp_path, trained_workdir):
-  config = smoke_config("sae_topk", sweep__init_seeds="0,3,7")
+  config = smoke_config("sae_topk", sweep__init_seeds="0,7")
   finals = train_sweep(config, str(tmp_path / "sweep"))
-  assert [f["init_seed"] for f in finals] == [0, 3, 7] and all(f["step"] == 60 for f in finals)
+  assert [f["init_seed"] for f in finals] == [0, 7] and all(f["step"] == 60 for f in finals)
   # Seed 0 is the default run, trained alone (train.init_seed -1 means train.seed = 0).
   _close(_params(tmp_path / "sweep" / "seed_0"), _params(trained_workdir))
   with open(os.path.join(trained_workdir, "final.json")) as f:
@@ -41,15 +41,15 @@ def test_sweep_trains_what_single_runs_train_and_resumes(tmp_path, trained_workd
   records = io.read_jsonl(str(member / "metrics.jsonl"))
   assert [r["step"] for r in records] == [20, 40, 60] and isinstance(records[-1]["fvu"], float)
   sweep_records = io.read_jsonl(str(tmp_path / "sweep" / "metrics.jsonl"))
-  assert len(sweep_records[-1]["fvu"]) == 3
+  assert len(sweep_records[-1]["fvu"]) == 2
   # Killed after its checkpoint at step 40: the sweep resumes and ends where it ended.
   killed = tmp_path / "killed"
   shutil.copytree(tmp_path / "sweep", killed)
   shutil.rmtree(killed / "checkpoints" / "60")
-  for s in (0, 3, 7):
+  for s in (0, 7):
     shutil.rmtree(killed / f"seed_{s}")
   train_sweep(config, str(killed))
-  for s in (0, 3, 7):
+  for s in (0, 7):
     for x, y in zip(jax.tree.leaves(_params(killed / f"seed_{s}")),
                     jax.tree.leaves(_params(tmp_path / "sweep" / f"seed_{s}"))):
       np.testing.assert_array_equal(x, y)
