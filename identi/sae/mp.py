@@ -39,7 +39,8 @@ class MPSAE(SAE):
       raise ConfigError(f"MPSAE field 'tied' is {self.tied!r}; use True or False")
 
   def activate(self, pre: jax.Array, train: bool) -> jax.Array:
-    raise NotImplementedError("MPSAE codes come from `code` (matching pursuit), not activate")
+    raise TypeError("MPSAE's codes come from matching pursuit over the dictionary (`code`), not "
+                    "from a nonlinearity of pre-activations; call encode")
 
   def code(self, x_s: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     """(first-step correlations, codes) of scaled inputs, by k steps of matching pursuit."""

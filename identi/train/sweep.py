@@ -28,11 +28,11 @@ from identi import sae as sae_lib
 from identi.train import runtime, sharding
 from identi.sae.topk import SWEEP_AXIS
 from identi.train.checkpoint import Checkpointer
-from identi.train.config import sweep_seeds, validate_config
+from identi.train.config import sweep_seeds
 from identi.train.evaluation import evaluate
 from identi.train.optimizer import make_optimizer
-from identi.train.trainer import (PROGRESS, abstract_state, build_model, build_sources,
-                                  check_resumable, init_state, make_train_step)
+from identi.train.trainer import (PROGRESS, abstract_state, build_model, init_state,
+                                  make_train_step, start_sae_run)
 
 logger = logging.getLogger(__name__)
 
@@ -53,24 +53,10 @@ def train_sweep(config: ml_collections.ConfigDict, workdir: str,
                 source: Any = None) -> list[dict[str, Any]]:
   """Trains the SAEs of `config.sweep.init_seeds` together in `workdir` (resuming from its latest
   checkpoint); returns their final metrics, in seed order (each also in seed_<s>/final.json)."""
-  validate_config(config)
   seeds = sweep_seeds(config.sweep.init_seeds)
-  workdir = runtime.prepare_workdir(workdir)
-  sharding.check_batch_size(config.train.batch_size, "train.batch_size")
-  sharding.check_batch_size(config.eval.batch_size, "eval.batch_size")
-  if source is None:
-    train_src, eval_src = build_sources(config)
-  else:
-    train_src, eval_src = data_lib.train_eval_split(source, config.data.num_eval,
-                                                    config.data.split_seed)
+  workdir, train_src, eval_src = start_sae_run(config, workdir, source,
+                                               {"config": config.to_dict(), "sweep": list(seeds)})
   d_in = train_src.dim
-  lead = jax.process_index() == 0
-  saved = runtime.load_run(workdir)
-  if saved is not None:
-    check_resumable(saved, config, d_in, workdir)
-  if lead:
-    io.write_json(os.path.join(workdir, runtime.RUN_FILE),
-                  {"config": config.to_dict(), "d_in": d_in, "sweep": list(seeds)})
 
   mesh = sharding.data_mesh()
   repl = sharding.replicated(mesh)

@@ -155,6 +155,34 @@ PROGRESS = (("loss", "loss", ".4g"), ("fvu", "fvu", ".4f"), ("l0", "l0", ".2f"),
             ("dead", "dead_fraction", ".1f%"))
 
 
+def start_sae_run(config: ml_collections.ConfigDict, workdir: str, source: Any,
+                  record: dict[str, Any]) -> tuple[str, Any, Any]:
+  """What every SAE run does first: validates the config, creates the workdir, splits the data
+  (`source`, or the configured data when None) into (train, eval), refuses a workdir that holds
+  an imported SAE or another run, and writes run.json (`record` plus the data width).
+
+  Returns (absolute workdir, train source, eval source).
+  """
+  validate_config(config)
+  workdir = runtime.prepare_workdir(workdir)
+  sharding.check_batch_size(config.train.batch_size, "train.batch_size")
+  sharding.check_batch_size(config.eval.batch_size, "eval.batch_size")
+  if source is None:
+    train_src, eval_src = build_sources(config)
+  else:
+    train_src, eval_src = data_lib.train_eval_split(source, config.data.num_eval,
+                                                    config.data.split_seed)
+  saved = runtime.load_run(workdir)
+  if saved is not None and saved.get(runtime.IMPORTED_KEY):
+    raise ConfigError(f"{workdir} holds an imported SAE, not a training run; train in a new "
+                      "--workdir")
+  if saved is not None:
+    check_resumable(saved, config, train_src.dim, workdir)
+  if jax.process_index() == 0:
+    io.write_json(os.path.join(workdir, runtime.RUN_FILE), {**record, "d_in": train_src.dim})
+  return workdir, train_src, eval_src
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        source: Any = None) -> dict[str, Any]:
   """Trains the configured SAE in `workdir` (resuming from its latest checkpoint) and evaluates it.
@@ -168,27 +196,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns:
     The final metrics (also written to `workdir/final.json`).
   """
-  validate_config(config)
-  workdir = runtime.prepare_workdir(workdir)
-  sharding.check_batch_size(config.train.batch_size, "train.batch_size")
-  sharding.check_batch_size(config.eval.batch_size, "eval.batch_size")
-
-  if source is None:
-    train_src, eval_src = build_sources(config)
-  else:
-    train_src, eval_src = data_lib.train_eval_split(source, config.data.num_eval,
-                                                    config.data.split_seed)
+  workdir, train_src, eval_src = start_sae_run(config, workdir, source,
+                                               {"config": config.to_dict()})
   d_in = train_src.dim
   lead = jax.process_index() == 0
-  saved = runtime.load_run(workdir)
-  if saved is not None and saved.get(runtime.IMPORTED_KEY):
-    raise ConfigError(f"{workdir} holds an imported SAE, not a training run; train in a new "
-                      "--workdir")
-  if saved is not None:
-    check_resumable(saved, config, d_in, workdir)
-  if lead:
-    io.write_json(os.path.join(workdir, runtime.RUN_FILE),
-                  {"config": config.to_dict(), "d_in": d_in})
 
   mesh = sharding.training_mesh(config.mesh.model)
   model = build_model(config, d_in)
