@@ -21,8 +21,8 @@ NAME = "minimality_sweep"
 
 def run(out: str, smoke: bool) -> list[str]:
   x, z = hsm_world(4096 if smoke else 1 << 17, smoke=smoke)
-  l1s = [0.0, 0.05] if smoke else [0.0, 0.003, 0.01, 0.03, 0.05, 0.1, 0.3, 1.0]
-  ks = [2, 8] if smoke else [1, 2, 4, 6, 8, 12, 16, 32, 64]
+  l1s = [0.05] if smoke else [0.0, 0.003, 0.01, 0.03, 0.05, 0.1, 0.3, 1.0]
+  ks = [8] if smoke else [1, 2, 4, 6, 8, 12, 16, 32, 64]
   sweeps = {"relu": [], "topk": []}
   for coeff in l1s:
     tc = train_config("relu", smoke, **{"sae.l1_coeff": coeff})
