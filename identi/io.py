@@ -34,7 +34,7 @@ def atomic_path(path: str) -> Iterator[str]:
   removed otherwise."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  # The name ends like `path` (".tmp-XXXX-codes.npy"): writers such as np.save add a suffix
+  # The name ends like `path` (".tmp-<random>-codes.npy"): writers such as np.save add a suffix
   # that is missing.
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
   try:
