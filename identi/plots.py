@@ -247,3 +247,38 @@ def sample_figure(reference: np.ndarray, generated: np.ndarray, stem: str) -> li
     ax.set_title(title)
     ax.axis("off")
   return save_figure(fig, stem)
+
+
+def floor_lines(table: list[dict[str, Any]], level_names: tuple[str, ...], stem: str,
+                row_key: str = "layer") -> list[str]:
+  """Per level, the SAE's MCC across `row_key` next to its floor (``level_l_random``) and ceiling
+  (``level_l_probe``)."""
+  fig, axes = new_figure(1, len(level_names), figsize=(3.6 * len(level_names), 3.2), sharey=True,
+                         squeeze=False)
+  xs = np.arange(len(table))
+  for l, (ax, name) in enumerate(zip(axes[0], level_names)):
+    for suffix, label, style in (("_probe", "linear probe (ceiling)", "k--"),
+                                 ("", "SAE units", "o-"), ("_random", "shuffled codes", "x:")):
+      ax.plot(xs, [r[f"level_{l + 1}{suffix}"] for r in table], style, label=label)
+    ax.set_xticks(xs, [str(r[row_key]) for r in table], rotation=45, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"level {l + 1}: {name}")
+  axes[0, 0].set_ylabel("MCC on report rows")
+  axes[0, 0].legend(fontsize=7, loc="lower left")
+  fig.tight_layout()
+  return save_figure(fig, stem)
+
+
+def ablation_bars(rows: list[dict[str, Any]], stem: str) -> list[str]:
+  """Per concept, the change of similarity to its centroid when its unit is ablated
+  (``delta_unit``) and when a random unit is (``delta_random``)."""
+  fig, ax = new_figure(figsize=(max(6.0, 0.32 * len(rows) + 2), 3.4))
+  xs = np.arange(len(rows))
+  ax.bar(xs - 0.2, [r["delta_unit"] for r in rows], 0.4, label="ablate the concept's unit")
+  ax.bar(xs + 0.2, [r["delta_random"] for r in rows], 0.4, label="ablate a random unit")
+  ax.axhline(0, color="k", lw=0.5)
+  ax.set_xticks(xs, [f"{r['concept']} ({r['level'][0]})" for r in rows], rotation=90, fontsize=7)
+  ax.set_ylabel("change of cos(embedding, centroid)")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  return save_figure(fig, stem)

@@ -66,6 +66,19 @@ def scenes_concepts(out: str, smoke: bool) -> list[str]:
       os.path.join(workdir, name) for name in ("steering.json", "graph.json")]
 
 
+def minilm_wordnet(out: str, smoke: bool) -> list[str]:
+  """The pretrained all-MiniLM-L6-v2 on WordNet: layer x level MCC with floors, the graph
+  lemma -> category -> top against WordNet, ablation of category units
+  (configs/minilm_wordnet.py)."""
+  variant = ":smoke" if smoke else ""
+  config = load_config(os.path.join(ROOT, "configs", "minilm_wordnet.py" + variant))
+  workdir = os.path.join(out, "minilm_wordnet")
+  graph.run(config, workdir)
+  stems = ("layer_mcc", "layer_floors", "concept_graph", "ablation")
+  return [os.path.join(workdir, f"{stem}.{ext}") for stem in stems for ext in ("png", "pdf")] + [
+      os.path.join(workdir, name) for name in ("summary.json", "graph.json", "steering.json")]
+
+
 FIGURES = {
     "hsm_identifiability": hsm_identifiability,
     "phase_diagram": phase_diagram.run,
@@ -76,6 +89,7 @@ FIGURES = {
     "concept_graph": concept_graph,
     "grammar_concepts": grammar_concepts,
     "scenes_concepts": scenes_concepts,
+    "minilm_wordnet": minilm_wordnet,
     "block_transplant": block_transplant.run,
 }
 

@@ -300,6 +300,61 @@ def multi_sae_runs(d: dict) -> tuple[list[str], Rows]:
   return header, rows
 
 
+# --- minilm_wordnet ------------------------------------------------------------------------
+
+def minilm_world(d: dict) -> tuple[list[str], Rows]:
+  c, w = d["capture"], d["world"]
+  rows = [
+      ["lemmas (fit / report half)", f"{w['lemmas']} ({w['fit_lemmas']} / "
+                                     f"{w['lemmas'] - w['fit_lemmas']})"],
+      ["categories / top categories", f"{w['categories']} / {w['tops']}"],
+      ["sentences (rows) / from WordNet", f"{count(c['rows'])} / {count(c['wordnet_rows'])}"],
+      ["layers read", ", ".join(f"`{l}`" for l in c["layers"])],
+      ["layer of lemma / category / top (chosen on fit rows)",
+       " / ".join(f"`{l}`" for l in d["level_layers"])],
+  ]
+  return ["world", "value"], rows
+
+
+def minilm_mcc(d: dict) -> tuple[list[str], Rows]:
+  header = ["layer"] + [f"{level} {kind}" for level in ("lemma", "category", "top")
+                        for kind in ("SAE", "shuffled", "probe")]
+  layers = ["embed"] + [f"block_{i}" for i in range(6)]
+  rows = [[f"`{l}`"] + [f3(d["mcc"][l][level][kind]) for level in ("lemma", "category", "top")
+                        for kind in ("sae", "random", "probe")] for l in layers if l in d["mcc"]]
+  return header, rows
+
+
+def minilm_graph(d: dict) -> tuple[list[str], Rows]:
+  names = {"sae": "SAE units", "random": "shuffled codes (floor)",
+           "probe": "linear probe (ceiling)"}
+  rows = [[names[k], number(g["threshold"]), f3(g["fit_f1"]), f3(g["precision"]),
+           f3(g["recall"]), f3(g["f1"]), f3(g["auroc"])]
+          for k, g in ((k, d["graph"][k]) for k in ("sae", "random", "probe"))]
+  return ["units", "edge threshold", "F1 on fit lemmas", "precision", "recall", "F1",
+          "AUROC"], rows
+
+
+def minilm_patching(d: dict) -> tuple[list[str], Rows]:
+  rows = [[r["level"], str(r["concepts"]), f"{r['delta_unit']:+.4f}", f"{r['delta_random']:+.4f}",
+           pct(r["unit_stronger"], 0)] for r in d["rows"]]
+  return ["ablated unit of", "concepts", "change of similarity: its unit",
+          "a random unit", "concepts where its unit moves more"], rows
+
+
+def real_peer(d: dict) -> tuple[list[str], Rows]:
+  levels = ("lemma", "category", "top")
+  rows = [[r["sae"], f3(r["fvu"]), f"{r['l0']:.1f}", pct(r["dead_fraction"])]
+          + [f3(r[f"mcc_{l}"]) for l in levels]
+          + [" / ".join(f3(r[f"mcc_{l}_random"]) for l in levels),
+             f"{r['seconds']:.1f}", count(r["tokens_per_s"])] for r in d["rows"]]
+  probe = d["rows"][0]
+  rows.append(["linear probe (ceiling)", "-", "-", "-"]
+              + [f3(probe[f"mcc_{l}_probe"]) for l in levels] + ["-", "-", "-"])
+  return ["SAE", "FVU", "L0", "dead", "MCC lemma", "MCC category", "MCC top",
+          "shuffled floor", "seconds", "tokens/s"], rows
+
+
 # --- the registry of checked tables ---------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -348,6 +403,15 @@ TABLES = [
           fig("scenes_concepts", "steering.json"), scenes_steering_settings),
     Table("scenes_steering", page("scenes_concepts"), fig("scenes_concepts", "steering.json"),
           scenes_steering),
+    Table("minilm_world", page("minilm_wordnet"), fig("minilm_wordnet", "summary.json"),
+          minilm_world),
+    Table("minilm_mcc", page("minilm_wordnet"), fig("minilm_wordnet", "summary.json"),
+          minilm_mcc),
+    Table("minilm_graph", page("minilm_wordnet"), fig("minilm_wordnet", "graph.json"),
+          minilm_graph),
+    Table("minilm_patching", page("minilm_wordnet"), fig("minilm_wordnet", "steering.json"),
+          minilm_patching),
+    Table("real_peer", page("minilm_wordnet"), fig("real_peer", "real_peer.json"), real_peer),
     Table("block_transplant", page("block_transplant"),
           fig("block_transplant", "block_transplant.json"), block_transplant),
     Table("sharded_memory", os.path.join("docs", "performance.md"),

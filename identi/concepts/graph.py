@@ -47,6 +47,13 @@ stop after tau of them. The threshold rule instead scores, for every prefix S of
 least tau of S are present" by its F1 against j, and keeps the best S (ties: the smaller S). Set
 ``necessity`` below P(part | whole) for it (e.g. 0.5).
 
+Taxonomies (``rule='isa'``). In an IS-A hierarchy (WordNet: a dog is a mammal) a category is
+present when ANY of its members is, so a member's necessity P(member | category) is only about
+1 / (members) and the covers above find nothing. There the identifying direction is the other one:
+a member implies its category, P(category | member) ~ 1, while an unrelated unit's P(j | i) is
+j's base rate. The 'isa' rule keeps every edge whose implication (or, with ``score='contrast'``,
+P(j | i) - P(j | not i)) reaches ``precision``.
+
 Contrast ranking (``score='contrast'``). Units present in nearly every sample (a unit for a
 token every sequence has, a background unit) have necessity ~1 for every whole and can crowd the
 true parts out of the ``max_parents`` candidates. ``score='contrast'`` ranks and thresholds the
@@ -273,14 +280,16 @@ def _threshold(bits: jax.Array, up: jax.Array, ok: jax.Array, target: jax.Array)
   return jnp.any(valid) & (jnp.arange(width) < size) & ok
 
 
-RULES = {"and": _cover, "threshold": _threshold}
+_COVERS = {"and": _cover, "threshold": _threshold}
+#: Edge rules: the covers above, and 'isa' (taxonomies; `_isa_edges`).
+RULES = ("and", "threshold", "isa")
 
 
 @functools.partial(jax.jit, static_argnames="rule")
 def _cover_chunk(lower_t, upper_t, units, candidates, ok, target, rule="and"):
   """Parent sets of a chunk of upper units: bool (chunk, k)."""
-  return jax.vmap(RULES[rule], in_axes=(0, 0, 0, None))(lower_t[candidates], upper_t[units], ok,
-                                                        target)
+  return jax.vmap(_COVERS[rule], in_axes=(0, 0, 0, None))(lower_t[candidates], upper_t[units], ok,
+                                                          target)
 
 
 def _unit_chunk(n: int, width: int, n_high: int, rule: str = "and") -> int:
@@ -301,9 +310,13 @@ def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
     precision: the cover stops once P(j | all parents) reaches it.
     max_parents: candidates per upper unit, hence the largest parent set (1..16).
     min_support: upper units present in fewer samples get no parents.
-    rule: 'and' (the greedy minimal conjunctive cover: a whole needs all its parts) or
+    rule: 'and' (the greedy minimal conjunctive cover: a whole needs all its parts),
       'threshold' (the best "at least tau of the top candidates" rule by F1, for worlds whose
-      wholes emerge from tau of their parts; see the module docstring).
+      wholes emerge from tau of their parts; see the module docstring) or 'isa' (taxonomies,
+      where an upper unit is present when ANY of its children is: i -> j when i implies j,
+      scored by P(j | i), or P(j | i) - P(j | not i) with score='contrast', at least
+      `precision`; lower units present in fewer than `min_support` samples get no edge;
+      `necessity` and `max_parents` are not used).
     score: what ranks and thresholds the candidates: 'necessity' P(i | j) or 'contrast'
       P(i | j) - P(i | not j) (for levels with units present in almost every sample).
 
@@ -324,6 +337,8 @@ def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
                       "where some units are present in almost every sample)")
   (n, n_low), n_high = lower.shape, upper.shape[1]
   joint, support = _cooccurrence(lower, upper, 8192)
+  if rule == "isa":
+    return _isa_edges(joint, support, lower.sum(0), n, target, min_support, score)
   if score == "contrast":
     scores = _contrast(joint, support, jnp.asarray(lower.sum(0), jnp.float32), n)
   else:
@@ -346,6 +361,19 @@ def learn_edges(lower, upper, *, necessity: float = 0.9, precision: float = 0.9,
   rows, slots = np.nonzero(chosen)
   adj[candidates[rows, slots], rows] = True
   return adj, np.asarray(scores)
+
+
+def _isa_edges(joint, support, count, n: int, target: float, min_support: int,
+               score: str) -> tuple[np.ndarray, np.ndarray]:
+  """Edges i -> j of a taxonomy: lower unit i implies upper unit j (the 'isa' rule)."""
+  joint = np.asarray(joint, np.float64)
+  count = np.asarray(count, np.float64)[:, None]
+  scores = np.where(count > 0, joint / np.maximum(count, 1), 0.0)  # P(j | i)
+  if score == "contrast":
+    rest = (np.asarray(support, np.float64)[None, :] - joint) / np.maximum(n - count, 1)
+    scores = np.where(count > 0, scores - rest, 0.0)
+  adj = (scores >= target) & (count >= min_support)
+  return adj, scores.astype(np.float32)
 
 
 def extract_graph(presences: Sequence[np.ndarray], **learn_kwargs

@@ -39,7 +39,8 @@ def validate_graph_section(g: ml_collections.ConfigDict) -> None:
   """Checks of the 'graph' section that every subject experiment shares."""
   if g.rule not in RULES:
     raise ConfigError(f"config key 'graph.rule' is {g.rule!r}; use 'threshold' (wholes emerge "
-                      "from tau of their parts, as in the subject worlds) or 'and'")
+                      "from tau of their parts, as in the subject worlds), 'and' or 'isa' "
+                      "(taxonomies, where a category is any of its members)")
   if g.score not in SCORES:
     raise ConfigError(f"config key 'graph.score' is {g.score!r}; use 'contrast' (units present "
                       "in almost every sample cannot crowd the parts out) or 'necessity'")

@@ -11,8 +11,8 @@ same way:
       ...  # the methods of `Subject`
 
 Kinds shipped with identi: ``hsm`` (linear views of a hierarchical selection world),
-``scenes`` (a diffusion U-Net on the scenes world) and ``grammar`` (a transformer on the grammar
-world).
+``scenes`` (a diffusion U-Net on the scenes world), ``grammar`` (a transformer on the grammar
+world) and ``minilm_wordnet`` (the pretrained all-MiniLM-L6-v2 on WordNet-labelled sentences).
 """
 
 from __future__ import annotations
@@ -162,4 +162,4 @@ def load_subject_for(config: ml_collections.ConfigDict) -> Subject:
 def _load_builtin_subjects() -> None:
   """Imports the subjects identi ships, which registers them."""
   # pylint: disable=g-import-not-at-top,unused-import
-  from identi.subjects import grammar_lm, hsm_views, scenes_unet  # noqa: F401
+  from identi.subjects import grammar_lm, hsm_views, minilm_wordnet, scenes_unet  # noqa: F401

@@ -12,6 +12,7 @@ from helpers import ROOT, run_module
 SCENES = f"--config={ROOT}/configs/scenes_concepts.py:smoke"
 HSM = f"--config={ROOT}/configs/concept_graph_hsm.py:smoke"
 GRAMMAR = f"--config={ROOT}/configs/grammar_concepts.py:smoke"
+WORDNET = f"--config={ROOT}/configs/minilm_wordnet.py:smoke"
 
 
 @pytest.mark.xdist_group("scenes")
@@ -45,10 +46,22 @@ def test_steer_on_the_hsm_subject(hsm_run, tmp_path):
   assert (workdir / "steering.pdf").stat().st_size > 100
 
 
+@pytest.mark.xdist_group("minilm_wordnet")
+def test_steer_ablates_units_of_the_pretrained_model(wordnet_run, tmp_path):
+  workdir = tmp_path / "w"
+  shutil.copytree(wordnet_run.workdir, workdir)
+  (workdir / "steering.json").unlink()
+  proc = run_module("identi.bin.steer", WORDNET, f"--workdir={workdir}")
+  assert "delta_unit" in proc.stdout and "category" in proc.stdout
+  steering = json.loads((workdir / "steering.json").read_text())
+  assert steering == wordnet_run.summary["patching"]  # The binary reproduces the library run.
+
+
 @pytest.mark.parametrize("module,config,override", [
     ("identi.bin.capture", SCENES, "capture.blok=mid"),
     ("identi.bin.capture", GRAMMAR, "capture.layer=block_0"),
     ("identi.bin.concept_graph", HSM, "graph.precison=0.5"),
+    ("identi.bin.capture", WORDNET, "world.templtes=4"),
 ])
 def test_config_typo_is_a_one_line_error(tmp_path, module, config, override):
   proc = run_module(module, config, f"--config.{override}", f"--workdir={tmp_path}", check=False)

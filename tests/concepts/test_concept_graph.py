@@ -112,6 +112,32 @@ def test_contrast_score_keeps_always_present_units_out_of_the_candidates():
     learn_edges(lower, upper, score="lift")
 
 
+def test_isa_rule_recovers_a_taxonomy_the_covers_miss():
+  # 12 members, 3 categories of 4 (a category is present when ANY member is), plus a background
+  # unit that is nearly always on and an upper unit that is always on.
+  rng = np.random.default_rng(0)
+  member = rng.integers(0, 12, 4000)
+  lower = np.zeros((4000, 13), bool)
+  lower[np.arange(4000), member] = True
+  lower[:, 12] = rng.random(4000) < 0.97
+  upper = np.zeros((4000, 4), bool)
+  upper[np.arange(4000), member // 4] = True
+  upper[:, 3] = True
+  true = np.zeros((13, 4), bool)
+  true[np.arange(12), np.arange(12) // 4] = True
+  adj, _ = learn_edges(lower, upper, necessity=0.5, rule="and")
+  assert not (adj & true).any()  # A member's necessity for its category is only 1/4.
+  adj, scores = learn_edges(lower, upper, precision=0.6, rule="isa", score="contrast")
+  np.testing.assert_array_equal(adj, true)  # The always-on unit's contrast is 0.
+  # 1 - P(category | another member) = 1 - (1/3 - 1/12) / (11/12).
+  np.testing.assert_allclose(scores[true], 1 - 3 / 11, atol=0.03)
+  adj, _ = learn_edges(lower, upper, precision=0.9, rule="isa", score="necessity")
+  assert adj[:12, 3].all() and not adj[12, :3].any()  # By implication alone, it is reached.
+  adj, _ = learn_edges(lower[:40], upper[:40], precision=0.6, rule="isa", min_support=20,
+                       score="contrast")
+  assert not adj.any()  # Every member is seen fewer than 20 times.
+
+
 def test_edge_scores_match_counts_over_padded_chunks():
   rng = np.random.default_rng(0)
   lower = rng.random((1003, 6)) < 0.3
