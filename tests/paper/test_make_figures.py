@@ -1,6 +1,6 @@
 """paper/: every figure script in smoke mode writes its PNG, PDF and JSON.
 
-The four pipeline figures are the session's pipeline runs (tests/conftest.py runs them through
+The five pipeline figures are the session's pipeline runs (tests/conftest.py runs them through
 paper.make_figures in-process); the other figures run here in-process, and one through the binary.
 """
 
@@ -21,9 +21,12 @@ PIPELINE_FILES = {
     "scenes_run": [f"{stem}.{ext}" for stem in ("samples", "timestep_mcc", "concept_graph",
                                                 "concept_nodes", "steering_grid", "steering")
                    for ext in ("png", "pdf")] + ["steering.json", "graph.json"],
+    "wordnet_run": [f"{stem}.{ext}" for stem in ("layer_mcc", "layer_floors", "concept_graph",
+                                                 "ablation") for ext in ("png", "pdf")]
+                   + ["graph.json", "steering.json", "summary.json"],
 }
 GROUPS = {"identify_run": "identify", "hsm_run": "hsm", "grammar_run": "grammar",
-          "scenes_run": "scenes"}
+          "scenes_run": "scenes", "wordnet_run": "minilm_wordnet"}
 
 
 @pytest.mark.parametrize("fixture", [
