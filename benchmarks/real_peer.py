@@ -35,6 +35,7 @@ from identi import io
 from identi.bin import cli
 from identi.experiments import capture as capture_lib
 from identi.experiments.saes import sae_config
+from identi.metrics import fvu
 from identi.subjects.base import load_subject_for
 from identi.subjects.minilm_wordnet import LEVEL_NAMES
 from identi.train import load_config, load_trained, train_and_evaluate
@@ -48,17 +49,12 @@ PEER_SCRIPT = os.path.join(ROOT, "benchmarks", "peers", "saelens_train.py")
 OUTPUT = os.path.join(ROOT, "paper", "figures", "real_peer", "real_peer.json")
 
 
-def fvu(x: np.ndarray, recon: np.ndarray) -> float:
-  """Fraction of variance unexplained: squared error over the variance around the mean."""
-  return float(((x - recon) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
-
-
 def scores(subject, labels, rows, z, x, codes, recon, dead, rng) -> dict:
   """FVU, L0, dead fraction and MCC per level (with the floors) of codes of every row."""
   report = rows["report"]
   shuffled = codes[rng.permutation(len(codes))]
   levels = subject.level_units(x, codes, shuffled, z, subject.level_columns(labels, rows), labels)
-  out = {"fvu": fvu(x[report], recon[report]), "l0": float((codes[report] > 0).sum(1).mean()),
+  out = {"fvu": float(fvu(x[report], recon[report])), "l0": float((codes[report] > 0).sum(1).mean()),
          "dead_fraction": float(dead.mean())}
   for name, u in zip(LEVEL_NAMES, levels):
     out[f"mcc_{name}"] = float(u["sae"][1].mcc)
