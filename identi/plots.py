@@ -282,3 +282,36 @@ def ablation_bars(rows: list[dict[str, Any]], stem: str) -> list[str]:
   ax.legend(fontsize=8)
   fig.tight_layout()
   return save_figure(fig, stem)
+
+
+def find_bars(rows: list[dict[str, Any]], unit_rows: list[dict[str, Any]], stem: str) -> list[str]:
+  """The function-description benchmark: success rate per category and agent (left; units:
+  concept accuracy), and the median NMSE inside and outside the bias interval (right)."""
+  fig, (ax, bx) = new_figure(1, 2, figsize=(12.0, 3.8), gridspec_kw={"width_ratios": [4, 1]})
+  agents = sorted({r["agent"] for r in rows} | {r["agent"] for r in unit_rows})
+  cats = sorted({r["category"] for r in rows}) + sorted(
+      {f"unit/{r['subject']}" for r in unit_rows if r["mcc"] == "all"})
+  width = 0.8 / max(len(agents), 1)
+  xs = np.arange(len(cats))
+  for i, agent in enumerate(agents):
+    vals = []
+    for c in cats:
+      if c.startswith("unit/"):
+        vals += [r["concept_accuracy"] for r in unit_rows
+                 if r["agent"] == agent and r["mcc"] == "all" and f"unit/{r['subject']}" == c]
+      else:
+        vals += [r["success"] for r in rows if r["agent"] == agent and r["category"] == c]
+    ax.bar(xs[:len(vals)] + (i - (len(agents) - 1) / 2) * width, vals, width, label=agent)
+    bias = next((r for r in rows if r["agent"] == agent and r["category"] == "numeric/bias"), None)
+    if bias is not None:
+      bx.bar(np.arange(2) + (i - (len(agents) - 1) / 2) * width,
+             [bias["median_nmse_inside"], bias["median_nmse_outside"]], width, label=agent)
+  ax.set_xticks(xs, cats, rotation=60, ha="right", fontsize=7)
+  ax.set_ylabel("described (units: concept named)")
+  ax.set_ylim(0, 1.05)
+  ax.legend(fontsize=8)
+  bx.set_xticks([0, 1], ["inside", "outside"])
+  bx.set_yscale("log")
+  bx.set_title("bias: median NMSE", fontsize=9)
+  fig.tight_layout()
+  return save_figure(fig, stem)

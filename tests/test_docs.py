@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
+import math
 import os
 import re
 from typing import Callable
@@ -355,6 +356,26 @@ def real_peer(d: dict) -> tuple[list[str], Rows]:
           "shuffled floor", "seconds", "tokens/s"], rows
 
 
+def find_functions(d: dict) -> tuple[list[str], Rows]:
+  def nmse(r, key):
+    return "-" if key not in r else (f"{r[key]:.2g}" if math.isfinite(r[key]) else "inf")
+
+  rows = [[r["category"], r["agent"], str(r["count"]), pct(r["success"], 0),
+           nmse(r, "median_nmse"), nmse(r, "median_nmse_inside"), nmse(r, "median_nmse_outside"),
+           "-" if "accuracy" not in r else f3(r["accuracy"]), f"{r['queries']:.0f}"]
+          for r in sorted(d["rows"], key=lambda r: (r["category"], r["agent"] != "scientist"))]
+  return ["category", "agent", "functions", "described", "median NMSE", "NMSE inside interval",
+          "NMSE outside interval", "accuracy", "queries"], rows
+
+
+def find_units(d: dict) -> tuple[list[str], Rows]:
+  rows = [[r["subject"], r["mcc"], r["agent"], str(r["units"]), f3(r["concept_accuracy"]),
+           f3(r["f1"]), f"{r['queries']:.0f}"]
+          for r in sorted(d["units"], key=lambda r: (r["subject"], r["mcc"],
+                                                     r["agent"] != "scientist"))]
+  return ["subject", "units (MCC)", "agent", "units", "concept named", "F1", "queries"], rows
+
+
 # --- the registry of checked tables ---------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -412,6 +433,8 @@ TABLES = [
     Table("minilm_patching", page("minilm_wordnet"), fig("minilm_wordnet", "steering.json"),
           minilm_patching),
     Table("real_peer", page("minilm_wordnet"), fig("real_peer", "real_peer.json"), real_peer),
+    Table("find_functions", page("find"), fig("find", "results.json"), find_functions),
+    Table("find_units", page("find"), fig("find", "results.json"), find_units),
     Table("block_transplant", page("block_transplant"),
           fig("block_transplant", "block_transplant.json"), block_transplant),
     Table("sharded_memory", os.path.join("docs", "performance.md"),
