@@ -60,6 +60,7 @@ unit fires when the concept is absent), ``concept: part_3 AND part_4``, ``concep
 
 from __future__ import annotations
 
+import abc
 import functools
 import itertools
 import json
@@ -306,7 +307,7 @@ def _buckets(n: int, size: int) -> list[tuple[int, int, int]]:
   return out
 
 
-class UnitEngine:
+class UnitEngine(abc.ABC):
   """One subject at one site: makes samples of concept sets, runs the subject, encodes with the
   site's SAE. Codes are cached by (concept set, query index), which fix the sample."""
 
@@ -320,9 +321,10 @@ class UnitEngine:
     self.num_units = int(model.d_sae)
     self.magnitude = world.hsm.config.magnitude
 
-  # Subject-specific: `observe` (concept presence and intensities -> codes per sample).
+  @abc.abstractmethod
   def observe(self, a: list[np.ndarray], z: list[np.ndarray], rngs) -> np.ndarray:
-    raise NotImplementedError
+    """The SAE's codes of the samples with concept presence `a` and intensities `z` per level
+    (subject-specific)."""
 
   def make(self, a1: np.ndarray, rngs) -> tuple[np.ndarray, np.ndarray]:
     """Codes ``(n, units)`` and concepts ``z`` ``(n, all concepts)`` of samples with level-1
