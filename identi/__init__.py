@@ -8,9 +8,9 @@ edits), `identi.hooks` (activation capture and patching of any Flax Linen model)
 `identi.subjects` (generative subjects with known concepts, behind the `Subject` protocol and its
 registry), `identi.experiments` (the pipeline over any subject: identify, capture, graph, steer),
 `identi.models` (pretrained models in Flax: a BERT encoder and the sentence encoder
-all-MiniLM-L6-v2), `identi.find` (a function-description benchmark: black boxes with
-known answers and agents that describe them by experiment), `identi.plots` (every figure; importing identi leaves matplotlib's global
-state alone).
+all-MiniLM-L6-v2), `identi.find` (a function-description benchmark: black boxes with known
+answers and agents that describe them by experiment), `identi.plots` (every figure; importing
+identi leaves matplotlib's global state alone).
 """
 
 from identi import (baselines, concepts, data, errors, experiments, generators, hooks, infer,
