@@ -5,9 +5,10 @@ Both fit the same typed DSL. Numeric hypotheses are linear combinations of a fam
 constants by least squares: polynomials of degree 1-3, sines (frequency on a grid), exponentials
 and logarithms (rate or shift on a grid), steps with one or two thresholds, piecewise lines (a
 hinge), absolute values, and the same families applied to |x - c| (compositions with an
-absolute value); a hypothesis is ranked by BIC. A local deviation is a run of observations whose
-residual exceeds four noise levels; it becomes a constant correction on that interval, and the
-family is refitted without those points. String hypotheses are programs of one or two operations
+absolute value), every member of a family fitted in one batch; a hypothesis is ranked by BIC.
+A local deviation is a run of observations whose residual from a robust fit (with and without
+the step families) exceeds four noise levels; the family is refitted without those points, and
+a constant correction on that interval is kept when it lowers the BIC. String hypotheses are programs of one or two operations
 of the DSL (shift, substitution, deletion, count, prefix, suffix, reversal, category
 replacement), enumerated and kept while they reproduce every observation.
 
@@ -31,46 +32,82 @@ from identi.find.protocol import NUMERIC_DOMAIN, Description, Transcript, regist
 
 # --- numeric DSL ----------------------------------------------------------------------------
 
-_W_SIN = np.geomspace(0.005, 0.6, 160)
-_W_EXP = np.concatenate([-np.linspace(0.004, 0.05, 24), np.linspace(0.004, 0.05, 24)])
-_SHIFTS = np.linspace(128.0, 260.0, 24)
-_CENTRES = np.linspace(-100.0, 100.0, 41)
+_W_SIN = np.geomspace(0.005, 0.6, 160).tolist()
+_W_EXP = np.concatenate([-np.linspace(0.004, 0.05, 24), np.linspace(0.004, 0.05, 24)]).tolist()
+_SHIFTS = np.linspace(128.0, 260.0, 24).tolist()
+_CENTRES = np.linspace(-100.0, 100.0, 41).tolist()
 
 
-def _families():
-  """(name, [(feature expression in x, vectorised function)]) of every candidate feature set."""
+class _Group:
+  """Hypotheses of one family that differ only in a nonlinear parameter (a frequency, a rate, a
+  centre): ``basis(x)`` stacks every member's features, (members, len(x), k); ``features(i)``
+  is member i's feature expressions in x; ``extra`` counts the parameters fitted by grid."""
+
+  def __init__(self, name, params, basis, features, extra):
+    self.name, self.params, self.extra = name, list(params), extra
+    self._basis, self._features = basis, features
+
+  def basis(self, x: np.ndarray) -> np.ndarray:
+    return self._basis(np.asarray(self.params, np.float64), x)
+
+  def features(self, i: int) -> list[str]:
+    return self._features(self.params[i])
+
+
+def _ones(p, x):
+  return np.ones((len(p), len(x)))
+
+
+def _families() -> list[_Group]:
+  """Every candidate family of the numeric DSL, grouped for a batched least-squares fit."""
   out = []
   for deg in (1, 2, 3):
-    out.append((f"poly{deg}", [(f"x ** {i}", lambda x, i=i: x ** i) for i in range(deg + 1)]))
-  for w in _W_SIN:
-    out.append(("sin", [("1", np.ones_like), (f"np.sin({w!r} * x)", lambda x, w=w: np.sin(w * x)),
-                        (f"np.cos({w!r} * x)", lambda x, w=w: np.cos(w * x))]))
-  for w in _W_EXP:
-    out.append(("exp", [("1", np.ones_like), (f"np.exp({w!r} * x)", lambda x, w=w: np.exp(w * x))]))
-  for s in _SHIFTS:
-    out.append(("log", [("1", np.ones_like), (f"np.log(x + {s!r})", lambda x, s=s: np.log(x + s))]))
-  for c in _CENTRES:
-    a = (f"np.abs(x - {c!r})", lambda x, c=c: np.abs(x - c))
-    out.append(("abs", [("1", np.ones_like), ("x", lambda x: x), a]))
-    out.append(("hinge", [("1", np.ones_like), ("x", lambda x: x),
-                          (f"np.maximum(x - {c!r}, 0.0)", lambda x, c=c: np.maximum(x - c, 0.0))]))
-    out.append(("abs_poly2", [("1", np.ones_like), a,
-                              (f"np.abs(x - {c!r}) ** 2", lambda x, c=c: np.abs(x - c) ** 2)]))
-  for c in _CENTRES[::2]:
-    for w in _W_SIN[::10]:
-      out.append(("abs_sin", [("1", np.ones_like),
-                              (f"np.sin({w!r} * np.abs(x - {c!r}))",
-                               lambda x, c=c, w=w: np.sin(w * np.abs(x - c))),
-                              (f"np.cos({w!r} * np.abs(x - {c!r}))",
-                               lambda x, c=c, w=w: np.cos(w * np.abs(x - c)))]))
-    for w in _W_EXP[::4]:
-      out.append(("abs_exp", [("1", np.ones_like),
-                              (f"np.exp({w!r} * np.abs(x - {c!r}))",
-                               lambda x, c=c, w=w: np.exp(w * np.abs(x - c)))]))
+    out.append(_Group(f"poly{deg}", [0.0],
+                      lambda p, x, d=deg: np.stack([x ** i for i in range(d + 1)], -1)[None],
+                      lambda _, d=deg: [f"x ** {i}" for i in range(d + 1)], 0))
+  col = lambda p, x: p[:, None]
+  out.append(_Group("sin", _W_SIN, lambda p, x: np.stack(
+      [_ones(p, x), np.sin(col(p, x) * x), np.cos(col(p, x) * x)], -1),
+                    lambda w: ["1", f"np.sin({w!r} * x)", f"np.cos({w!r} * x)"], 1))
+  out.append(_Group("exp", _W_EXP, lambda p, x: np.stack(
+      [_ones(p, x), np.exp(col(p, x) * x)], -1), lambda w: ["1", f"np.exp({w!r} * x)"], 1))
+  out.append(_Group("log", _SHIFTS, lambda p, x: np.stack(
+      [_ones(p, x), np.log(x + col(p, x))], -1), lambda s: ["1", f"np.log(x + {s!r})"], 1))
+  xs = lambda p, x: np.broadcast_to(x, (len(p), len(x)))
+  ab = lambda p, x: np.abs(x - col(p, x))
+  out.append(_Group("abs", _CENTRES, lambda p, x: np.stack([_ones(p, x), xs(p, x), ab(p, x)], -1),
+                    lambda c: ["1", "x", f"np.abs(x - {c!r})"], 1))
+  out.append(_Group("hinge", _CENTRES, lambda p, x: np.stack(
+      [_ones(p, x), xs(p, x), np.maximum(x - col(p, x), 0.0)], -1),
+                    lambda c: ["1", "x", f"np.maximum(x - {c!r}, 0.0)"], 1))
+  out.append(_Group("abs_poly2", _CENTRES, lambda p, x: np.stack(
+      [_ones(p, x), ab(p, x), ab(p, x) ** 2], -1),
+                    lambda c: ["1", f"np.abs(x - {c!r})", f"np.abs(x - {c!r}) ** 2"], 1))
+  pairs = [(float(c), float(w)) for c in _CENTRES[::2] for w in _W_SIN[::10]]
+  cw = lambda p, x: p[:, 1:2] * np.abs(x - p[:, :1])
+  out.append(_Group("abs_sin", pairs, lambda p, x: np.stack(
+      [_ones(p, x), np.sin(cw(p, x)), np.cos(cw(p, x))], -1),
+                    lambda q: ["1", f"np.sin({q[1]!r} * np.abs(x - {q[0]!r}))",
+                               f"np.cos({q[1]!r} * np.abs(x - {q[0]!r}))"], 2))
+  pairs = [(float(c), float(w)) for c in _CENTRES[::2] for w in _W_EXP[::4]]
+  out.append(_Group("abs_exp", pairs, lambda p, x: np.stack(
+      [_ones(p, x), np.exp(cw(p, x))], -1),
+                    lambda q: ["1", f"np.exp({q[1]!r} * np.abs(x - {q[0]!r}))"], 2))
   return out
 
 
 FAMILIES = _families()
+
+
+def _batched_lstsq(basis: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Least squares for a stack of designs (members, n, k): (coefficients, rss), by SVD with
+  `np.linalg.lstsq`'s cutoff for small singular values."""
+  u, sv, vt = np.linalg.svd(basis, full_matrices=False)
+  cutoff = np.finfo(np.float64).eps * max(basis.shape[1:]) * sv[:, :1]
+  inv = np.where(sv > cutoff, 1.0 / np.where(sv > cutoff, sv, 1.0), 0.0)
+  coef = np.einsum("mji,mj,mj->mi", vt, inv, np.einsum("mnj,n->mj", u, y))
+  rss = np.sum((np.einsum("mnk,mk->mn", basis, coef) - y) ** 2, axis=1)
+  return coef, rss
 
 
 def _steps(x: np.ndarray, y: np.ndarray) -> list[dict]:
@@ -107,23 +144,27 @@ def _steps(x: np.ndarray, y: np.ndarray) -> list[dict]:
   return out
 
 
-def fit_numeric(x: np.ndarray, y: np.ndarray, top: int = 5) -> list[dict]:
-  """The `top` hypotheses by BIC, each {name, k, rss, bic, expr}, best first."""
+def fit_numeric(x: np.ndarray, y: np.ndarray, top: int = 5, steps: bool = True) -> list[dict]:
+  """The `top` hypotheses by BIC, each {name, k, rss, bic, expr}, best first (without the
+  piecewise-constant families unless `steps`)."""
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
   n = len(x)
   scale = float(np.var(y)) + 1e-12
   hyps = []
-  for name, feats in FAMILIES:
-    basis = np.stack([fn(x) for _, fn in feats], 1)
-    if not np.all(np.isfinite(basis)):
+  for group in FAMILIES:  # The best member of every family (the ranking keeps one per name).
+    with np.errstate(all="ignore"):
+      basis = group.basis(x)
+    ok = np.all(np.isfinite(basis), axis=(1, 2))
+    if not ok.any():
       continue
-    coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
-    rss = float(np.sum((basis @ coef - y) ** 2))
-    expr = " + ".join(f"{c!r} * {e}" for c, (e, _) in zip(coef, feats))
-    extra = 1 if name in ("sin", "exp", "log", "abs", "hinge") else (
-        2 if name.startswith("abs_") and name != "abs_poly2" else (1 if name == "abs_poly2" else 0))
-    hyps.append({"name": name, "k": len(feats) + extra, "rss": rss, "expr": expr})
-  hyps += _steps(x, y)
+    coef, rss = _batched_lstsq(basis[ok], y)
+    best = int(np.argmin(rss))
+    member = int(np.flatnonzero(ok)[best])
+    expr = " + ".join(f"{float(c)!r} * {e}" for c, e in zip(coef[best], group.features(member)))
+    hyps.append({"name": group.name, "k": basis.shape[2] + group.extra, "rss": float(rss[best]),
+                 "expr": expr})
+  if steps:
+    hyps += _steps(x, y)
   for h in hyps:
     h["rss"] = max(h["rss"], 0.0)  # The steps' running sums can round below 0.
     h["bic"] = n * np.log(h["rss"] / n + 1e-9 * scale) + 2.0 * h["k"] * np.log(max(n, 2))
@@ -170,39 +211,64 @@ def deviation(x: np.ndarray, r: np.ndarray, noise: float) -> tuple[float, float,
   return float(lo), float(hi), float(np.median(rs[i:j + 1]))
 
 
+def _bic(n: int, rss: float, k: int, scale: float) -> float:
+  return float(n * np.log(max(rss, 0.0) / n + 1e-9 * scale) + 2.0 * k * np.log(max(n, 2)))
+
+
+# (piecewise-constant families allowed, share of points kept) of the robust fits that look for
+# a local deviation: a large deviation can make a two-threshold step the best fit of every point.
+DEVIATION_SEARCH = ((True, 0.85), (False, 0.85), (False, 0.6))
+
+
 def describe_numeric(x, y, noise: float) -> tuple[dict, tuple | None, Description]:
-  """Fit robustly (least squares, then twice without the 15% largest residuals), look for one
-  local deviation against the larger of `noise` and the inliers' robust residual spread, and
-  refit without it; without a deviation the fit on every point stands. The description's code."""
+  """The best fit of every point, or a family plus a constant correction on one interval if that
+  has the lower BIC (three more parameters). Candidate intervals come from robust fits (least
+  squares, then twice without the largest residuals; `DEVIATION_SEARCH`): the longest run of
+  residuals beyond four times the larger of `noise` and the inliers' robust spread; the family
+  is then refitted without the interval. Returns (fit, (lo, hi, offset) or None, description)."""
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  n, scale = len(x), float(np.var(y)) + 1e-12
   full = fit_numeric(x, y)[0]
-  best, keep = full, np.ones(len(x), bool)
-  for _ in range(2):
-    r = np.abs(y - predict(best["expr"], x))
-    keep = r <= np.quantile(r, 0.85)
-    best = fit_numeric(x[keep], y[keep])[0]
-  r = y - predict(best["expr"], x)
-  spread = 1.4826 * float(np.median(np.abs(r[keep] - np.median(r[keep]))))
-  level = max(noise, spread, 1e-6 * (float(np.std(y)) + 1.0))
-  dev = deviation(x, r, level)
-  best = full
-  if dev is not None:
+  choice = (_bic(n, full["rss"], full["k"], scale), full, None)
+  r = y - predict(full["expr"], x)
+  if np.max(np.abs(r), initial=0.0) <= 4.0 * max(noise, 1e-6 * (float(np.std(y)) + 1.0)):
+    return full, None, _numeric_description(full, None)  # Every point explained within noise.
+  for steps, share in DEVIATION_SEARCH:
+    best, keep = fit_numeric(x, y, steps=steps)[0], np.ones(n, bool)
+    for _ in range(2):
+      r = np.abs(y - predict(best["expr"], x))
+      keep = r <= np.quantile(r, share)
+      best = fit_numeric(x[keep], y[keep], steps=steps)[0]
+    r = y - predict(best["expr"], x)
+    spread = 1.4826 * float(np.median(np.abs(r[keep] - np.median(r[keep]))))
+    level = max(noise, spread, 1e-6 * (float(np.std(y)) + 1.0))
+    dev = deviation(x, r, level)
+    if dev is None:
+      continue
     outside = (x < dev[0]) | (x > dev[1])
-    if outside.sum() >= 8:
-      best = fit_numeric(x[outside], y[outside])[0]
-      r = y - predict(best["expr"], x)
-      dev = (dev[0], dev[1], float(np.median(r[~outside])))
-      if abs(dev[2]) <= 4.0 * level:
-        dev, best = None, full
-    else:
-      dev = None
+    if outside.sum() < 8:
+      continue
+    fit = fit_numeric(x[outside], y[outside])[0]
+    r = y - predict(fit["expr"], x)
+    offset = float(np.median(r[~outside]))
+    if abs(offset) <= 4.0 * level:
+      continue
+    rss = float(np.sum(r[outside] ** 2) + np.sum((r[~outside] - offset) ** 2))
+    bic = _bic(n, rss, fit["k"] + 3, scale)
+    if bic < choice[0]:
+      choice = (bic, fit, (dev[0], dev[1], offset))
+  _, best, dev = choice
+  return best, dev, _numeric_description(best, dev)
+
+
+def _numeric_description(best: dict, dev: tuple | None) -> Description:
   code = f"def f(x):\n  y = float({best['expr']})\n"
   text = best["name"]
   if dev is not None:
     code += f"  if {dev[0]!r} <= x <= {dev[1]!r}:\n    y += {dev[2]!r}\n"
     text += f", shifted by {dev[2]:.3g} on [{dev[0]:.3g}, {dev[1]:.3g}]"
   code += "  return y\n"
-  return best, dev, Description(code, text)
+  return Description(code, text)
 
 
 class _Asker:

@@ -4,14 +4,16 @@
 ``config.units.enabled``, the unit tasks (`identi.find.units`), lets every agent of
 ``config.agents`` describe every task with a fresh box, scores each description
 (`identi.find.scoring`; units with `identi.find.units.score_unit`), and writes
-``workdir/results.json`` (per agent and category: count, success rate, median NMSE or accuracy,
-mean queries; bias: NMSE inside and outside the interval; units: concept accuracy and F1),
+``workdir/results.json`` (per agent and category: count, success rate, median and mean NMSE or
+accuracy, mean queries; bias: NMSE inside and outside the interval; units: concept accuracy and
+F1),
 ``workdir/transcripts/<agent>_<kind>.jsonl`` (every event, tagged with its task) and the figure
 ``workdir/find.png`` / ``.pdf``.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import time
@@ -22,11 +24,13 @@ import ml_collections
 from identi import io, plots
 from identi.checks import check_count
 from identi.errors import ConfigError
-from identi.find import agents as _agents  # noqa: F401  (registers the agents)
+from identi.find import agents
 from identi.find import scoring, suite
 from identi.find.protocol import agent_names, get_agent
 
 logger = logging.getLogger(__name__)
+
+REGISTERED = agents.Scientist, agents.Baseline  # Importing `agents` registers them.
 
 KEYS = ("seed", "agent_seed", "num_numeric", "num_string", "numeric_budget", "string_budget",
         "agents", "units")
@@ -41,6 +45,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_count(config[key], key, minimum=0)
   for key in ("numeric_budget", "string_budget"):
     check_count(config[key], key, minimum=64 if key == "numeric_budget" else 8)
+  if "lm" in config.agents:  # Registered on import; its endpoint must be named before a run.
+    importlib.import_module("identi.find.lm").env_transport()
   bad = [a for a in config.agents if a not in agent_names()]
   if bad or not config.agents:
     raise ConfigError(f"config key 'agents' is {tuple(config.agents)}; use some of "
@@ -111,7 +117,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def tables(result: dict[str, Any]) -> list[tuple[list[dict], list[str]]]:
   """The rows the binary prints: functions per agent and category; units per subject."""
   out = [(result["rows"], ["agent", "category", "count", "success", "median_nmse",
-                           "median_nmse_inside", "median_nmse_outside", "accuracy", "queries"])]
+                           "mean_nmse", "median_nmse_inside", "median_nmse_outside",
+                           "accuracy", "queries"])]
   if result["units"]:
     out.append((result["units"], ["agent", "subject", "mcc", "units", "concept_accuracy", "f1",
                                   "queries"]))

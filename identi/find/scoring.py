@@ -64,9 +64,9 @@ def score_string(task: Task, description: Description) -> dict[str, Any]:
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-  """One row per (agent, category): count, success rate, mean and median NMSE (numeric) or
-  mean accuracy (strings), NMSE inside and outside the interval where there is one, and mean
-  queries."""
+  """One row per (agent, category): count, success rate, median and mean NMSE (numeric; the
+  mean is inf when any description failed to run) or mean accuracy (strings), the same NMSEs
+  inside and outside the interval where there is one, and mean queries."""
   rows = []
   keys = sorted({(r["agent"], r["category"]) for r in records})
   for agent, category in keys:
@@ -74,10 +74,13 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     row = {"agent": agent, "category": category, "count": len(group),
            "success": float(np.mean([r["success"] for r in group])),
            "queries": float(np.mean([r["queries"] for r in group]))}
-    for key in ("nmse", "nmse_inside", "nmse_outside", "accuracy"):
+    for key in ("nmse", "nmse_inside", "nmse_outside"):
       vals = [r[key] for r in group if key in r]
-      if vals:
-        row[f"median_{key}" if key.startswith("nmse") else key] = float(np.median(vals)) if (
-            key.startswith("nmse")) else float(np.mean(vals))
+      if vals:  # The mean is inf as soon as one description failed; the median is not.
+        row[f"median_{key}"] = float(np.median(vals))
+        row[f"mean_{key}"] = float(np.mean(vals))
+    vals = [r["accuracy"] for r in group if "accuracy" in r]
+    if vals:
+      row["accuracy"] = float(np.mean(vals))
     rows.append(row)
   return rows

@@ -34,6 +34,16 @@ def test_scientist_finds_a_local_deviation_and_its_interval():
   assert "if" in description.code
 
 
+def test_a_large_deviation_is_a_correction_not_a_two_threshold_step():
+  # Every point's best fit is a two-threshold step; the line plus a correction has the lower BIC.
+  code = "def f(x):\n  return 1.3 * x + (230.0 if -85.0 <= x <= -67.0 else 0.0)\n"
+  task = _task(code, info={"interval": [-85.0, -67.0]})
+  description, _ = get_agent("scientist")().describe(task.box_factory(160), 0)
+  score = score_numeric(task, description)
+  assert score["nmse"] < 1e-6 and description.text.startswith("poly1, shifted by 230"), (
+      description.text, score)
+
+
 def test_baseline_spends_the_whole_budget_at_random_inputs():
   task = _task("def f(x):\n  return abs(x - 3.0)\n")
   box = task.box_factory(100)

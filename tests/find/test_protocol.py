@@ -48,5 +48,5 @@ def test_broken_description_code_gives_a_function_that_fails_softly():
 
 def test_unknown_agent_names_the_known_ones():
   import identi.find.agents  # noqa: F401  (registers the agents)
-  with pytest.raises(ConfigError, match="baseline, scientist"):
+  with pytest.raises(ConfigError, match="baseline, (lm, )?scientist"):
     get_agent("oracle")

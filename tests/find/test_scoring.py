@@ -46,4 +46,4 @@ def test_summary_per_agent_and_category():
                      "queries": 10}, {"agent": "a", "category": "numeric/x", "success": False,
                                       "nmse": math.inf, "queries": 20}])
   assert rows == [{"agent": "a", "category": "numeric/x", "count": 2, "success": 0.5,
-                   "queries": 15.0, "median_nmse": math.inf}]
+                   "queries": 15.0, "median_nmse": math.inf, "mean_nmse": math.inf}]
