@@ -14,6 +14,7 @@ README.md and docs/ points to an existing file.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import json
 import math
@@ -58,26 +59,32 @@ def number(value: float) -> str:
 
 # --- identify_hsm ---------------------------------------------------------------------------
 
-METHOD_NAMES = {
-    "relu": "ReLU + L1", "topk": "TopK (k = 8)", "batchtopk": "BatchTopK (k = 8)",
-    "jumprelu": "JumpReLU", "pca": "PCA (64 components)", "linear_ae": "dense linear AE (512)",
-    "ica": "FastICA (64)",
-}
+def method_names(width: int) -> dict[str, str]:
+  """The table names of identify's methods for SAEs of `width` latents."""
+  return {
+      "relu": "ReLU + L1", "topk": "TopK (k = 8)", "batchtopk": "BatchTopK (k = 8)",
+      "jumprelu": "JumpReLU", "matryoshka": "Matryoshka BatchTopK (k = 8)",
+      "mp": "MP-SAE (8 steps)", "identifiable": "identifiable (BatchTopK + minimality)",
+      "pca": "PCA (64 components)", "linear_ae": f"dense linear AE ({width})",
+      "ica": "FastICA (64)",
+  }
 
 
-def identify_methods(d: dict) -> tuple[list[str], Rows]:
+def identify_methods(d: dict, width: int = 256) -> tuple[list[str], Rows]:
   header = ["method", "MCC (encoder)", "MCC (minimal code)", "FVU", "L0", "dead"]
+  names = method_names(width)
   rows = []
   for r in d["records"]:
     minimal = f3(r["mcc_minimal"]) if "mcc_minimal" in r else "-"
-    rows.append([METHOD_NAMES[r["name"]], f3(r["mcc"]), minimal, f3(r["fvu"]), f"{r['l0']:.1f}",
+    rows.append([names[r["name"]], f3(r["mcc"]), minimal, f3(r["fvu"]), f"{r['l0']:.1f}",
                  pct(r["dead_fraction"])])
   return header, rows
 
 
-def identify_minimal(d: dict) -> tuple[list[str], Rows]:
-  header = ["SAE", "atoms kept (of 512)", "L0 of the minimal code", "FVU of the minimal code"]
-  rows = [[METHOD_NAMES[r["name"]], str(r["atoms_minimal"]), f"{r['l0_minimal']:.1f}",
+def identify_minimal(d: dict, width: int = 256) -> tuple[list[str], Rows]:
+  header = ["SAE", f"atoms kept (of {width})", "L0 of the minimal code", "FVU of the minimal code"]
+  names = method_names(width)
+  rows = [[names[r["name"]], str(r["atoms_minimal"]), f"{r['l0_minimal']:.1f}",
            f3(r["fvu_minimal"])] for r in d["records"] if "atoms_minimal" in r]
   return header, rows
 
@@ -356,6 +363,38 @@ def real_peer(d: dict) -> tuple[list[str], Rows]:
           "shuffled floor", "seconds", "tokens/s"], rows
 
 
+# --- synth_peer (benchmarks) ----------------------------------------------------------------
+
+def synth_peer_data(d: dict) -> tuple[list[str], Rows]:
+  s, data = d["settings"], d["data"]
+  rows = [
+      ["true features / hidden dimension", f"{count(s['num_features'])} / {s['d_in']}"],
+      ["features in hierarchy trees (trees)",
+       f"{count(data['hierarchy_features'])} ({data['roots']})"],
+      ["true L0 (evaluation rows)", f"{data['true_l0']:.2f}"],
+      ["training / evaluation rows", f"{count(s['train_rows'])} / {count(s['eval_rows'])}"],
+      ["SAE width / k", f"{count(s['d_sae'])} / {s['k']}"],
+      ["Matryoshka inner widths", ", ".join(count(w) for w in s["matryoshka_widths"])],
+      ["steps x batch (samples)",
+       f"{count(s['steps'])} x {count(s['batch'])} ({count(s['tokens'])})"],
+      ["learning rate; warm-up; linear decay to 0",
+       f"{number(s['lr'])}; {s['warmup']} steps; last {count(s['decay_steps'])} steps"],
+      ["OMP atoms per row, at most", str(s["omp_max_atoms"])],
+  ]
+  return ["setting", "value"], rows
+
+
+def synth_peer(d: dict) -> tuple[list[str], Rows]:
+  seconds = lambda v: "-" if v is None else f"{v:.0f}"
+  header = ["method", "MCC (matched)", "MCC (all features)", "decoder MCC", "F1", "precision",
+            "recall", "FVU", "L0", "dead / latents", "training (s)"]
+  rows = [[r["method"], f3(r["mcc"]), f3(r["mcc_all_features"]), f3(r["mcc_decoder"]),
+           f3(r["f1"]), f3(r["precision"]), f3(r["recall"]), f3(r["fvu"]), f"{r['l0']:.1f}",
+           f"{count(r['dead'])} / {count(r['latents'])}", seconds(r["train_s"])]
+          for r in d["rows"]]
+  return header, rows
+
+
 def find_functions(d: dict) -> tuple[list[str], Rows]:
   def nmse(r, key):
     return "-" if key not in r else (f"{r[key]:.2g}" if math.isfinite(r[key]) else "inf")
@@ -401,6 +440,18 @@ TABLES = [
           identify_methods),
     Table("identify_minimal", page("identify_hsm"), fig("hsm_identifiability", "results.json"),
           identify_minimal),
+    Table("identify_methods_1x", page("identify_hsm"),
+          fig("hsm_identifiability", "results_d_sae_128.json"),
+          functools.partial(identify_methods, width=128)),
+    Table("identify_world_eps03", page("identify_hsm"),
+          fig("hsm_identifiability_eps03", "results.json"),
+          identify_world),
+    Table("identify_methods_eps03", page("identify_hsm"),
+          fig("hsm_identifiability_eps03", "results.json"),
+          functools.partial(identify_methods, width=512)),
+    Table("identify_minimal_eps03", page("identify_hsm"),
+          fig("hsm_identifiability_eps03", "results.json"),
+          functools.partial(identify_minimal, width=512)),
     Table("leak_sweep", page("leak_sweep"), fig("leak_sweep", "leak_sweep.json"), leak_sweep),
     Table("phase_encoder", page("phase_diagram"), fig("phase_diagram", "phase_diagram.json"),
           phase_grid("mcc")),
@@ -433,6 +484,12 @@ TABLES = [
     Table("minilm_patching", page("minilm_wordnet"), fig("minilm_wordnet", "steering.json"),
           minilm_patching),
     Table("real_peer", page("minilm_wordnet"), fig("real_peer", "real_peer.json"), real_peer),
+    Table("synth_peer_data", page("synth_peer"),
+          os.path.join("benchmarks", "results", "synth_peer.json"), synth_peer_data),
+    Table("synth_peer", page("synth_peer"),
+          os.path.join("benchmarks", "results", "synth_peer.json"), synth_peer),
+    Table("synth_peer_identifiable", page("synth_peer"),
+          os.path.join("benchmarks", "results", "synth_peer_identifiable.json"), synth_peer),
     Table("find_functions", page("find"), fig("find", "results.json"), find_functions),
     Table("find_units", page("find"), fig("find", "results.json"), find_units),
     Table("block_transplant", page("block_transplant"),

@@ -30,7 +30,10 @@ from identi.train import config as config_lib
 from identi.train import load_trained, score_codes, train_and_evaluate
 
 #: The SAE kinds the identification experiment trains by default.
-SAE_METHODS = ("relu", "topk", "batchtopk", "jumprelu")
+#: The identifiable recipe: a BatchTopK SAE followed by the minimality stage
+#: (`identi.train.minimality`), as configs/sae_identifiable.py trains it.
+IDENTIFIABLE = "identifiable"
+SAE_METHODS = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka", "mp", IDENTIFIABLE)
 BASELINE_METHODS = ("pca", "linear_ae", "ica")
 RESULTS_FILE = "results.json"
 FIGURE_STEM = "identifiability"
@@ -95,7 +98,8 @@ def training_config(config: ml_collections.ConfigDict, kind: str) -> ml_collecti
     tc[section] = ml_collections.ConfigDict(config[section].to_dict())
   tc.data.num_eval = config.data.num_eval
   tc.data.split_seed = config.data.split_seed
-  tc.sae.kind = kind
+  tc.sae.kind = "batchtopk" if kind == IDENTIFIABLE else kind
+  tc.minimality.enabled = kind == IDENTIFIABLE
   for section, values in config.per_kind[kind].items():
     for key, value in values.items():
       tc[section][key] = value
@@ -148,7 +152,8 @@ def minimal_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def identify_sae(tc: ml_collections.ConfigDict, source, x_eval: np.ndarray, z_eval: np.ndarray,
-                 workdir: str, minimal_method: str = "omp", **minimal: Any) -> dict[str, Any]:
+                 workdir: str, minimal_method: str = "omp", name: str | None = None,
+                 **minimal: Any) -> dict[str, Any]:
   """Trains one SAE (training config `tc`) on `source` and scores it against true latents.
 
   Returns the record of `results.json`: encoder MCC, minimal-code MCC (inference over the SAE's
@@ -162,7 +167,7 @@ def identify_sae(tc: ml_collections.ConfigDict, source, x_eval: np.ndarray, z_ev
                               **minimal)
   x_hat = np.asarray(model.apply(variables, codes, method="decode"))
   best = score_codes(x_eval, x_hat, codes, z_eval, tc.eval.mcc_method)
-  return {"name": tc.sae.kind, "mcc": final["mcc"], "mcc_minimal": best["mcc"],
+  return {"name": name or tc.sae.kind, "mcc": final["mcc"], "mcc_minimal": best["mcc"],
           "fvu": final["fvu"], "fvu_minimal": best["fvu"], "l0": final["l0"],
           "l0_minimal": best["l0"], "atoms_minimal": int(atoms.sum()),
           "dead_fraction": final["dead_fraction"],
@@ -212,7 +217,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
     if name in SAE_METHODS:
       records.append(identify_sae(training_config(config, name), source, x_eval, z_eval,
                                   os.path.join(workdir, name), config.minimal.method,
-                                  **minimal_kwargs(config)))
+                                  name=name, **minimal_kwargs(config)))
     else:
       records.append(_baseline_record(name, config, x_fit, x_eval, z_eval))
   if jax.process_index() == 0:

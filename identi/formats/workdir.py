@@ -25,7 +25,7 @@ from identi import io
 from identi import sae as sae_lib
 from identi.errors import ConfigError, DataError
 from identi.formats.base import SAEWeights, get_format
-from identi.train import runtime
+from identi.train import minimality, runtime
 from identi.train.config import default_config, sae_hparams
 from identi.train.inference import IMPORTED_WEIGHTS, load_trained
 from identi.train.runtime import IMPORTED_KEY
@@ -90,22 +90,23 @@ def export_sae(workdir: str, format_name: str, output: str,
   what the workdir already knows. The directory appears complete or not at all."""
   fmt = get_format(format_name)
   config, model, variables = load_trained(workdir)
+  kind = minimality.final_kind(config)
   known = dict(runtime.load_run(os.path.abspath(workdir)).get(IMPORTED_KEY, {}).get("metadata")
                or {})
   known.update({k: v for k, v in (metadata or {}).items() if v not in (None, "")})
-  weights = weights_of(config.sae.kind, model, variables, known)
+  weights = weights_of(kind, model, variables, known)
   tmp = _new_output_dir(output)
   try:
     fmt.write(weights, tmp)
     hashes = {name: _sha256(os.path.join(tmp, name)) for name in fmt.files}
-    spec = {"kind": config.sae.kind, "d_in": model.d_in, "d_sae": model.d_sae,
+    spec = {"kind": kind, "d_in": model.d_in, "d_sae": model.d_sae,
             "sae": config.sae.to_dict(), "format": fmt.name, "sha256": hashes}
     sae_lib.save_variables(os.path.join(tmp, SIDECAR_FILE), jax.device_get(variables), spec)
     _publish_dir(tmp, os.path.abspath(output))
   finally:
     if os.path.isdir(tmp):
       shutil.rmtree(tmp)
-  return {"format": fmt.name, "output": os.path.abspath(output), "kind": config.sae.kind,
+  return {"format": fmt.name, "output": os.path.abspath(output), "kind": kind,
           "rule": weights.kind, "files": list(fmt.files) + [SIDECAR_FILE]}
 
 

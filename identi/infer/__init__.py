@@ -115,7 +115,8 @@ def minimal_atoms(model, variables: Mapping[str, Any], x, *,
     return np.ones(dictionary.shape[0], bool)
   enc = _encode_all(model, variables, x, batch_size)
   energy = np.mean(enc.astype(np.float64) ** 2, axis=0) * np.sum(dictionary ** 2, axis=1)
-  return _dedup(dictionary, energy, float(max_cosine))
+  # Zero rows (latents without an atom, e.g. after the minimality stage) are never kept.
+  return _dedup(dictionary, energy, float(max_cosine)) & (np.sum(dictionary ** 2, axis=1) > 0)
 
 
 def minimal_codes(model, variables: Mapping[str, Any], x, *, method: str = "omp",

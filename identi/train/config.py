@@ -72,6 +72,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.init_seed = -1  # Seed of the SAE's initialisation; -1: train.seed.
   c.train.log_every_steps = 500
 
+  c.minimality = ml_collections.ConfigDict()
+  c.minimality.enabled = False  # After training: minimal dictionary + refitted encoder.
+  c.minimality.num_samples = 16384  # Training rows the stage reads.
+  c.minimality.max_atoms = 0  # Most atoms per OMP code; 0 means min(2 k, d_sae).
+  c.minimality.tol = 1e-3  # OMP's relative residual energy; also the stage's cost threshold.
+  c.minimality.seed_rounds = 2  # Rounds of atoms seeded from residual groups.
+  c.minimality.polish_rounds = 6  # Method-of-optimal-directions rounds at the end.
+
   c.sweep = ml_collections.ConfigDict()
   c.sweep.init_seeds = ""  # "0,1,2,3": train one SAE per init seed, vmapped, sharing the data.
 
@@ -101,11 +109,12 @@ _POSITIVE = (
     "sae.d_sae", "sae.k", "sae.bandwidth", "sae.init_threshold", "sae.init_sample_size",
     "train.num_steps", "train.batch_size", "train.learning_rate", "train.log_every_steps",
     "train.dead_window_tokens", "mesh.model", "checkpoint.every_steps", "checkpoint.max_to_keep",
-    "eval.batch_size", "data.num_eval",
+    "eval.batch_size", "data.num_eval", "minimality.num_samples",
 )
 _NON_NEGATIVE = (
     "sae.k_aux", "sae.aux_alpha", "sae.l1_coeff", "sae.l0_coeff", "train.warmup_steps",
-    "train.grad_clip", "train.sparsity_warmup_steps",
+    "train.grad_clip", "train.sparsity_warmup_steps", "minimality.max_atoms",
+    "minimality.seed_rounds", "minimality.polish_rounds",
 )
 
 
@@ -192,7 +201,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if flat["train.init_seed"] < -1:
     raise ConfigError(f"config key 'train.init_seed' is {flat['train.init_seed']}; use -1 "
                       "(train.seed) or a seed >= 0")
+  if not 0 < flat["minimality.tol"] < 1:
+    raise ConfigError(f"config key 'minimality.tol' is {flat['minimality.tol']!r}; it must lie "
+                      "in (0, 1), e.g. 1e-3")
+  if flat["minimality.enabled"] and flat["sae.kind"] not in ("topk", "batchtopk", "matryoshka"):
+    raise ConfigError(f"config key 'minimality.enabled' is True but sae.kind is "
+                      f"{flat['sae.kind']!r}; the minimality stage fits a k-sparse encoder: use "
+                      "sae.kind topk, batchtopk or matryoshka")
   seeds = sweep_seeds(flat["sweep.init_seeds"])
+  if seeds and flat["minimality.enabled"]:
+    raise ConfigError("config key 'sweep.init_seeds' is set and minimality.enabled is True; the "
+                      "minimality stage runs on single SAEs: train the seeds one by one")
   if seeds and flat["mesh.model"] > 1:
     raise ConfigError("config key 'sweep.init_seeds' is set and mesh.model > 1; a sweep trains "
                       "data-parallel: set mesh.model=1 or train the SAEs one by one")
@@ -273,6 +292,9 @@ def shrink_training(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   config.train.dead_window_tokens = 2048
   config.checkpoint.every_steps = 20
   config.eval.batch_size = 256
+  if "minimality" in config:  # Experiment configs (identify) have no minimality section.
+    config.minimality.num_samples = 2048
+    config.minimality.polish_rounds = 2
   return config
 
 

@@ -12,7 +12,7 @@ from identi import data as data_lib
 from identi import infer, io
 from identi import sae as sae_lib
 from identi.errors import CheckpointError, ConfigError, DataError
-from identi.train import sharding
+from identi.train import minimality, sharding
 from identi.train.checkpoint import Checkpointer
 from identi.train.evaluation import encode_batches, evaluate
 from identi.train.runtime import IMPORTED_KEY, RUN_FILE, load_run
@@ -55,13 +55,22 @@ def load_trained(workdir: str):
   repl = sharding.replicated(sharding.data_mesh())
   target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
                         abstract_state(config, d_in))
+  if config.minimality.enabled and os.path.exists(minimality.path(workdir)):
+    model = minimality.final_model(config, d_in)
+    return config, model, jax.device_put(minimality.load(minimality.path(workdir), model), repl)
+  model = build_model(config, d_in)
   checkpointer = Checkpointer(workdir, read_only=True)
   state, _ = checkpointer.restore_newest(target)
   checkpointer.close()
   if state is None:
     raise CheckpointError(f"no checkpoint in {checkpointer.directory}; the run has not saved one "
                           f"yet: train with `python -m identi.bin.train --workdir={workdir}`")
-  return config, build_model(config, d_in), {"params": state["params"], "stats": state["stats"]}
+  if config.minimality.enabled:
+    raise CheckpointError(f"{workdir} was trained with minimality.enabled but holds no "
+                          f"{minimality.MINIMAL_WEIGHTS}: the run stopped before its minimality "
+                          f"stage; rerun `python -m identi.bin.train --workdir={workdir}` with the "
+                          "same config to finish it")
+  return config, model, {"params": state["params"], "stats": state["stats"]}
 
 
 def _checked_source(path: str, d_in: int):

@@ -25,7 +25,7 @@ from identi import generators, io
 from identi import metrics as metrics_lib
 from identi import sae as sae_lib
 from identi.errors import ConfigError
-from identi.train import runtime, sharding
+from identi.train import minimality, runtime, sharding
 from identi.train.checkpoint import Checkpointer
 from identi.train.config import default_config, init_seed, sae_hparams, validate_config
 from identi.train.evaluation import evaluate
@@ -236,9 +236,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Evaluation runs data-parallel on the gathered dictionary (the same program for any mesh).
   variables = jax.device_put({"params": state["params"], "stats": state["stats"]},
                              sharding.replicated(sharding.data_mesh()))
+  if config.minimality.enabled:  # The minimal dictionary and its encoder replace the SAE.
+    model, variables = minimality.run_stage(model, variables, train_src, config, workdir)
+    variables = jax.device_put(variables, sharding.replicated(sharding.data_mesh()))
   final = evaluate(model, variables, eval_src, config.eval.batch_size,
                    mcc_method=config.eval.mcc_method)
-  final.update(step=int(jax.device_get(state["step"])), kind=config.sae.kind,
+  final.update(step=int(jax.device_get(state["step"])), kind=minimality.final_kind(config),
                d_in=d_in, d_sae=config.sae.d_sae)
   if lead:
     io.write_json(os.path.join(workdir, runtime.FINAL_FILE), final)

@@ -1,0 +1,440 @@
+"""SynthSAEBench-style comparison in one run: SAELens's synthetic data, SAELens's SAEs and identi's.
+
+`python -m benchmarks.synth_peer [--preset=quick] [--workdir=runs/synth_peer] [--methods=...]`
+
+1. Data (peer venv, `benchmarks/peers/saelens_synth.py generate`): SAELens's `SyntheticModel`
+   with SynthSAEBench-16k's recipe (hierarchy forest with mutually exclusive siblings, low-rank
+   correlated firing, Zipfian firing probabilities, orthogonalised dictionary; the peer script's
+   docstring lists every setting) at the preset's size, sampled once: fixed training rows, held-out
+   evaluation rows with their true feature activations, and the true dictionary. Kept in
+   `--workdir` and reused while the preset's settings are unchanged.
+2. SAELens (peer venv, `saelens_synth.py train`): TopK, BatchTopK, Matryoshka BatchTopK and MP-SAE
+   with SynthSAEBench's SAE configs, trained by SAELens's own `SAETrainer.fit` on the training
+   rows; each encodes the evaluation rows as SAELens's inference model.
+3. identi: `topk`, `batchtopk`, `matryoshka` and `mp` (and the identifiable recipe when
+   configs/sae_identifiable.py exists), each from its configs/sae_*.py with the same width, k,
+   batch, steps, learning rate, warm-up and decay, trained by `identi.train.train_and_evaluate`
+   on an npy data source whose train split is exactly the training rows and whose eval split is
+   exactly the evaluation rows (checked by sha256 against the rows SAELens trained on), and
+   encoded with `identi.train.encode_file`, the function behind `identi.bin.encode`: the
+   encoder's codes, or for the rows named "minimal codes" `--mode=minimal` (non-negative OMP
+   over the SAE's own deduplicated decoder, warm-started from the encoder).
+4. The limit: non-negative OMP (`identi.infer.omp`) with the TRUE dictionary and bias; and, as the
+   floor, the same OMP with a random unit-norm dictionary.
+5. Scores on the evaluation rows: activation MCC held out (`identi.metrics.mcc`: Pearson, matching
+   fitted on the first half of the rows and scored on the second), averaged over the matched
+   pairs and over all true features; SynthSAEBench's decoder-cosine MCC and per-latent
+   precision / recall / F1 (`sae_lens.synthetic.evals`, re-implemented in numpy here and checked
+   against SAELens's own functions on SAELens's SAEs); FVU; L0; dead latents (never active on the
+   evaluation rows); training wall time.
+
+Adding a method is one line in `METHODS`; an identi method whose config file is missing is skipped
+with a note. Writes benchmarks/results/synth_peer.json when the quick preset runs every method
+(elsewhere only with `--output`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+from scipy.optimize import linear_sum_assignment
+
+from benchmarks.peers import saelens_env
+from identi import infer, io, metrics
+from identi.bin import cli
+from identi.errors import ConfigError
+from identi.train import build_sources, encode_file, load_config, load_trained, train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER_SCRIPT = os.path.join(ROOT, "benchmarks", "peers", "saelens_synth.py")
+OUTPUT = os.path.join(ROOT, "benchmarks", "results", "synth_peer.json")
+#: identi's train/eval split seed; the evaluation rows are placed where this split puts its eval.
+SPLIT_SEED = 0
+
+PRESETS = {
+    # Seconds (the tests): 256 features in 32 dimensions.
+    "smoke": {"num_features": 256, "d_in": 32, "train_rows": 8192, "eval_rows": 2048,
+              "d_sae": 64, "k": 4, "matryoshka_widths": (2, 8, 32), "steps": 60, "batch": 256,
+              "lr": 3e-3, "warmup": 10, "decay_fraction": 1 / 3},
+    # 11 minutes on 2 CPU cores, the data included: SynthSAEBench-16k's recipe at 2,048
+    # features in 128 dimensions, SAEs a quarter as wide as the true dictionary (4,096 of 16,384
+    # in the benchmark), k about 3/4 of the true L0 (25 of about 34 there), Matryoshka prefixes
+    # at the same fractions of the width (128, 512, 2,048 of 4,096 there).
+    "quick": {"num_features": 2048, "d_in": 128, "train_rows": 131072, "eval_rows": 16384,
+              "d_sae": 512, "k": 8, "matryoshka_widths": (16, 64, 256), "steps": 2000,
+              "batch": 1024, "lr": 3e-3, "warmup": 100, "decay_fraction": 1 / 3},
+    # SynthSAEBench-16k's sizes and SAE settings (16,384 features in 768 dimensions, width 4,096,
+    # L0 25, batch 1,024, lr 3e-4, final-third decay), on 2^21 fixed rows instead of a stream of
+    # 200M fresh samples; 50M samples. Not run on this machine (the training rows alone are
+    # 6.4 GB).
+    "full": {"num_features": 16384, "d_in": 768, "train_rows": 2 ** 21, "eval_rows": 65536,
+             "d_sae": 4096, "k": 25, "matryoshka_widths": (128, 512, 2048), "steps": 48828,
+             "batch": 1024, "lr": 3e-4, "warmup": 0, "decay_fraction": 1 / 3},
+}
+
+#: SynthSAEBench-16k at L0 25 (width 4,096, 200M samples), as published: (decoder MCC, F1).
+REFERENCE = {"Matryoshka BatchTopK": (0.793, 0.879), "BatchTopK": (0.757, 0.732),
+             "MP-SAE": (0.693, 0.446)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A row of the table: `side` 'saelens' (`name` an architecture of the peer script), 'identi'
+  (`name` a configs/<name>.py, encoded with identi.bin.encode's `mode`) or 'omp' (`name`
+  'true' or 'random', the dictionary)."""
+  key: str
+  label: str
+  side: str
+  name: str
+  mode: str = "encoder"
+
+
+METHODS = (
+    Method("saelens_topk", "SAELens TopK", "saelens", "topk"),
+    Method("saelens_batchtopk", "SAELens BatchTopK", "saelens", "batchtopk"),
+    Method("saelens_matryoshka", "SAELens Matryoshka BatchTopK", "saelens", "matryoshka"),
+    Method("saelens_mp", "SAELens MP-SAE", "saelens", "mp"),
+    Method("identi_topk", "identi TopK", "identi", "sae_topk"),
+    Method("identi_batchtopk", "identi BatchTopK", "identi", "sae_batchtopk"),
+    Method("identi_matryoshka", "identi Matryoshka BatchTopK", "identi", "sae_matryoshka"),
+    Method("identi_mp", "identi MP-SAE", "identi", "sae_mp"),
+    Method("identi_matryoshka_minimal", "identi Matryoshka BatchTopK, minimal codes", "identi",
+           "sae_matryoshka", "minimal"),
+    Method("identi_identifiable", "identi identifiable", "identi", "sae_identifiable"),
+    Method("identi_identifiable_minimal", "identi identifiable, minimal codes", "identi",
+           "sae_identifiable", "minimal"),
+    Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
+    Method("omp_random", "OMP, random dictionary (floor)", "omp", "random"),
+)
+
+_PRESET = flags.DEFINE_enum("preset", "quick", list(PRESETS), "Size (see PRESETS).")
+_WORKDIR = flags.DEFINE_string("workdir", os.path.join("runs", "synth_peer"), "Work directory.")
+_METHODS = flags.DEFINE_list("methods", [], f"Keys of the rows to run (default all): "
+                             f"{', '.join(m.key for m in METHODS)}.")
+_PEER_THREADS = flags.DEFINE_integer(
+    "peer_threads", 1, "torch threads of the SAELens peer (on a shared 2-core machine torch's "
+    "step was 3-7x slower on 2 threads than on 1).")
+_OUTPUT = flags.DEFINE_string("output", "", "JSON output; default "
+                              "benchmarks/results/synth_peer.json for the quick preset with every "
+                              "method, none else.")
+
+
+def sha256(x: np.ndarray) -> str:
+  """sha256 of float32 rows in C order (`saelens_synth.rows_sha256`)."""
+  return hashlib.sha256(np.ascontiguousarray(x, np.float32).tobytes()).hexdigest()
+
+
+# --- data ----------------------------------------------------------------------------------
+
+def generate(python: str, preset: dict, data_dir: str, threads: int) -> dict:
+  """The preset's rows from SAELens's SyntheticModel in `data_dir` (reused if already there)."""
+  args = {k: preset[k] for k in ("num_features", "d_in", "train_rows", "eval_rows")}
+  info_path = os.path.join(data_dir, "info.json")
+  if os.path.exists(info_path):
+    with open(info_path, encoding="utf-8") as f:
+      info = json.load(f)
+    if info.get("args") == args:
+      return info
+  info = saelens_env.run_json([python, PEER_SCRIPT, "generate", f"--output_dir={data_dir}",
+                               f"--threads={threads}"] + [f"--{k}={v}" for k, v in args.items()])
+  info["args"] = args
+  io.write_json(info_path, info)
+  return info
+
+
+def identi_rows(data_dir: str, train: np.ndarray, evaluation: np.ndarray) -> str:
+  """An .npy of train + evaluation rows ordered so that identi's train/eval split (seed
+  SPLIT_SEED, len(evaluation) held out) gives exactly `train` and exactly `evaluation`."""
+  path = os.path.join(data_dir, "identi_rows.npy")
+  n, m = len(train) + len(evaluation), len(evaluation)
+  perm = np.random.default_rng(SPLIT_SEED).permutation(n)
+  with io.atomic_path(path) as tmp:
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                    shape=(n, train.shape[1]))
+    out[np.sort(perm[m:])] = train
+    out[np.sort(perm[:m])] = evaluation
+    out.flush()
+    del out
+  return path
+
+
+# --- scores --------------------------------------------------------------------------------
+
+def cosines(decoder: np.ndarray, features: np.ndarray) -> np.ndarray:
+  """|cos| of every latent's decoder row with every true feature (`sae_lens.util`'s clamp)."""
+  a = decoder / np.maximum(np.linalg.norm(decoder, axis=1, keepdims=True), 1e-8)
+  b = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-8)
+  return np.abs(a.astype(np.float64) @ b.astype(np.float64).T)
+
+
+def decoder_mcc(cos: np.ndarray) -> float:
+  """SynthSAEBench's MCC (`mean_correlation_coefficient`): the mean |cos| of the one-to-one
+  matching of latents to features that maximises it, over min(latents, features) pairs."""
+  rows, cols = linear_sum_assignment(1.0 - cos)
+  return float(cos[rows, cols].mean())
+
+
+def classification(codes: np.ndarray, z: np.ndarray, cos: np.ndarray) -> dict:
+  """SynthSAEBench's per-latent classification (`compute_classification_metrics`): each latent
+  predicts the firing of its decoder's best-matching feature; means over all latents, a latent
+  that never fires (or never should) scoring 0."""
+  truth = z[:, cos.argmax(axis=1)] > 0
+  fires = codes != 0
+  tp = (fires & truth).sum(0).astype(np.float64)
+  fp = (fires & ~truth).sum(0)
+  fn = (~fires & truth).sum(0)
+  precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
+  recall = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), 0.0)
+  f1 = np.where(precision + recall > 0,
+                2 * precision * recall / np.maximum(precision + recall, 1e-30), 0.0)
+  return {"precision": float(precision.mean()), "recall": float(recall.mean()),
+          "f1": float(f1.mean())}
+
+
+def scores(x: np.ndarray, z: np.ndarray, features: np.ndarray, codes: np.ndarray,
+           recon: np.ndarray, decoder: np.ndarray) -> dict:
+  """Every metric of one method on the evaluation rows (see the module docstring)."""
+  act = metrics.mcc(z, codes, fit_fraction=0.5)
+  matched = act.matching >= 0
+  cos = cosines(decoder, features)
+  active = codes != 0
+  return {"mcc": float(act.per_concept[matched].mean()), "mcc_all_features": act.mcc,
+          "mcc_decoder": decoder_mcc(cos), **classification(codes, z, cos),
+          "fvu": float(metrics.fvu(x, recon)), "l0": float(active.sum(1).mean()),
+          "dead": int((~active.any(0)).sum()), "latents": int(codes.shape[1])}
+
+
+# --- the three sides -----------------------------------------------------------------------
+
+def train_saelens(python: str, methods, preset: dict, data_dir: str, out_dir: str,
+                  threads: int) -> tuple[dict, dict]:
+  """SAELens's SAEs of `methods`; returns (peer info, {key: (codes, recon, decoder)})."""
+  p = preset
+  f = lambda name: os.path.join(data_dir, f"{name}.npy")
+  info = saelens_env.run_json([
+      python, PEER_SCRIPT, "train", f"--train={f('train')}", f"--eval={f('eval')}",
+      f"--eval_z={f('eval_z')}", f"--dictionary={f('dictionary')}", f"--output_dir={out_dir}",
+      f"--archs={','.join(m.name for m in methods)}", f"--d_sae={p['d_sae']}", f"--k={p['k']}",
+      f"--matryoshka_widths={','.join(map(str, p['matryoshka_widths']))}",
+      f"--steps={p['steps']}", f"--batch={p['batch']}", f"--lr={p['lr']!r}",
+      f"--warmup={p['warmup']}", f"--decay={decay_steps(p)}", f"--threads={threads}"])
+  out = {}
+  for m in methods:
+    with np.load(os.path.join(out_dir, f"{m.name}.npz")) as a:
+      out[m.key] = (a["codes"], a["reconstruction"], a["decoder"])
+  return info, out
+
+
+def decay_steps(preset: dict) -> int:
+  return math.floor(preset["decay_fraction"] * preset["steps"])
+
+
+def identi_config(name: str, preset: dict, rows_path: str):
+  """configs/<name>.py with the preset's width, k, schedule and the npy rows."""
+  p = preset
+  config = load_config(os.path.join(ROOT, "configs", f"{name}.py"))
+  config.sae.d_sae = p["d_sae"]
+  if "k" in config.sae:
+    config.sae.k = p["k"]
+  if config.sae.get("kind") == "matryoshka":
+    config.sae.matryoshka_widths = ",".join(map(str, p["matryoshka_widths"]))
+  t = config.train
+  t.num_steps, t.batch_size, t.learning_rate = p["steps"], p["batch"], p["lr"]
+  t.warmup_steps, t.decay_fraction = p["warmup"], p["decay_fraction"]
+  t.dead_window_tokens = 1000 * p["batch"]  # SAELens's dead_feature_window: 1,000 steps.
+  t.log_every_steps = max(1, p["steps"] // 4)
+  config.checkpoint.every_steps = p["steps"]
+  config.data.source, config.data.path = "npy", rows_path
+  config.data.num_eval, config.data.split_seed = p["eval_rows"], SPLIT_SEED
+  return config
+
+
+def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: str,
+                 train_hash: str, eval_hash: str) -> tuple[dict, dict, dict]:
+  """identi's SAEs of `methods` (one training per config); returns ({key: (codes, recon,
+  decoder)}, {key: seconds}, {'identi': sha256 of the rows identi trained on})."""
+  out, seconds, trained, hashes = {}, {}, {}, {}
+  for m in methods:
+    if m.name not in trained:
+      config = identi_config(m.name, preset, rows_path)
+      if not hashes:
+        train_src, eval_src = build_sources(config)
+        hashes = {"identi": sha256(train_src.get(np.arange(train_src.num_examples))),
+                  "identi_eval": sha256(eval_src.get(np.arange(eval_src.num_examples)))}
+        if (hashes["identi"], hashes["identi_eval"]) != (train_hash, eval_hash):
+          raise RuntimeError("identi's train/eval split of the npy rows is not the generated "
+                             "train/eval rows; identi.data.train_eval_split changed")
+      wd = os.path.join(workdir, f"identi_{m.name}")
+      shutil.rmtree(wd, ignore_errors=True)
+      start = time.perf_counter()
+      train_and_evaluate(config, wd)
+      trained[m.name] = (wd, time.perf_counter() - start)
+    wd, seconds[m.key] = trained[m.name]
+    codes_path = os.path.join(workdir, f"codes_{m.key}.npy")
+    encode_file(wd, os.path.join(data_dir, "eval.npy"), codes_path, m.mode)
+    codes = np.load(codes_path)
+    _, model, variables = load_trained(wd)
+    recon = np.asarray(jax.jit(lambda v, c: model.apply(v, c, method="decode"))(variables, codes))
+    out[m.key] = (codes, recon, np.asarray(variables["params"]["W_dec"]))
+  return out, seconds, hashes
+
+
+def omp_codes(x: np.ndarray, dictionary: np.ndarray, bias: np.ndarray, max_atoms: int,
+              chunk: int = 2048) -> np.ndarray:
+  """`identi.infer.omp` codes of x over `dictionary` (rows), in padded chunks of one shape."""
+  chunk = min(chunk, len(x))
+  d, b = jnp.asarray(dictionary), jnp.asarray(bias)
+  out = []
+  for start in range(0, len(x), chunk):
+    part = x[start:start + chunk]
+    padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), 0)])
+    out.append(np.asarray(infer.omp(jnp.asarray(padded), d, max_atoms=max_atoms, b_dec=b))
+               [:len(part)])
+  return np.concatenate(out)
+
+
+def run_omp(methods, x, features, bias, max_atoms: int) -> tuple[dict, dict]:
+  """The limit (true dictionary) and the floor (random unit-norm dictionary)."""
+  out, seconds = {}, {}
+  for m in methods:
+    if m.name == "true":
+      dictionary = features
+    else:
+      g = np.random.default_rng(0).standard_normal(features.shape).astype(np.float32)
+      dictionary = g / np.linalg.norm(g, axis=1, keepdims=True)
+    start = time.perf_counter()
+    codes = omp_codes(x, dictionary, bias, max_atoms)
+    seconds[m.key] = time.perf_counter() - start
+    out[m.key] = (codes, codes @ dictionary + bias, dictionary)
+  return out, seconds
+
+
+# --- the run -------------------------------------------------------------------------------
+
+def selected(keys) -> tuple[list[Method], list[str]]:
+  """The METHODS of `keys` (all when empty), and the keys of those skipped because their
+  configs/<name>.py does not exist (each with a note on stderr)."""
+  known = [m.key for m in METHODS]
+  unknown = sorted(set(keys) - set(known))
+  if unknown:
+    raise ConfigError(f"unknown methods {unknown}; choose from {', '.join(known)}")
+  out, skipped = [], []
+  for m in METHODS:
+    if keys and m.key not in keys:
+      continue
+    if m.side == "identi" and not os.path.exists(os.path.join(ROOT, "configs", f"{m.name}.py")):
+      print(f"note: skipping {m.key}: configs/{m.name}.py does not exist", file=sys.stderr)
+      skipped.append(m.key)
+      continue
+    out.append(m)
+  return out, skipped
+
+
+def run(preset_name: str, workdir: str, keys, peer_threads: int) -> dict:
+  """Every selected method on one data set; returns the result (the JSON)."""
+  preset = PRESETS[preset_name]
+  methods, skipped = selected(keys)
+  workdir = os.path.abspath(workdir)
+  data_dir = os.path.join(workdir, f"data_{preset_name}")
+  os.makedirs(data_dir, exist_ok=True)
+  python = saelens_env.ensure_env(ROOT)
+  data = generate(python, preset, data_dir, peer_threads)
+  load = lambda name, **kw: np.load(os.path.join(data_dir, f"{name}.npy"), **kw)
+  train, x, z = load("train", mmap_mode="r"), load("eval"), load("eval_z")
+  features, bias = load("dictionary"), load("bias")
+  if sha256(train) != data["train_sha256"] or sha256(x) != data["eval_sha256"]:
+    raise RuntimeError(f"the rows in {data_dir} are not the ones generated; delete it and rerun")
+  hashes = {"generated": data["train_sha256"]}
+  results, seconds, peer = {}, {}, None
+
+  side = [m for m in methods if m.side == "saelens"]
+  if side:
+    with tempfile.TemporaryDirectory() as tmp:
+      peer, results_saelens = train_saelens(python, side, preset, data_dir, tmp, peer_threads)
+    results.update(results_saelens)
+    seconds.update({m.key: peer["archs"][m.name]["seconds"] for m in side})
+    hashes["saelens"] = peer["train_sha256"]
+  side = [m for m in methods if m.side == "identi"]
+  if side:
+    rows_path = identi_rows(data_dir, train, x)
+    results_identi, seconds_identi, h = train_identi(side, preset, data_dir, rows_path, workdir,
+                                                     data["train_sha256"], data["eval_sha256"])
+    results.update(results_identi)
+    seconds.update(seconds_identi)
+    hashes["identi"] = h["identi"]
+  max_atoms = min(preset["d_in"], 2 * math.ceil(data["true_l0"]))
+  omp_results, omp_seconds = run_omp([m for m in methods if m.side == "omp"], x, features, bias,
+                                     max_atoms)
+  results.update(omp_results)
+
+  rows, check = [], {}
+  for m in methods:
+    codes, recon, decoder = results[m.key]
+    row = {"key": m.key, "method": m.label, "side": m.side, "codes": m.mode,
+           **scores(x, z, features, codes, recon, decoder),
+           "train_s": seconds.get(m.key), "omp_s": omp_seconds.get(m.key)}
+    if m.side == "saelens":
+      own = peer["archs"][m.name]
+      check[m.key] = {"mcc_decoder": abs(own["saelens_mcc_decoder"] - row["mcc_decoder"]),
+                      "f1": abs(own["saelens_f1"] - row["f1"]),
+                      "precision": abs(own["saelens_precision"] - row["precision"]),
+                      "recall": abs(own["saelens_recall"] - row["recall"])}
+    rows.append(row)
+  worst = max((v for c in check.values() for v in c.values()), default=0.0)
+  if worst > 1e-4:
+    raise RuntimeError(f"numpy SynthSAEBench metrics differ from SAELens's by {worst:.2g}: {check}")
+  if len(set(hashes.values())) != 1:
+    raise RuntimeError(f"the two sides trained on different rows: {hashes}")
+  settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in preset.items()}
+  settings.update(decay_steps=decay_steps(preset), tokens=preset["steps"] * preset["batch"],
+                  omp_max_atoms=max_atoms, peer_threads=peer_threads, split_seed=SPLIT_SEED)
+  data_out = {k: v for k, v in data.items() if k != "args"}
+  return {
+      "preset": preset_name, "settings": settings, "data": data_out,
+      "identical_rows": {"sha256": data["train_sha256"], "sides": sorted(hashes)},
+      "rows": rows, "metric_check_max_abs_diff": worst,
+      "reference_synthsaebench_16k_l0_25": {k: {"mcc_decoder": v[0], "f1": v[1]}
+                                            for k, v in REFERENCE.items()},
+      "versions": {"jax": jax.__version__,
+                   **({} if peer is None else {"saelens": peer["saelens_version"],
+                                               "torch": peer["torch_version"]})},
+      "skipped": skipped,
+  }
+
+
+COLUMNS = ["method", "mcc", "mcc_all_features", "mcc_decoder", "f1", "precision", "recall", "fvu",
+           "l0", "dead", "train_s", "omp_s"]
+
+
+def main(argv):
+  del argv
+  start = time.perf_counter()
+  result = run(_PRESET.value, _WORKDIR.value, _METHODS.value, _PEER_THREADS.value)
+  result["wall_s"] = time.perf_counter() - start
+  output = _OUTPUT.value or (OUTPUT if _PRESET.value == "quick" and not _METHODS.value else "")
+  if output:
+    io.write_json(output, result)
+  d, same = result["data"], result["identical_rows"]
+  footer = (f"settings: {result['settings']}\ntrue L0 {d['true_l0']:.2f}, "
+            f"{d['hierarchy_features']} of {result['settings']['num_features']} features in "
+            f"{d['roots']} hierarchy trees; every side trained on rows with sha256 "
+            f"{same['sha256'][:16]}... ({', '.join(same['sides'])}); {result['wall_s']:.0f} s")
+  if output:
+    footer += f"\nresults: {os.path.relpath(output, ROOT) if output == OUTPUT else output}"
+  cli.print_tables([(result["rows"], COLUMNS)], footer)
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,303 @@
+"""Dictionary-level minimality: from an SAE's dictionary to the smallest one the data need.
+
+Where selection ties a whole's parts together (an HSM world with a small leak), SAEs do not learn
+the parts. For a pair of parts a_i, a_j that mostly fire together they learn a composite atom
+(~ a_i + a_j) and "difference" atoms (~ a_i - 0.6 a_j): the same plane, a different basis. The
+codes of that basis are non-negative, but the difference atoms lie outside the cone of the data,
+and the composite is a non-negative combination of other atoms. Minimality at the level of the
+dictionary removes both defects, step by step:
+
+1. **Cone edges** (`sharpen`). The leak makes every part fire without its siblings, so every
+   part is an extreme ray of the cone of the data. An atom t that the codes never use without
+   partner atoms s (s in the support of more than ``co_use`` of t's samples) is moved to
+   t + sum_s rho_s s, with rho_s the ``quantile`` of the ratio c_s / c_t over t's samples: the
+   edge of the cone on t's side. The move is kept only if t's samples are still explained, on
+   the same supports with non-negative coefficients, within ``tol`` of their energy; a true part
+   fails that test (its solo samples would need a negative partner), so the truth is a fixed
+   point.
+2. **Composites** (`drop_composites`). An atom that is a non-negative combination of two or
+   three other atoms (cosine above ``composite_cosine``) is not minimal and is dropped.
+3. **Unneeded atoms** (`drop_unneeded`). An atom whose samples, coded again without it, lose less
+   than ``tol`` of their energy is dropped (half of such atoms per pass, cheapest first).
+4. **Missing atoms** (`seed_from_residuals`). Samples whose residual exceeds ``seed_residual`` of
+   their energy are grouped by direction (cosine above ``seed_cosine``); each group of at least
+   ``min_uses`` samples adds its mean direction as an atom, and steps 1-3 run again.
+5. **Polish** (`identi.infer.refine_dictionary`, the method of optimal directions).
+
+Codes throughout are non-negative OMP codes (`identi.infer.omp`) with ``max_atoms`` and ``tol``.
+Every step is deterministic given its inputs; the atoms come back with unit norm, as rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from identi.errors import ConfigError
+from identi.infer.omp import check_positive_int, check_problem, nnls_slots, omp
+from identi.infer.refine import refine_dictionary
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class MinimalitySettings:
+  """The knobs of :func:`minimal_dictionary` (see the module docstring)."""
+
+  max_atoms: int = 16
+  tol: float = 1e-3
+  quantile: float = 0.05
+  co_use: float = 0.5
+  composite_cosine: float = 0.99
+  min_uses: int = 20
+  max_samples: int = 400
+  sharpen_rounds: int = 6
+  seed_rounds: int = 2
+  seed_residual: float = 1e-2
+  seed_cosine: float = 0.9
+  polish_rounds: int = 6
+  batch_size: int = 4096
+
+  def validate(self) -> "MinimalitySettings":
+    for name in ("max_atoms", "min_uses", "max_samples", "batch_size"):
+      check_positive_int(name, getattr(self, name), "MinimalitySettings")
+    for name in ("sharpen_rounds", "seed_rounds", "polish_rounds"):
+      value = getattr(self, name)
+      if not isinstance(value, numbers.Integral) or value < 0:
+        raise ConfigError(f"MinimalitySettings field '{name}' is {value!r}; it must be an integer "
+                          ">= 0")
+    for name in ("tol", "quantile", "co_use", "seed_residual"):
+      value = getattr(self, name)
+      if not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
+        raise ConfigError(f"MinimalitySettings field '{name}' is {value!r}; it must be in (0, 1)")
+    for name in ("composite_cosine", "seed_cosine"):
+      value = getattr(self, name)
+      if not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:
+        raise ConfigError(f"MinimalitySettings field '{name}' is {value!r}; it must be in (0, 1]")
+    return self
+
+
+def _unit_rows(dictionary: np.ndarray) -> np.ndarray:
+  norms = np.linalg.norm(dictionary, axis=1, keepdims=True)
+  return (dictionary / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def codes(x: np.ndarray, dictionary: np.ndarray, s: MinimalitySettings) -> np.ndarray:
+  """Non-negative OMP codes (n, atoms) of centred rows x over the atoms, in chunks."""
+  max_atoms = min(s.max_atoms, dictionary.shape[0])
+  d = jnp.asarray(dictionary)
+  out = [np.asarray(omp(jnp.asarray(x[i:i + s.batch_size]), d, max_atoms=max_atoms, tol=s.tol))
+         for i in range(0, x.shape[0], s.batch_size)]
+  return np.concatenate(out) if out else np.zeros((0, dictionary.shape[0]), np.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("slots",))
+def _support_residuals(x: jax.Array, dictionary: jax.Array, c: jax.Array, t: jax.Array,
+                       atom: jax.Array, *, slots: int) -> jax.Array:
+  """Residual energy per row of x on its support (c > 0, at most `slots` atoms) by NNLS, with
+  atom t replaced by `atom`."""
+  dictionary = dictionary.at[t].set(atom)
+  values, idx = jax.lax.top_k(c, slots)
+  passive = values > 0
+  atoms = dictionary[idx]
+
+  def one(a, xr, p, v):  # From the old coefficients: a feasible start for any atoms.
+    p2, coef = nnls_slots(a, xr, p, jnp.where(p, v, 0.0))
+    r = xr - jnp.matmul(jnp.where(p2, coef, 0.0), a, precision=jax.lax.Precision.HIGHEST)
+    return jnp.sum(jnp.square(r))
+
+  return jax.vmap(one)(atoms, x, passive, values)
+
+
+def _rows_using(c: np.ndarray, t: int, s: MinimalitySettings) -> np.ndarray:
+  return np.flatnonzero(c[:, t] > 0)[:s.max_samples]
+
+
+def _padded(rows: np.ndarray, s: MinimalitySettings) -> tuple[np.ndarray, np.ndarray]:
+  """Rows padded to max_samples (one compiled shape) and the mask of the real ones."""
+  out = np.zeros(s.max_samples, np.int64)
+  out[:rows.size] = rows
+  return out, np.arange(s.max_samples) < rows.size
+
+
+def sharpen(x: np.ndarray, dictionary: np.ndarray, c: np.ndarray,
+            s: MinimalitySettings) -> tuple[np.ndarray, int, int]:
+  """Step 1: moves atoms outside the data cone onto its edge; (dictionary, kept, refused)."""
+  out = dictionary.copy()
+  slots = min(s.max_atoms, dictionary.shape[0])
+  d_j = jnp.asarray(dictionary)
+  kept = refused = 0
+  for t in range(dictionary.shape[0]):
+    on = c[:, t] > 0
+    if on.sum() < s.min_uses:
+      continue
+    ratios = c[on] / c[on, t:t + 1]
+    share = (ratios > 0).mean(0)
+    share[t] = 0.0
+    partners = np.flatnonzero(share > s.co_use)
+    if partners.size == 0:
+      continue
+    rho = np.array([np.quantile(ratios[ratios[:, p] > 0, p], s.quantile) for p in partners])
+    proposal = dictionary[t] + rho @ dictionary[partners]
+    proposal = proposal / max(float(np.linalg.norm(proposal)), 1e-12)
+    rows, real = _padded(_rows_using(c, t, s), s)
+    xr, cr = jnp.asarray(x[rows]), jnp.asarray(c[rows])
+    old = np.asarray(_support_residuals(xr, d_j, cr, t, d_j[t], slots=slots))[real].sum()
+    new = np.asarray(_support_residuals(xr, d_j, cr, t, jnp.asarray(proposal, jnp.float32),
+                                        slots=slots))[real].sum()
+    if new <= old + s.tol * float(np.sum(np.square(x[rows[real]]))):
+      out[t] = proposal
+      kept += 1
+    else:
+      refused += 1
+  return out, kept, refused
+
+
+def drop_composites(dictionary: np.ndarray, s: MinimalitySettings) -> np.ndarray:
+  """Step 2: drops atoms that are non-negative combinations of 2-3 other atoms."""
+  keep = np.ones(dictionary.shape[0], bool)
+  for t in range(dictionary.shape[0]):
+    others = np.where((keep & (np.arange(keep.size) != t))[:, None], dictionary, 0.0)
+    coef = np.asarray(omp(jnp.asarray(dictionary[t:t + 1]), jnp.asarray(others),
+                          max_atoms=min(3, keep.size), tol=1e-6))[0]
+    fit = coef @ others
+    cosine = float(fit @ dictionary[t]) / max(float(np.linalg.norm(fit)), 1e-12)
+    if cosine > s.composite_cosine and (coef > 0).sum() >= 2:
+      keep[t] = False
+  return dictionary[keep]
+
+
+@functools.partial(jax.jit, static_argnames=("max_atoms",))
+def _recode_without(x: jax.Array, dictionary: jax.Array, t: jax.Array, tol: jax.Array, *,
+                    max_atoms: int) -> jax.Array:
+  """Residual energy per row when coded without atom t."""
+  without = dictionary.at[t].set(0.0)
+  c = omp(x, without, max_atoms=max_atoms, tol=tol)
+  return jnp.sum(jnp.square(x - jnp.matmul(c, without, precision=jax.lax.Precision.HIGHEST)), -1)
+
+
+def drop_unneeded(x: np.ndarray, dictionary: np.ndarray, s: MinimalitySettings) -> np.ndarray:
+  """Step 3: drops atoms whose samples, coded without them, lose less than tol of their energy."""
+  while dictionary.shape[0] > 1:
+    c = codes(x, dictionary, s)
+    d_j = jnp.asarray(dictionary)
+    max_atoms = min(s.max_atoms, dictionary.shape[0])
+    cost = np.full(dictionary.shape[0], -1.0)
+    for t in range(dictionary.shape[0]):
+      used = _rows_using(c, t, s)
+      if used.size == 0:
+        continue
+      rows, real = _padded(used, s)
+      energy = float(np.sum(np.square(x[used])))
+      before = float(np.sum(np.square(x[used] - c[used] @ dictionary)))
+      after = np.asarray(_recode_without(jnp.asarray(x[rows]), d_j, t, jnp.float32(s.tol),
+                                         max_atoms=max_atoms))[real].sum()
+      cost[t] = (after - before) / max(energy, 1e-12)
+    low = np.flatnonzero(cost < s.tol)
+    if low.size == 0:
+      break
+    drop = low[np.argsort(cost[low], kind="stable")][:max(1, low.size // 2)]
+    dictionary = np.delete(dictionary, drop, axis=0)
+    logger.info("minimality: dropped %d unneeded atoms, %d left", drop.size, dictionary.shape[0])
+  return dictionary
+
+
+def seed_from_residuals(x: np.ndarray, dictionary: np.ndarray, s: MinimalitySettings,
+                        max_rows: int = 4096) -> np.ndarray:
+  """Step 4: adds the mean direction of each large group of similar residuals as an atom."""
+  c = codes(x, dictionary, s)
+  resid = x - c @ dictionary
+  share = np.sum(np.square(resid), 1) / np.maximum(np.sum(np.square(x), 1), 1e-12)
+  big = np.flatnonzero(share > s.seed_residual)[:max_rows]
+  if big.size == 0:
+    return dictionary
+  unit = _unit_rows(resid[big])
+  alive = np.ones(big.size, bool)
+  new = []
+  while alive.any():
+    idx = np.flatnonzero(alive)
+    sims = unit[idx] @ unit[idx].T
+    counts = (sims > s.seed_cosine).sum(1)
+    j = int(np.argmax(counts))
+    if counts[j] < s.min_uses:
+      break
+    members = idx[sims[j] > s.seed_cosine]
+    new.append(unit[members].mean(0))
+    alive[members] = False
+  if not new:
+    return dictionary
+  return np.concatenate([dictionary, _unit_rows(np.stack(new))])
+
+
+def _sharpen_until_fixed(x, dictionary, s, report, tag):
+  for _ in range(s.sharpen_rounds):
+    c = codes(x, dictionary, s)
+    dictionary, kept, refused = sharpen(x, dictionary, c, s)
+    dictionary = drop_composites(dictionary, s)
+    report.append({"step": f"{tag}sharpen", "moved": kept, "refused": refused,
+                   "atoms": int(dictionary.shape[0])})
+    logger.info("minimality: %ssharpen moved %d atoms (refused %d), %d atoms", tag, kept,
+                refused, dictionary.shape[0])
+    if kept == 0:
+      break
+  return dictionary
+
+
+def minimal_dictionary(x, dictionary, *, b_dec=None,
+                       settings: MinimalitySettings | None = None) -> tuple[np.ndarray, list]:
+  """The minimal dictionary of data x, starting from `dictionary` (see the module docstring).
+
+  Args:
+    x: (n, d) inputs in the dictionary's space (for an SAE, x * input_scale); a few thousand to
+      tens of thousands of rows.
+    dictionary: (n_atoms, d) atoms as rows (an SAE's W_dec); zero rows are ignored.
+    b_dec: optional (d,) offset subtracted from x.
+    settings: `MinimalitySettings` (defaults if None).
+
+  Returns:
+    (atoms, report): float32 (m, d) unit-norm atoms, m <= n_atoms + seeded, and one dict per
+    step (what it did, atoms after it).
+  """
+  s = (settings or MinimalitySettings()).validate()
+  x, dictionary = check_problem(x, dictionary, b_dec, owner="minimal_dictionary")
+  x = np.asarray(x, np.float32)
+  if b_dec is not None:
+    x = x - np.asarray(b_dec, np.float32)
+  dictionary = np.asarray(dictionary, np.float32)
+  dictionary = _unit_rows(dictionary[np.linalg.norm(dictionary, axis=1) > 0])
+  if dictionary.shape[0] == 0:
+    raise ConfigError("minimal_dictionary got a dictionary of zero rows only; pass a trained "
+                      "SAE's W_dec")
+  report: list[dict[str, Any]] = [{"step": "start", "atoms": int(dictionary.shape[0])}]
+  dictionary = _sharpen_until_fixed(x, dictionary, s, report, "")
+  dictionary = drop_unneeded(x, dictionary, s)
+  report.append({"step": "drop_unneeded", "atoms": int(dictionary.shape[0])})
+  for r in range(s.seed_rounds):
+    before = dictionary.shape[0]
+    dictionary = seed_from_residuals(x, dictionary, s)
+    report.append({"step": "seed", "added": int(dictionary.shape[0] - before),
+                   "atoms": int(dictionary.shape[0])})
+    if dictionary.shape[0] == before:
+      break
+    dictionary = _sharpen_until_fixed(x, dictionary, s, report, f"seed {r + 1}: ")
+    dictionary = drop_unneeded(x, dictionary, s)
+    report.append({"step": "drop_unneeded", "atoms": int(dictionary.shape[0])})
+  if s.polish_rounds:
+    infer_fn = functools.partial(omp, max_atoms=min(s.max_atoms, dictionary.shape[0]), tol=s.tol)
+    dictionary = _unit_rows(np.asarray(refine_dictionary(
+        jnp.asarray(x), jnp.asarray(dictionary), infer_fn=infer_fn, num_rounds=s.polish_rounds,
+        batch_size=s.batch_size)))
+    report.append({"step": "polish", "rounds": s.polish_rounds, "atoms": int(dictionary.shape[0])})
+  logger.info("minimality: %d atoms", dictionary.shape[0])
+  return dictionary, report
+
+
+__all__ = ["MinimalitySettings", "codes", "drop_composites", "drop_unneeded", "minimal_dictionary",
+           "seed_from_residuals", "sharpen"]

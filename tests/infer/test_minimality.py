@@ -1,0 +1,95 @@
+"""Dictionary-level minimality recovers parts that an SAE-like dictionary merges."""
+
+import numpy as np
+import pytest
+
+from identi.errors import ConfigError
+from identi.infer import minimality
+
+D_IN, PAIRS = 24, 6
+
+
+def _world(n=6000, together=0.75, seed=0):
+  """Parts in pairs that fire together in `together` of the samples where either fires."""
+  rng = np.random.default_rng(seed)
+  parts = rng.normal(size=(2 * PAIRS, D_IN))
+  parts /= np.linalg.norm(parts, axis=1, keepdims=True)
+  z = np.zeros((n, 2 * PAIRS))
+  for p in range(PAIRS):
+    fires = rng.random(n) < 0.3
+    both = fires & (rng.random(n) < together)
+    alone = fires & ~both
+    first = rng.random(n) < 0.5
+    z[both, 2 * p] = z[both, 2 * p + 1] = 1
+    z[alone & first, 2 * p] = 1
+    z[alone & ~first, 2 * p + 1] = 1
+  z *= rng.lognormal(0.0, 0.25, size=z.shape)
+  return (z @ parts).astype(np.float32), parts.astype(np.float32)
+
+
+def _merged(parts, alpha=0.6):
+  """What SAEs learn under strong selection: per pair a composite and two difference atoms."""
+  atoms = []
+  for p in range(PAIRS):
+    a, b = parts[2 * p], parts[2 * p + 1]
+    atoms += [a + b, a - alpha * b, b - alpha * a]
+  atoms = np.stack(atoms)
+  return (atoms / np.linalg.norm(atoms, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _best_cosines(parts, atoms):
+  return (atoms @ parts.T).max(0)
+
+
+SETTINGS = minimality.MinimalitySettings(max_atoms=8, max_samples=200, polish_rounds=2)
+
+
+def test_minimal_dictionary_recovers_the_parts_of_a_merged_dictionary():
+  x, parts = _world()
+  merged = _merged(parts)
+  assert _best_cosines(parts, merged).max() < 0.9  # No part is an atom of the merged basis.
+  atoms, report = minimality.minimal_dictionary(x, merged, settings=SETTINGS)
+  cos = _best_cosines(parts, atoms)
+  assert cos.min() > 0.99, cos
+  assert atoms.shape[0] == 2 * PAIRS, (atoms.shape, report)  # The composites are gone.
+  assert report[0] == {"step": "start", "atoms": 3 * PAIRS}
+  np.testing.assert_allclose(np.linalg.norm(atoms, axis=1), 1.0, atol=1e-5)
+
+
+def test_the_true_parts_are_a_fixed_point_of_sharpening():
+  x, parts = _world(seed=1)
+  codes = minimality.codes(x, parts, SETTINGS)
+  out, moved, refused = minimality.sharpen(x, parts, codes, SETTINGS)
+  assert moved == 0 and refused > 0  # Pairs fire together, but their solo samples forbid a move.
+  np.testing.assert_array_equal(out, parts)
+
+
+def test_composites_and_unneeded_atoms_are_dropped():
+  x, parts = _world(seed=2)
+  composite = (parts[0] + parts[1]) / np.linalg.norm(parts[0] + parts[1])
+  kept = minimality.drop_composites(np.concatenate([parts, composite[None]]), SETTINGS)
+  np.testing.assert_array_equal(kept, parts)
+  junk = np.random.default_rng(3).normal(size=(4, D_IN)).astype(np.float32) * 1e-3
+  lean = minimality.drop_unneeded(x, np.concatenate([parts, junk]), SETTINGS)
+  assert lean.shape[0] == 2 * PAIRS and _best_cosines(parts, lean).min() > 0.999
+
+
+def test_a_missing_part_is_seeded_from_residuals():
+  x, parts = _world(seed=4)
+  seeded = minimality.seed_from_residuals(x, parts[1:], SETTINGS)
+  assert seeded.shape[0] > parts.shape[0] - 1
+  # The seeded atom points at the missing part (its siblings' share is what sharpening removes).
+  assert (seeded[parts.shape[0] - 1:] @ parts[0]).max() > 0.8 > (parts[1:] @ parts[0]).max()
+
+
+@pytest.mark.parametrize("field,value", [("tol", 0.0), ("quantile", 1.5), ("max_atoms", 0),
+                                         ("seed_rounds", -1), ("composite_cosine", 0.0)])
+def test_settings_out_of_range_are_refused(field, value):
+  with pytest.raises(ConfigError, match=field):
+    minimality.MinimalitySettings(**{field: value}).validate()
+
+
+def test_a_dictionary_of_zero_rows_is_refused():
+  x, _ = _world(n=100)
+  with pytest.raises(ConfigError, match="zero rows"):
+    minimality.minimal_dictionary(x, np.zeros((4, D_IN), np.float32))

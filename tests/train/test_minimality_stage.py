@@ -1,0 +1,97 @@
+"""The minimality stage of a training run (configs/sae_identifiable.py): outputs, resume, errors."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from helpers import ROOT, run_module, smoke_config
+from identi import data as data_lib
+from identi.errors import CheckpointError, ConfigError
+from identi.train import load_config, load_trained, minimality
+from identi.train.config import validate_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """configs/sae_identifiable.py:smoke trained by the binary, as the config's docstring says."""
+  workdir = str(tmp_path_factory.mktemp("identifiable"))
+  run_module("identi.bin.train", f"--config={ROOT}/configs/sae_identifiable.py:smoke",
+             f"--workdir={workdir}")
+  with open(os.path.join(workdir, "final.json")) as f:
+    return workdir, json.load(f)
+
+
+def test_shipped_config_validates():
+  for variant in ("", ":smoke"):
+    config = load_config(f"{ROOT}/configs/sae_identifiable.py{variant}")
+    validate_config(config)
+    assert config.sae.kind == "batchtopk" and config.minimality.enabled
+
+
+def test_encode_binary_gives_the_final_codes(trained, tmp_path):
+  workdir, _ = trained
+  _, model, variables = load_trained(workdir)
+  x = np.random.default_rng(1).normal(size=(50, model.d_in)).astype(np.float32)
+  np.save(tmp_path / "x.npy", x)
+  for mode in ("encoder", "minimal"):
+    run_module("identi.bin.encode", f"--workdir={workdir}", f"--input={tmp_path / 'x.npy'}",
+               f"--output={tmp_path / mode}.npy", f"--mode={mode}")
+  expected = np.asarray(model.apply(variables, x, method="encode"))
+  np.testing.assert_allclose(np.load(tmp_path / "encoder.npy"), expected, rtol=1e-5, atol=1e-6)
+  minimal = np.load(tmp_path / "minimal.npy")
+  atoms = minimality.report(workdir)[-1]["atoms"]
+  assert (minimal >= 0).all() and not minimal[:, atoms:].any() and minimal.any()
+
+
+def test_train_runs_the_stage_and_load_trained_returns_its_variables(trained):
+  workdir, final = trained
+  path = minimality.path(workdir)
+  assert os.path.exists(path)
+  report = minimality.report(workdir)
+  assert report[0]["step"] == "start" and report[-1]["step"] == "encoder"
+  atoms = report[-1]["atoms"]
+  _, model, variables = load_trained(workdir)
+  params = jax.tree.map(np.asarray, variables["params"])
+  norms = np.linalg.norm(params["W_dec"], axis=1)
+  np.testing.assert_allclose(norms[:atoms], 1.0, atol=1e-5)
+  assert not norms[atoms:].any()
+  assert (params["b_enc"][atoms:] == minimality.UNUSED_BIAS).all()
+  # The evaluation of final.json is of the minimal SAE, and its unused latents never fire.
+  source = data_lib.ArraySource(np.random.default_rng(0).normal(size=(256, model.d_in)))
+  codes = np.asarray(model.apply(variables, source.get(np.arange(256)), method=model.encode))
+  assert (codes >= 0).all() and not codes[:, atoms:].any() and codes.any()
+  assert final["dead_fraction"] >= (model.d_sae - atoms) / model.d_sae - 1e-6
+
+
+def test_resume_reuses_the_stage_and_a_fresh_run_is_bit_identical(trained, tmp_path):
+  workdir, _ = trained
+  before = open(minimality.path(workdir), "rb").read()
+  run_module("identi.bin.train", f"--config={ROOT}/configs/sae_identifiable.py:smoke",
+             f"--workdir={workdir}")
+  assert open(minimality.path(workdir), "rb").read() == before
+  run_module("identi.bin.train", f"--config={ROOT}/configs/sae_identifiable.py:smoke",
+             f"--workdir={tmp_path}")
+  assert open(minimality.path(str(tmp_path)), "rb").read() == before
+
+
+def test_a_run_without_its_stage_output_says_how_to_finish(trained, tmp_path):
+  workdir, _ = trained
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  os.remove(minimality.path(str(copy)))
+  with pytest.raises(CheckpointError, match="rerun"):
+    load_trained(str(copy))
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"sae__kind": "relu"}, "k-sparse"),
+    ({"sweep__init_seeds": "0,1"}, "one by one"),
+    ({"minimality__tol": 0.0}, "minimality.tol"),
+])
+def test_impossible_settings_are_refused(overrides, match):
+  with pytest.raises(ConfigError, match=match):
+    validate_config(smoke_config("sae_identifiable", **overrides))
