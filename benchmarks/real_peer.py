@@ -1,6 +1,6 @@
 """SAELens's TopK and identi's TopK on identical activations of a real model, in one run.
 
-`python -m benchmarks.real_peer [--layer=block_3] [--workdir=runs/real_peer] [--smoke]`
+`python -m benchmarks.real_peer [--layer=block_3] [--workdir=runs/real_peer] [--repeats=3] [--smoke]`
 
 1. Captures (or reuses) the activations of configs/minilm_wordnet.py (all-MiniLM-L6-v2 at the
    lemma's token of WordNet-labelled sentences) in `--workdir`.
@@ -10,7 +10,8 @@
    (`identi.train.train_and_evaluate`, the run `identi.bin.train` does, checkpoints included), and
    SAELens's `TopKTrainingSAE` with SAELens's `SAETrainer.step` in the peer venv
    (`benchmarks/peers/saelens_train.py`). Wall time is the training only, both on this machine in
-   this run (identi's includes its compilation and checkpoint writes).
+   this run (identi's includes its start-up, compilation, checkpoint writes and evaluation); each
+   side trains `--repeats` times, alternating, and the table reports the median time.
 3. Scores both on the report rows exactly as the subject's table does: FVU, L0, latents that never
    fire on the training rows, and MCC against lemmas, categories and top categories (matchings
    fitted on fit rows), next to the shuffled-code floor and the ridge-probe ceiling.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 import time
 
@@ -42,6 +44,8 @@ from identi.train import load_config, load_trained, train_and_evaluate
 
 _LAYER = flags.DEFINE_string("layer", "block_3", "The layer whose activations both SAEs read.")
 _WORKDIR = flags.DEFINE_string("workdir", os.path.join("runs", "real_peer"), "Work directory.")
+_REPEATS = flags.DEFINE_integer(
+    "repeats", 3, "Training runs per side, alternating; the table reports the median time.")
 _SMOKE = flags.DEFINE_bool("smoke", False, "Toy size (the tests); writes no committed JSON.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,7 +67,7 @@ def scores(subject, labels, rows, z, x, codes, recon, dead, rng) -> dict:
   return out
 
 
-def run(layer: str, workdir: str, smoke: bool) -> dict:
+def run(layer: str, workdir: str, smoke: bool, repeats: int) -> dict:
   """Both SAEs on `layer`'s training rows, scored on the report rows."""
   config = load_config(os.path.join(ROOT, "configs", "minilm_wordnet.py" + (":smoke" * smoke)))
   if layer not in config.capture.layers:
@@ -87,45 +91,49 @@ def run(layer: str, workdir: str, smoke: bool) -> dict:
               "report_rows": int(len(rows["report"])),
               "tokens": int(t.num_steps * t.batch_size)}
   results = []
-  # identi: its trainer on the training rows (fresh workdir, so the time is a full run).
+  python = saelens_env.ensure_env(ROOT)
   wd = os.path.join(workdir, f"identi_topk_{layer}")
-  if os.path.exists(wd):
-    import shutil  # pylint: disable=g-import-not-at-top
-    shutil.rmtree(wd)
-  start = time.perf_counter()
-  train_and_evaluate(tc, wd, source=data_lib.Subset(source, rows["train"]))
-  seconds = time.perf_counter() - start
+  identi_seconds, peer_seconds = [], []
+  with tempfile.TemporaryDirectory() as tmp:
+    train, every, out = (os.path.join(tmp, n) for n in ("train.npy", "all.npy", "out.npz"))
+    np.save(train, x[rows["train"]])
+    np.save(every, x)
+    for _ in range(repeats):  # Alternating, so that both sides see the same machine.
+      # identi: its trainer on the training rows (fresh workdir, so the time is a full run).
+      if os.path.exists(wd):
+        shutil.rmtree(wd)
+      start = time.perf_counter()
+      train_and_evaluate(tc, wd, source=data_lib.Subset(source, rows["train"]))
+      identi_seconds.append(time.perf_counter() - start)
+      # SAELens: its trainer in the peer venv, on the same rows with the same schedule.
+      info = saelens_env.run_json([
+          python, PEER_SCRIPT, f"--train={train}", f"--eval={every}", f"--output={out}",
+          f"--d_sae={settings['d_sae']}", f"--k={settings['k']}", f"--steps={t.num_steps}",
+          f"--batch={t.batch_size}", f"--lr={t.learning_rate!r}", f"--warmup={t.warmup_steps}",
+          f"--decay={math.floor(t.decay_fraction * t.num_steps)}", "--threads=2"])
+      peer_seconds.append(info["seconds"])
+    with np.load(out) as f:
+      peer_codes, peer_recon, peer_dead = f["codes"], f["reconstruction"], f["dead"]
+  seconds = float(np.median(identi_seconds))
   _, model, variables = load_trained(wd)
   codes = np.asarray(model.apply(variables, x, method="encode"))
   recon = np.asarray(model.apply(variables, codes, method="decode"))
   dead = ~(codes[rows["train"]] > 0).any(0)
   rng = np.random.default_rng(0)
   results.append({"sae": "identi TopK", "seconds": seconds,
-                  "tokens_per_s": settings["tokens"] / seconds,
+                  "tokens_per_s": settings["tokens"] / seconds, "seconds_runs": identi_seconds,
                   **scores(subject, labels, rows, z, x, codes, recon, dead, rng)})
-  # SAELens: its trainer in the peer venv, on the same rows with the same schedule.
-  python = saelens_env.ensure_env(ROOT)
-  with tempfile.TemporaryDirectory() as tmp:
-    train, every, out = (os.path.join(tmp, n) for n in ("train.npy", "all.npy", "out.npz"))
-    np.save(train, x[rows["train"]])
-    np.save(every, x)
-    info = saelens_env.run_json([
-        python, PEER_SCRIPT, f"--train={train}", f"--eval={every}", f"--output={out}",
-        f"--d_sae={settings['d_sae']}", f"--k={settings['k']}", f"--steps={t.num_steps}",
-        f"--batch={t.batch_size}", f"--lr={t.learning_rate!r}", f"--warmup={t.warmup_steps}",
-        f"--decay={math.floor(t.decay_fraction * t.num_steps)}", "--threads=2"])
-    with np.load(out) as f:
-      codes, recon, dead = f["codes"], f["reconstruction"], f["dead"]
   rng = np.random.default_rng(0)
-  results.append({"sae": f"SAELens TopK ({info['saelens_version']})", "seconds": info["seconds"],
-                  "tokens_per_s": info["tokens_per_s"],
-                  **scores(subject, labels, rows, z, x, codes, recon, dead, rng)})
+  seconds = float(np.median(peer_seconds))
+  results.append({"sae": f"SAELens TopK ({info['saelens_version']})", "seconds": seconds,
+                  "tokens_per_s": settings["tokens"] / seconds, "seconds_runs": peer_seconds,
+                  **scores(subject, labels, rows, z, x, peer_codes, peer_recon, peer_dead, rng)})
   return {"settings": settings, "rows": results, "torch_threads": info["threads"]}
 
 
 def main(argv):
   del argv
-  result = run(_LAYER.value, _WORKDIR.value, _SMOKE.value)
+  result = run(_LAYER.value, _WORKDIR.value, _SMOKE.value, _REPEATS.value)
   if not _SMOKE.value:
     io.write_json(OUTPUT, result)
   columns = ["sae", "fvu", "l0", "dead_fraction"] + [

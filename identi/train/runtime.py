@@ -197,8 +197,10 @@ def guarded_update(state: dict[str, Any], updated: dict[str, Any], x: jax.Array,
        ~jnp.isfinite(grad_norm)],
       [state["failure"], 1, 2, 3], 0).astype(jnp.int32)
   good = failure == 0
-  kept = jax.tree.map(lambda new, old: jnp.where(good, new, old), updated,
-                      {k: state[k] for k in updated})
+  # A cond, not an element-wise select: the select reads the old entries after the new ones are
+  # written into the donated buffers, which makes XLA copy the whole state first (under vmap, in
+  # a sweep, the cond becomes that select again).
+  kept = jax.lax.cond(good, lambda: dict(updated), lambda: {k: state[k] for k in updated})
   return dict(
       kept, step=jnp.where(good, step + 1, step), failure=failure,
       failure_step=jnp.where((state["failure"] == 0) & ~good, step, state["failure_step"]))
@@ -303,10 +305,14 @@ def scalar_or_list(value) -> float | list[float]:
   return float(value) if value.ndim == 0 else [float(v) for v in value]
 
 
+#: How many dispatched steps `run_steps` lets the devices have queued (see there).
+AHEAD_STEPS = 2
+
+
 def run_steps(state, train_step, batch_fn, config: ml_collections.ConfigDict, start: int,
               checkpointer: Checkpointer, workdir: str, *, rate_key: str, rate_format: str,
               fields: tuple[tuple[str, str, str], ...], mesh: Any = None,
-              state_sharding: Any = None) -> Any:
+              state_sharding: Any = None, table: np.ndarray | None = None) -> Any:
   """The data-parallel step loop shared by every identi trainer; returns the final state.
 
   Jits `train_step(state, batch) -> (state, metrics)` with donated, replicated state; feeds
@@ -317,6 +323,9 @@ def run_steps(state, train_step, batch_fn, config: ml_collections.ConfigDict, st
   `checkpoint.every_steps` and at the end; raises the failure the state records. `mesh` (default
   `sharding.data_mesh()`) splits the batch over its 'data' axis; `state_sharding` (a pytree of
   shardings like the state, default replicated) keeps the state where it is, e.g. latent-sharded.
+  With `table` (every training row, small enough to keep on each device) `batch_fn` returns row
+  indices into it and the step gathers its batch on the device: no rows cross from the host
+  after the start.
   """
   lead = jax.process_index() == 0
   metrics_path = os.path.join(workdir, METRICS_FILE)
@@ -326,14 +335,24 @@ def run_steps(state, train_step, batch_fn, config: ml_collections.ConfigDict, st
   mesh = mesh if mesh is not None else sharding.data_mesh()
   repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   state_sharding = state_sharding if state_sharding is not None else repl
-  step_fn = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
-                    out_shardings=(state_sharding, repl), donate_argnums=0)
+  if table is None:
+    step_fn = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
+                      out_shardings=(state_sharding, repl), donate_argnums=0)
+  else:
+    rows_on_device = jax.device_put(table, repl)
+    gather_step = jax.jit(lambda state, rows, idx: train_step(state, jnp.take(rows, idx, axis=0)),
+                          in_shardings=(state_sharding, repl, batch_sharding),
+                          out_shardings=(state_sharding, repl), donate_argnums=0)
+
+    def step_fn(state, idx):
+      return gather_step(state, rows_on_device, idx)
   t = config.train
   rows = sharding.local_rows(t.batch_size)
   # A latent-sharded mesh is made current while the step traces, so that top-k selections over
   # latents run shard by shard (`identi.sae.topk.top_k_latents`).
   latent_mesh = sharding.MODEL_AXIS in mesh.axis_names
   t_last, step_last = time.time(), start
+  in_flight = []
   for step in range(start, t.num_steps):
     x = sharding.make_global_batch(batch_fn(step, rows), batch_sharding, t.batch_size)
     if latent_mesh:
@@ -341,6 +360,11 @@ def run_steps(state, train_step, batch_fn, config: ml_collections.ConfigDict, st
         state, metrics = step_fn(state, x)
     else:
       state, metrics = step_fn(state, x)
+    # Let the host run at most AHEAD_STEPS steps ahead of the devices: an unbounded queue of
+    # dispatched steps made a 2-core CPU run up to 30% slower (host and compute threads compete).
+    in_flight.append(jax.tree.leaves(metrics)[0])
+    if len(in_flight) > AHEAD_STEPS:
+      in_flight.pop(0).block_until_ready()
     done = step + 1
     if done % t.log_every_steps == 0 or done == t.num_steps:
       m = {k: scalar_or_list(v) for k, v in jax.device_get(metrics).items()}

@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from identi import data as data_lib
@@ -32,6 +33,8 @@ from identi.train.evaluation import evaluate
 from identi.train.optimizer import learning_rate_schedule, make_optimizer, sparsity_schedule
 
 # Config keys that may change when a run is resumed; anything else must match the saved run.
+#: Training sets up to this size (float32 rows) are kept on every device for the whole run.
+DEVICE_ROWS_MAX_BYTES = 256 * 2**20
 RESUMABLE_CHANGES = ("train.log_every_steps", "checkpoint.", "eval.", "mesh.")
 
 logger = logging.getLogger(__name__)
@@ -226,12 +229,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
               "steps %d-%d", config.sae.kind, d_in, config.sae.d_sae, jax.device_count(),
               jax.process_count(), dict(mesh.shape), start, config.train.num_steps)
   t = config.train
+  # Small training sets are read (and checked) once and kept on the devices; each step then
+  # gathers its rows there. The rows, and so the run, are the same either way.
+  table = None
+  if train_src.num_examples * d_in * 4 <= DEVICE_ROWS_MAX_BYTES:
+    table = train_src.get(np.arange(train_src.num_examples))
+
+  def batch(step: int, rows: slice) -> np.ndarray:
+    idx = data_lib.batch_indices(train_src.num_examples, t.batch_size, step, t.seed)[rows]
+    return idx.astype(np.int32) if table is not None else train_src.get(idx)
+
   state = runtime.run_steps(
-      state, make_train_step(model, config),
-      lambda step, rows: train_src.get(
-          data_lib.batch_indices(train_src.num_examples, t.batch_size, step, t.seed)[rows]),
-      config, start, checkpointer, workdir, rate_key="tokens_per_s",
-      rate_format="{:,.0f} tok/s", fields=PROGRESS, mesh=mesh, state_sharding=state_sharding)
+      state, make_train_step(model, config), batch, config, start, checkpointer, workdir,
+      rate_key="tokens_per_s", rate_format="{:,.0f} tok/s", fields=PROGRESS, mesh=mesh,
+      state_sharding=state_sharding, table=table)
 
   # Evaluation runs data-parallel on the gathered dictionary (the same program for any mesh).
   variables = jax.device_put({"params": state["params"], "stats": state["stats"]},

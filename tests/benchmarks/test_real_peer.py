@@ -18,5 +18,5 @@ def test_peer_trainer_help_needs_no_torch():
 def test_benchmark_help_needs_no_torch():
   proc = run_module("benchmarks.real_peer", "--help", check=False)  # absl exits 1 after help.
   assert "Traceback" not in proc.stderr and "torch" not in proc.stdout + proc.stderr
-  for flag in ("--layer", "--workdir", "--smoke"):
+  for flag in ("--layer", "--workdir", "--repeats", "--smoke"):
     assert flag in proc.stdout + proc.stderr

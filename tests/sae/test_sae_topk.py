@@ -155,6 +155,48 @@ def test_sparse_decoder_equals_dense_in_loss_codes_and_gradients(batch, with_dea
   np.testing.assert_allclose(sparse_decode(values, indices, w), dense[2] @ w, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("width,k", [(680, 12), (257, 5), (64, 16), (100, 32)])
+def test_row_top_k_equals_lax_top_k_with_ties_and_infinities(width, k):
+  from identi.sae.topk import row_top_k  # pylint: disable=g-import-not-at-top
+  a = np.array(jax.random.normal(jax.random.key(width), (33, width)), np.float32)
+  a[0] = 1.0  # all tied: the lowest indices win
+  a[1, ::3] = np.round(a[1, ::3])  # many ties among the largest
+  a[2, :] = -np.inf
+  a[2, 5] = 0.0  # fewer finite entries than k: -inf entries, lowest index first
+  a[3, 7] = np.inf
+  a[4] = -0.0
+  a[4, 3] = 0.0
+  values, indices = row_top_k(jnp.asarray(a), k)
+  ref_values, ref_indices = jax.lax.top_k(jnp.asarray(a), k)
+  np.testing.assert_array_equal(indices, ref_indices)
+  np.testing.assert_array_equal(values, ref_values)
+
+
+def test_topk_autoencode_input_gradient_equals_the_dense_one():
+  from identi.sae.topk import topk_autoencode  # pylint: disable=g-import-not-at-top
+  keys = jax.random.split(jax.random.key(9), 5)
+  x = jax.random.normal(keys[0], (70, 24))
+  w_enc, w_dec = jax.random.normal(keys[1], (24, 256)), jax.random.normal(keys[2], (256, 24))
+  b_enc, b_dec = jax.random.normal(keys[3], (256,)), jax.random.normal(keys[4], (24,))
+  r = jax.random.normal(jax.random.key(10), x.shape)
+
+  def sparse(x, w_enc, b_enc, w_dec, b_dec):
+    values, _, recon = topk_autoencode(x, w_enc, b_enc, w_dec, b_dec, 4)
+    return jnp.sum(r * recon) + jnp.sum(values ** 2)
+
+  def dense(x, w_enc, b_enc, w_dec, b_dec):
+    pre = (x - b_dec) @ w_enc + b_enc
+    values, indices = jax.lax.top_k(pre, 4)
+    codes = jax.vmap(lambda i, v: jnp.zeros(256).at[i].set(v))(indices, jax.nn.relu(values))
+    return jnp.sum(r * (codes @ w_dec + b_dec)) + jnp.sum(codes ** 2)
+
+  args = (x, w_enc, b_enc, w_dec, b_dec)
+  got = jax.grad(sparse, argnums=tuple(range(5)))(*args)
+  want = jax.grad(dense, argnums=tuple(range(5)))(*args)
+  for name, g, w in zip(("x", "W_enc", "b_enc", "W_dec", "b_dec"), got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
 def test_decoder_auto_rule_and_bad_decoder():
   assert TopKSAE(d_in=8, d_sae=8192, k=32).sparse_decoder
   assert not TopKSAE(d_in=8, d_sae=512, k=6).sparse_decoder

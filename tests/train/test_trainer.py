@@ -13,6 +13,7 @@ from identi import data as data_lib
 from identi import io
 from identi.errors import ConfigError, DataError, NonFiniteError
 from identi.train import abstract_state, load_trained, train_and_evaluate
+from identi.train import trainer as trainer_lib
 
 
 def _params(workdir):
@@ -130,7 +131,9 @@ class _PoisonedSource(data_lib.ArraySource):
     return x
 
 
-def test_nonfinite_batch_stops_and_keeps_last_good_checkpoint(tmp_path):
+def test_nonfinite_batch_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  # Streamed from the host (a training set kept on the devices is read and checked once).
+  monkeypatch.setattr(trainer_lib, "DEVICE_ROWS_MAX_BYTES", 0)
   x = np.random.default_rng(0).normal(size=(2048, 16)).astype(np.float32)
   # Call 1 draws the init sample; training step s uses call s + 2, so step 45 is the first bad one.
   source = _PoisonedSource(x, poison_after=46)
@@ -140,6 +143,16 @@ def test_nonfinite_batch_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
   params = _params(tmp_path)
   assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(params))
+
+
+def test_rows_kept_on_the_devices_train_bit_identically_to_streamed_rows(tmp_path, monkeypatch):
+  config = smoke_config("sae_topk", sae__decoder="sparse")
+  train_and_evaluate(config, str(tmp_path / "device"))
+  monkeypatch.setattr(trainer_lib, "DEVICE_ROWS_MAX_BYTES", 0)
+  train_and_evaluate(config, str(tmp_path / "host"))
+  for a, b in zip(jax.tree.leaves(_params(tmp_path / "device")),
+                  jax.tree.leaves(_params(tmp_path / "host"))):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_sparse_topk_path_trains_like_the_dense_one_on_eight_devices(tmp_path):
