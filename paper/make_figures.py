@@ -14,7 +14,7 @@ from identi.bin import cli
 from identi.experiments import graph, identify, steer
 from identi.train import load_config
 from paper import (amortisation_gap, block_transplant, leak_sweep, minimality_sweep, phase_diagram,
-                   sample_size)
+                   sample_size, seed_consistency)
 from paper.common import OUT, ROOT, SMOKE
 
 _ONLY = flags.DEFINE_string("only", "", "Run only this figure.")
@@ -96,6 +96,7 @@ FIGURES = {
     "sample_size": sample_size.run,
     "amortisation_gap": amortisation_gap.run,
     "leak_sweep": leak_sweep.run,
+    "seed_consistency": seed_consistency.run,
     "concept_graph": concept_graph,
     "grammar_concepts": grammar_concepts,
     "scenes_concepts": scenes_concepts,

@@ -116,6 +116,21 @@ def leak_sweep(d: dict) -> tuple[list[str], Rows]:
   return header, rows
 
 
+# --- seed_consistency -----------------------------------------------------------------------
+
+def seed_consistency(d: dict) -> tuple[list[str], Rows]:
+  header = ["runs", "MCC (encoder)", "MCC (minimal code)", "PW-MCC (activation)",
+            "PW-MCC (decoder)"]
+  rows = [[f"init seed {r['init_seed']}", f3(r["mcc"]), f3(r["mcc_minimal"]), "-", "-"]
+          for r in d["records"]]
+  rows += [[f"seeds {p['seeds'][0]} and {p['seeds'][1]}", "-", "-", f3(p["activation"]),
+            f3(p["decoder"])] for p in d["pairs"]]
+  s = d["summary"]
+  rows.append(["mean", f3(s["mcc_mean"]), f3(s["mcc_minimal_mean"]), f3(s["pw_mcc_activation"]),
+               f3(s["pw_mcc_decoder"])])
+  return header, rows
+
+
 # --- phase_diagram --------------------------------------------------------------------------
 
 def phase_grid(key: str) -> Callable[[dict], tuple[list[str], Rows]]:
@@ -453,6 +468,8 @@ TABLES = [
           fig("hsm_identifiability_eps03", "results.json"),
           functools.partial(identify_minimal, width=512)),
     Table("leak_sweep", page("leak_sweep"), fig("leak_sweep", "leak_sweep.json"), leak_sweep),
+    Table("seed_consistency", page("identify_hsm"),
+          fig("seed_consistency", "seed_consistency.json"), seed_consistency),
     Table("phase_encoder", page("phase_diagram"), fig("phase_diagram", "phase_diagram.json"),
           phase_grid("mcc")),
     Table("phase_minimal", page("phase_diagram"), fig("phase_diagram", "phase_diagram.json"),

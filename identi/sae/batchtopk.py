@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 from identi.errors import ConfigError
-from identi.sae.topk import KSparseSAE
+from identi.sae.topk import MODEL_AXIS, KSparseSAE, latent_shard_mesh
 
 
 def _is_explicitly_sharded(x: jax.Array) -> bool:
@@ -18,16 +18,52 @@ def _is_explicitly_sharded(x: jax.Array) -> bool:
   return any(axis is not None for axis in jax.typeof(x).sharding.spec)
 
 
+def _sharded_batch_topk(acts: jax.Array, k: int, mesh) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """`batch_topk_codes` under a mesh that shards latents: each (rows, latents) block offers its
+  own k*B largest entries with their global positions, the blocks exchange only those candidates,
+  and the k*B largest candidates (ties to the lower row, then latent, as `jax.lax.top_k` over the
+  flattened batch) are the global selection; each block keeps the codes that fall in it."""
+  batch, width = acts.shape
+  total = k * batch
+  rows = next((a for a in mesh.axis_names
+               if a != MODEL_AXIS and batch % mesh.shape[a] == 0 and mesh.shape[a] > 1), None)
+  axes = (rows, MODEL_AXIS) if rows else MODEL_AXIS
+
+  def local(a):
+    b, d = a.shape
+    row0 = jax.lax.axis_index(rows) * b if rows else 0
+    col0 = jax.lax.axis_index(MODEL_AXIS) * d
+    values, flat = jax.lax.top_k(a.reshape(-1), min(total, b * d))
+    r, c = flat // d + row0, flat % d + col0
+    values, r, c = (jax.lax.all_gather(v, axes, tiled=True) for v in (values, r, c))
+    order = jnp.lexsort((c, r))  # Global flattened order, so that ties go to the lower position.
+    best, pos = jax.lax.top_k(values[order], total)
+    r, c = r[order][pos] - row0, c[order][pos] - col0
+    inside = (r >= 0) & (r < b) & (c >= 0) & (c < d)
+    where = jnp.where(inside, r * d + c, b * d)  # Out of range: dropped by the scatter.
+    codes = jnp.zeros((b * d,), a.dtype).at[where].set(best, mode="drop").reshape(b, d)
+    positive = best > 0
+    return codes, jnp.min(jnp.where(positive, best, jnp.inf)), jnp.any(positive)
+
+  spec = P(rows, MODEL_AXIS)
+  return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=(spec, P(), P()),
+                       check_vma=False)(acts)
+
+
 def batch_topk_codes(acts: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Keeps the k*B largest entries of acts (B, d_sae) over the flattened batch.
 
-  The selection is global, so an explicitly sharded batch is gathered for the top-k and the codes
-  are resharded like `acts` afterwards.
+  The selection is global. Under a mesh that shards the latents (`latent_shard_mesh`) it is
+  two-stage and exact without gathering acts (`_sharded_batch_topk`); otherwise an explicitly
+  sharded batch is gathered for the top-k and the codes are resharded like `acts` afterwards.
 
   Returns:
     (codes, min_kept, any_kept): codes of acts' shape; the smallest positive kept value (+inf if
     none) and whether any kept value is positive.
   """
+  mesh = latent_shard_mesh(acts.shape[-1])
+  if mesh is not None:
+    return _sharded_batch_topk(acts, k, mesh)
   flat = acts.reshape(-1)
   explicit = _is_explicitly_sharded(flat)
   if explicit:

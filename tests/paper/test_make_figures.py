@@ -2,11 +2,15 @@
 
 The five pipeline figures are the session's pipeline runs (tests/conftest.py runs them through
 paper.make_figures in-process); the other figures run here in-process, and one through the binary.
+seed_consistency is the exception: its smoke run is three trainings with the minimality stage
+(90 s of one core), whose parts the identify and stage tests run already; here only its
+matching is tested.
 """
 
 import json
 import os
 
+import numpy as np
 import pytest
 
 from helpers import run_module
@@ -63,3 +67,12 @@ def test_make_figures_binary_runs_one_figure(tmp_path):
   proc = run_module("paper.make_figures", "--smoke", "--only=sample_size", f"--out={tmp_path}")
   assert f"sample_size: {tmp_path}/sample_size/sample_size.png" in proc.stdout
   _check_outputs(tmp_path / "sample_size", "sample_size")
+
+
+def test_decoder_pw_mcc_matches_atoms_up_to_order_sign_and_dropped_rows():
+  from paper.seed_consistency import decoder_pw_mcc  # pylint: disable=g-import-not-at-top
+  w = np.random.default_rng(0).normal(size=(12, 8))
+  other = -w[np.random.default_rng(1).permutation(12)] * 3.0
+  other = np.concatenate([other, np.zeros((4, 8))])  # Atoms the stage dropped.
+  assert decoder_pw_mcc(w, other) == pytest.approx(1.0)
+  assert decoder_pw_mcc(w, np.random.default_rng(2).normal(size=(12, 8))) < 0.9

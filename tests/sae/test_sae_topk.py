@@ -295,3 +295,22 @@ def test_top_k_over_sharded_latents_is_exact(shape):
   np.testing.assert_array_equal(values, ref_values)
   np.testing.assert_array_equal(indices, ref_indices)
   np.testing.assert_array_equal(indices[3], np.arange(5))
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (1, 8)])
+def test_batch_top_k_over_sharded_latents_is_exact(shape):
+  """BatchTopK's selection over the whole batch, latents (and rows) sharded: the same codes and
+  threshold statistics as the unsharded selection, ties included."""
+  from identi.sae.batchtopk import batch_topk_codes  # pylint: disable=g-import-not-at-top
+
+  mesh = jax.make_mesh(shape, ("data", "model"),
+                       axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  acts = jax.nn.relu(jnp.round(jax.random.normal(jax.random.key(1), (16, 64)) * 2) / 2)
+  acts = acts.at[3].set(1.5)  # Ties across shards at a kept value.
+  spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data", "model"))
+  with jax.set_mesh(mesh):
+    got = jax.jit(batch_topk_codes, static_argnums=1)(jax.device_put(acts, spec), 3)
+  want = batch_topk_codes(acts, 3)
+  for g, w in zip(got, want):
+    np.testing.assert_array_equal(g, w)
+  assert np.sum(np.asarray(got[0]) > 0) == 3 * 16
