@@ -1,7 +1,8 @@
 """Per-device memory of the SAE training step with the latents sharded over a 'model' axis.
 
-`python -m benchmarks.sharded_memory [--d_in=512] [--d_sae=16384,65536,262144] [--models=1,2,4,8]
-[--devices=8] [--output=FILE.json]` compiles (never runs) the training step of a TopK SAE on
+`python -m benchmarks.sharded_memory [--kind=topk] [--d_in=512] [--d_sae=16384,65536,262144]
+[--models=1,2,4,8] [--devices=8] [--output=FILE.json]` compiles (never runs) the training step of a
+TopK (or `--kind=batchtopk`) SAE on
 `--devices` forced CPU devices for each mesh (data = devices / model, model) and reports XLA's
 planned memory per device (`Compiled.memory_analysis()`): the step's arguments (the state it is
 handed: parameters, Adam moments, counters, the batch), and its temporaries. Compiling needs no
@@ -30,6 +31,7 @@ from identi.bin import cli  # noqa: E402
 from identi.train import default_config, sharding  # noqa: E402
 from identi.train.trainer import abstract_state, build_model, make_train_step  # noqa: E402
 
+_KIND = flags.DEFINE_enum("kind", "topk", ["topk", "batchtopk"], "SAE kind.")
 _D_IN = flags.DEFINE_integer("d_in", 512, "Activation width.")
 _D_SAE = flags.DEFINE_list("d_sae", ["16384", "65536", "262144"], "Dictionary sizes.")
 _MODELS = flags.DEFINE_list("models", ["1", "2", "4", "8"], "Devices per latent shard.")
@@ -41,10 +43,11 @@ _OUTPUT = flags.DEFINE_string("output", "", "Optional JSON output.")
 MIB = 2 ** 20
 
 
-def step_memory(d_in: int, d_sae: int, model: int, k: int, batch: int) -> dict:
+def step_memory(d_in: int, d_sae: int, model: int, k: int, batch: int,
+                kind: str = "topk") -> dict:
   """XLA's planned per-device memory of one training step (bytes), compiled, not run."""
   config = default_config()
-  config.sae.kind, config.sae.d_sae, config.sae.k, config.mesh.model = "topk", d_sae, k, model
+  config.sae.kind, config.sae.d_sae, config.sae.k, config.mesh.model = kind, d_sae, k, model
   config.train.batch_size = batch
   mesh = sharding.training_mesh(model)
   abstract = abstract_state(config, d_in)
@@ -59,7 +62,7 @@ def step_memory(d_in: int, d_sae: int, model: int, k: int, batch: int) -> dict:
   with jax.set_mesh(mesh):
     mem = step.lower(state, x).compile().memory_analysis()
   dictionary = 4 * (2 * d_in * d_sae + d_sae + d_in)
-  return {"d_in": d_in, "d_sae": d_sae, "model": model, "data": jax.device_count() // model,
+  return {"kind": kind, "d_in": d_in, "d_sae": d_sae, "model": model, "data": jax.device_count() // model,
           "argument_bytes": int(mem.argument_size_in_bytes),
           "temp_bytes": int(mem.temp_size_in_bytes),
           "output_bytes": int(mem.output_size_in_bytes),
@@ -72,7 +75,7 @@ def main(argv):
   rows = []
   for d_sae in map(int, _D_SAE.value):
     for model in map(int, _MODELS.value):
-      r = step_memory(_D_IN.value, d_sae, model, _K.value, _BATCH.value)
+      r = step_memory(_D_IN.value, d_sae, model, _K.value, _BATCH.value, _KIND.value)
       rows.append(r)
       print(f"d_sae {d_sae:>8,}  mesh (data {r['data']}, model {model})  arguments "
             f"{r['argument_bytes'] / MIB:9.1f} MiB  temporaries {r['temp_bytes'] / MIB:9.1f} MiB "

@@ -513,6 +513,8 @@ TABLES = [
           fig("block_transplant", "block_transplant.json"), block_transplant),
     Table("sharded_memory", os.path.join("docs", "performance.md"),
           os.path.join("benchmarks", "results", "sharded_memory.json"), sharded_memory),
+    Table("sharded_memory_batchtopk", os.path.join("docs", "performance.md"),
+          os.path.join("benchmarks", "results", "sharded_memory_batchtopk.json"), sharded_memory),
     Table("minilm_port", os.path.join("docs", "models.md"), MINILM_ERRORS, minilm_port),
     Table("multi_sae_steps", os.path.join("docs", "performance.md"),
           os.path.join("benchmarks", "results", "multi_sae.json"), multi_sae_steps),
