@@ -3,8 +3,9 @@
   python -m paper.seed_consistency [--smoke] [--out=paper/figures]
 
 `make demo`'s world (configs/identify_hsm.py: leak eps = 0.05, 128 level-1 concepts in d = 64,
-256 latents) and its `identifiable` method (BatchTopK plus the minimality stage), trained three
-times with init seeds 0, 1 and 2 on the same data in the same order. Reported per seed: encoder
+256 latents) and its `identifiable` method (BatchTopK plus the minimality stage), trained with
+init seeds 0, 1 and 2 on the same data in the same order, as one vmapped sweep
+(`sweep.init_seeds`), each SAE then through its own stage. Reported per seed: encoder
 and minimal-code MCC against the true concepts. Per pair of seeds (PW-MCC, the mean over the three
 pairs):
 
@@ -29,6 +30,8 @@ from identi import metrics
 from identi.bin import cli
 from identi.experiments import identify as identify_lib
 from identi.train import load_config, load_trained
+from identi.train.config import validate_config
+from identi.train.sweep import member_config, member_dir, train_sweep
 
 from paper.common import OUT, ROOT, SMOKE, write_outputs
 
@@ -55,12 +58,16 @@ def run(out: str, smoke: bool) -> list[str]:
   source, _, x_eval, z_eval = identify_lib.split_eval(x, z, config.data.num_eval,
                                                       config.data.split_seed)
   runs = os.path.join(out, NAME, "runs")
+  # The three SAEs train together (vmapped over the seeds, one data stream), each then gets its
+  # own minimality stage and workdir; scoring reopens each workdir as a finished run.
+  tc = identify_lib.training_config(config, METHOD)
+  tc.sweep.init_seeds = ",".join(map(str, SEEDS))
+  validate_config(tc)
+  train_sweep(tc, runs, source=source)
   records, codes, decoders = [], [], []
   for seed in SEEDS:
-    tc = identify_lib.training_config(config, METHOD)
-    tc.train.init_seed = seed
-    workdir = os.path.join(runs, f"seed{seed}")
-    record = identify_lib.identify_sae(tc, source, x_eval, z_eval, workdir,
+    workdir = member_dir(runs, seed)
+    record = identify_lib.identify_sae(member_config(tc, seed), source, x_eval, z_eval, workdir,
                                        config.minimal.method, name=f"{METHOD} seed {seed}",
                                        **identify_lib.minimal_kwargs(config))
     records.append(dict(record, init_seed=seed))

@@ -209,9 +209,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                       f"{flat['sae.kind']!r}; the minimality stage fits a k-sparse encoder: use "
                       "sae.kind topk, batchtopk or matryoshka")
   seeds = sweep_seeds(flat["sweep.init_seeds"])
-  if seeds and flat["minimality.enabled"]:
-    raise ConfigError("config key 'sweep.init_seeds' is set and minimality.enabled is True; the "
-                      "minimality stage runs on single SAEs: train the seeds one by one")
   if seeds and flat["mesh.model"] > 1:
     raise ConfigError("config key 'sweep.init_seeds' is set and mesh.model > 1; a sweep trains "
                       "data-parallel: set mesh.model=1 or train the SAEs one by one")

@@ -7,8 +7,8 @@ batches are shared, so the sweep is what cross-seed consistency needs. The stack
 leading SAE axis on every leaf) is checkpointed in `workdir/checkpoints` and resumes as a whole;
 metrics.jsonl holds one value per SAE for each metric. At the end every SAE gets a training
 workdir of its own, `workdir/seed_<s>`: run.json with its config (`train.init_seed` = s), its
-metrics, a checkpoint at the last step and final.json, so `encode`, `evaluate`, `export` and the
-dashboards use it like any run, and `identi.bin.train` with that config trains the same SAE one
+metrics, a checkpoint at the last step, its minimality stage's output when the config has the
+stage, and final.json, so `encode`, `evaluate`, `export` and the dashboards use it like any run, and `identi.bin.train` with that config trains the same SAE one
 by one (to float tolerance: a vmapped step rounds like the plain one up to summation order).
 """
 
@@ -25,7 +25,7 @@ import ml_collections
 from identi import data as data_lib
 from identi import io
 from identi import sae as sae_lib
-from identi.train import runtime, sharding
+from identi.train import minimality, runtime, sharding
 from identi.sae.topk import SWEEP_AXIS
 from identi.train.checkpoint import Checkpointer
 from identi.train.config import sweep_seeds
@@ -88,14 +88,15 @@ def train_sweep(config: ml_collections.ConfigDict, workdir: str,
           data_lib.batch_indices(train_src.num_examples, t.batch_size, step, t.seed)[rows]),
       config, start, checkpointer, workdir, rate_key="tokens_per_s",
       rate_format="{:,.0f} tok/s per SAE", fields=PROGRESS)
-  return [write_member(config, workdir, i, seed, state, d_in, model, eval_src)
+  return [write_member(config, workdir, i, seed, state, d_in, model, train_src, eval_src)
           for i, seed in enumerate(seeds)]
 
 
 def write_member(config, workdir: str, index: int, seed: int, state, d_in: int, model,
-                 eval_src) -> dict[str, Any]:
-  """Writes SAE `index` of the stacked `state` as the training workdir seed_<seed>; returns its
-  final metrics."""
+                 train_src, eval_src) -> dict[str, Any]:
+  """Writes SAE `index` of the stacked `state` as the training workdir seed_<seed>, runs its
+  minimality stage when the config has one (as `train_and_evaluate` does for a single run);
+  returns its final metrics."""
   member = member_config(config, seed)
   path = runtime.prepare_workdir(member_dir(workdir, seed))
   own = jax.tree.map(lambda a: a[index], state)
@@ -110,9 +111,11 @@ def write_member(config, workdir: str, index: int, seed: int, state, d_in: int, 
   checkpointer.save(step, own)
   checkpointer.close()
   variables = {"params": own["params"], "stats": own["stats"]}
+  if member.minimality.enabled:  # The minimal dictionary and its encoder replace the SAE.
+    model, variables = minimality.run_stage(model, variables, train_src, member, path)
   final = evaluate(model, variables, eval_src, config.eval.batch_size,
                    mcc_method=config.eval.mcc_method)
-  final.update(step=step, kind=config.sae.kind, d_in=d_in, d_sae=config.sae.d_sae,
+  final.update(step=step, kind=minimality.final_kind(config), d_in=d_in, d_sae=config.sae.d_sae,
                init_seed=seed)
   if lead:
     io.write_json(os.path.join(path, runtime.FINAL_FILE), final)

@@ -103,9 +103,20 @@ def test_a_run_without_its_stage_output_says_how_to_finish(trained, tmp_path):
 
 @pytest.mark.parametrize("overrides,match", [
     ({"sae__kind": "relu"}, "k-sparse"),
-    ({"sweep__init_seeds": "0,1"}, "one by one"),
     ({"minimality__tol": 0.0}, "minimality.tol"),
 ])
 def test_impossible_settings_are_refused(overrides, match):
   with pytest.raises(ConfigError, match=match):
     validate_config(smoke_config("sae_identifiable", **overrides))
+
+
+def test_a_sweep_runs_the_stage_for_every_seed(tmp_path):
+  from identi.train import train_sweep  # pylint: disable=g-import-not-at-top
+  finals = train_sweep(smoke_config("sae_identifiable", sweep__init_seeds="0,3"), str(tmp_path))
+  assert [f["init_seed"] for f in finals] == [0, 3]
+  for final, seed in zip(finals, (0, 3)):
+    workdir = str(tmp_path / f"seed_{seed}")
+    assert final["kind"] == minimality.FINAL_KIND and np.isfinite(final["mcc"])
+    assert os.path.exists(minimality.path(workdir))
+    _, model, _ = load_trained(workdir)
+    assert type(model).__name__ == "JumpReLUSAE"
