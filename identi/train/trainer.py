@@ -32,9 +32,9 @@ from identi.train.config import default_config, init_seed, sae_hparams, validate
 from identi.train.evaluation import evaluate
 from identi.train.optimizer import learning_rate_schedule, make_optimizer, sparsity_schedule
 
-# Config keys that may change when a run is resumed; anything else must match the saved run.
 #: Training sets up to this size (float32 rows) are kept on every device for the whole run.
 DEVICE_ROWS_MAX_BYTES = 256 * 2**20
+# Config keys that may change when a run is resumed; anything else must match the saved run.
 RESUMABLE_CHANGES = ("train.log_every_steps", "checkpoint.", "eval.", "mesh.")
 
 logger = logging.getLogger(__name__)
