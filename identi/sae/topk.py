@@ -348,33 +348,6 @@ def _topk_encode(x_c, w_enc, b_enc, k):
   return values.reshape(-1, k)[:n], indices.reshape(-1, k)[:n]
 
 
-def _topk_encode_fwd(x_c, w_enc, b_enc, k, dtype):
-  x_c, w_enc = precision.cast(x_c, dtype), precision.cast(w_enc, dtype)
-  values, indices = _topk_encode(x_c, w_enc, b_enc, k)
-  return (values, indices), (x_c, w_enc, values, indices)
-
-
-def _topk_encode_bwd(k, dtype, res, cotangents):
-  del k
-  x_c, w_enc, values, indices = res
-  d_values = jnp.where(values > 0, cotangents[0], 0.0)
-  d_values_c = precision.cast(d_values, dtype)
-  w_rows = w_enc.T  # (d_sae, d_in): the rows that the active latents read.
-  d_x = _decode(d_values_c, indices, w_rows)
-  d_w_rows = _scatter_rows_add(d_values_c, indices, x_c, w_rows.shape)
-  d_b = jnp.zeros((w_enc.shape[1],), jnp.float32).at[indices.reshape(-1)].add(
-      d_values.reshape(-1))
-  return d_x, d_w_rows.T, d_b
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _topk_encode_vjp(x_c, w_enc, b_enc, k, dtype):
-  return _topk_encode_fwd(x_c, w_enc, b_enc, k, dtype)[0]
-
-
-_topk_encode_vjp.defvjp(_topk_encode_fwd, _topk_encode_bwd)
-
-
 def topk_encode(x_c: jax.Array, w_enc: jax.Array, b_enc: jax.Array, k: int,
                 compute_dtype: Any = jnp.float32) -> tuple[jax.Array, jax.Array]:
   """(values, indices) of the k largest pre-activations x_c @ w_enc + b_enc per row, rectified.
@@ -384,9 +357,13 @@ def topk_encode(x_c: jax.Array, w_enc: jax.Array, b_enc: jax.Array, k: int,
   exact because the gradient of every inactive latent is 0. On CPU the forward runs over blocks of
   ENCODE_BLOCK_ROWS samples so that the pre-activations never leave the cache. With a bfloat16
   `compute_dtype`, x_c and w_enc are rounded to bfloat16 (also in the backward pass); the
-  pre-activations, values and gradients are float32.
+  pre-activations, values and gradients are float32. It is `topk_autoencode` without a decoder
+  (zero b_dec, so its input is x_c; the unused reconstruction is dropped by XLA).
   """
-  return _topk_encode_vjp(x_c, w_enc, b_enc, k, jnp.dtype(compute_dtype))
+  d_in, d_sae = w_enc.shape
+  values, indices, _ = topk_autoencode(x_c, w_enc, b_enc, jnp.zeros((d_sae, d_in), jnp.float32),
+                                       jnp.zeros((d_in,), jnp.float32), k, compute_dtype)
+  return values, indices
 
 
 def _autoencode_fwd(x_s, w_enc, b_enc, w_dec, b_dec, k, dtype):
@@ -492,7 +469,7 @@ class TopKSAE(KSparseSAE):
   Attributes:
     decoder: 'dense' (codes @ W_dec), 'sparse' (`sparse_decode` gathers the k active decoder rows:
       k * d_in work per sample instead of d_sae * d_in, with a scatter-add backward; and
-      `topk_encode` computes the encoder's gradient for the k active latents only) or 'auto'
+      `topk_autoencode` computes the encoder's gradient for the k active latents only) or 'auto'
       (sparse when d_sae >= SPARSE_MIN_D_SAE and d_sae >= SPARSE_MIN_RATIO * k). Both give the
       same loss and gradients up to float rounding; the AuxK term always decodes densely.
       With compute_dtype='bfloat16' the encoder, the decoder and both sparse paths take bfloat16
