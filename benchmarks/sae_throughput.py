@@ -29,7 +29,7 @@ import numpy as np
 from absl import flags
 
 from benchmarks.peers import saelens_env
-from benchmarks.timing import matmul_flops_per_s, median_seconds
+from benchmarks.timing import benchmark_batch, matmul_flops_per_s, median_seconds
 from identi import io
 from identi.bin import cli
 from identi.errors import ConfigError
@@ -58,12 +58,6 @@ _DTYPES = flags.DEFINE_list("dtypes", ["float32"],
                             "Compute dtypes to time: float32, bfloat16 (e.g. float32,bfloat16).")
 _PEER = flags.DEFINE_enum("peer", "auto", ["auto", "saelens", "none"],
                           "Peer timed on the TopK rows; auto: saelens except for the smoke preset.")
-
-
-def benchmark_batch(batch: int, d_in: int) -> np.ndarray:
-  """The fixed non-negative float32 (batch, d_in) batch that identi and the peer both train on."""
-  rng = np.random.default_rng(0)
-  return np.abs(rng.normal(size=(batch, d_in))).astype(np.float32)
 
 
 def time_train_step(kind: str, d_in: int, d_sae: int, k: int, batch: int,

@@ -1,4 +1,5 @@
-"""What every benchmark times with: median steady-state seconds and the measured matmul peak."""
+"""What every benchmark times with: median steady-state seconds, the measured matmul peak and the
+fixed batch that identi and the peers train on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def wall_seconds(fn: Callable[[], Any], repeats: int) -> list[float]:
@@ -42,3 +44,9 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 10, dtype: str = "float32",
     f = jax.jit(lambda a: jnp.dot(a.T, a, preferred_element_type=jnp.float32))
   jax.block_until_ready(f(a))
   return 2 * n**3 / min(wall_seconds(lambda: f(a), repeats))
+
+
+def benchmark_batch(batch: int, d_in: int) -> np.ndarray:
+  """The fixed non-negative float32 (batch, d_in) batch that identi and the peer both train on."""
+  rng = np.random.default_rng(0)
+  return np.abs(rng.normal(size=(batch, d_in))).astype(np.float32)

@@ -8,8 +8,8 @@ under 64 level-2 and 16 level-3 wholes of 2 parts each, observed as x = A z1 in 
 superposition); 2^17 samples. A whole's parts fire together in 41% of the samples where either
 fires, and plain SAEs learn such pairs as composite units. Every SAE kind (256 latents, 2x the
 concepts; TopK/BatchTopK/Matryoshka k = 8, MP 8 pursuit steps, ReLU L1 0.02), the identifiable
-recipe (configs/sae_identifiable.py: BatchTopK, then the minimality stage) and the baselines
-(PCA, dense linear AE, FastICA), scored on 8,192 held-out samples; minimal codes are
+recipe (configs/sae_identifiable.py: BatchTopK at 2x d_sae, then the minimality stage) and the
+baselines (PCA, dense linear AE, FastICA), scored on 8,192 held-out samples; minimal codes are
 non-negative OMP (at most 16 atoms) over the deduplicated decoder.
 The weak-selection world (eps = 0.3) is configs/identify_hsm_eps03.py.
 Results: docs/experiments/identify_hsm.md.

@@ -4,20 +4,20 @@
       --config.data.path=DIR --config.sae.d_sae=N --config.sae.k=K --workdir=W
   python -m identi.bin.encode --workdir=W --input=X.npy --output=C.npy [--mode=minimal]
 
-`train` runs both stages: the SAE's steps, then the minimal dictionary of its decoder (atoms
+`train` runs both stages: the SAE's steps (with minimality.expansion = 2 times d_sae latents, so
+that d_sae may be the number of concepts or more), then the minimal dictionary of its decoder (atoms
 moved onto the edges of the data's cone, composites and unneeded atoms dropped, missing atoms
 seeded from residuals) and an encoder fitted to the minimal codes, stored in
 W/minimal.safetensors. `encode` gives the final codes; `--mode=minimal` non-negative OMP over the
-minimal atoms. Results: docs/experiments/identify_hsm.md.
+minimal atoms; the final SAE has d_sae latents, at most one per kept atom. Results:
+docs/experiments/identify_hsm.md.
 
 Smoke variant for tests: --config=configs/sae_identifiable.py:smoke
 """
 
 from identi.train.config import config_variant, default_config
+from identi.train.minimality import identifiable_recipe
 
 
 def get_config(arg=None):
-  config = default_config()
-  config.sae.kind = "batchtopk"
-  config.minimality.enabled = True
-  return config_variant(config, arg)
+  return config_variant(identifiable_recipe(default_config()), arg)

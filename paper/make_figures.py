@@ -20,8 +20,14 @@ from paper.common import OUT, ROOT, SMOKE
 _ONLY = flags.DEFINE_string("only", "", "Run only this figure.")
 
 
-def _identify(name: str, config_file: str, out: str, smoke: bool) -> list[str]:
+def _identify(name: str, config_file: str, out: str, smoke: bool, **overrides) -> list[str]:
   config = load_config(os.path.join(ROOT, "configs", config_file + (":smoke" if smoke else "")))
+  for key, value in overrides.items():  # Dotted keys as 'sae__d_sae'.
+    *parents, leaf = key.split("__")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
   workdir = os.path.join(out, name)
   identify.run(config, workdir)
   return [os.path.join(workdir, f"{identify.FIGURE_STEM}.{ext}") for ext in ("png", "pdf")] + [
@@ -32,6 +38,16 @@ def hsm_identifiability(out: str, smoke: bool) -> list[str]:
   """Every SAE kind, the identifiable recipe and the baselines on the eps = 0.05 world
   (configs/identify_hsm.py, `make demo`)."""
   return _identify("hsm_identifiability", "identify_hsm.py", out, smoke)
+
+
+def hsm_identifiability_1x(out: str, smoke: bool) -> list[str]:
+  """The k-sparse SAE kinds and the identifiable recipe on the eps = 0.05 world at 1x width: as
+  many latents as true concepts (the user who knows the count)."""
+  config = load_config(os.path.join(ROOT, "configs", "identify_hsm.py" + (":smoke" if smoke
+                                                                            else "")))
+  return _identify("hsm_identifiability_1x", "identify_hsm.py", out, smoke,
+                   sae__d_sae=config.world.level_sizes[0],
+                   methods="topk,batchtopk,matryoshka,identifiable")
 
 
 def hsm_identifiability_eps03(out: str, smoke: bool) -> list[str]:
@@ -90,6 +106,7 @@ def minilm_wordnet(out: str, smoke: bool) -> list[str]:
 
 FIGURES = {
     "hsm_identifiability": hsm_identifiability,
+    "hsm_identifiability_1x": hsm_identifiability_1x,
     "hsm_identifiability_eps03": hsm_identifiability_eps03,
     "phase_diagram": phase_diagram.run,
     "minimality_sweep": minimality_sweep.run,

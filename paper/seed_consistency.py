@@ -4,7 +4,7 @@
 
 `make demo`'s world (configs/identify_hsm.py: leak eps = 0.05, 128 level-1 concepts in d = 64,
 256 latents) and its `identifiable` method (BatchTopK plus the minimality stage), trained with
-init seeds 0, 1 and 2 on the same data in the same order, as one vmapped sweep
+init seeds 0, 1 and 2 on the same data in the same order, as one sweep
 (`sweep.init_seeds`), each SAE then through its own stage. Reported per seed: encoder
 and minimal-code MCC against the true concepts. Per pair of seeds (PW-MCC, the mean over the three
 pairs):
@@ -58,7 +58,7 @@ def run(out: str, smoke: bool) -> list[str]:
   source, _, x_eval, z_eval = identify_lib.split_eval(x, z, config.data.num_eval,
                                                       config.data.split_seed)
   runs = os.path.join(out, NAME, "runs")
-  # The three SAEs train together (vmapped over the seeds, one data stream), each then gets its
+  # The three SAEs train together (one step for all, one data stream), each then gets its
   # own minimality stage and workdir; scoring reopens each workdir as a finished run.
   tc = identify_lib.training_config(config, METHOD)
   tc.sweep.init_seeds = ",".join(map(str, SEEDS))

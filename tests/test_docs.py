@@ -108,11 +108,26 @@ def identify_world(d: dict) -> tuple[list[str], Rows]:
 
 # --- leak_sweep -----------------------------------------------------------------------------
 
+def leak_sweep_worlds(d: dict) -> tuple[list[str], Rows]:
+  header = ["eps", "pi", "active level-1", "parts co-occur"]
+  rows = [[number(r["eps"]), f3(r["pi"]), f"{r['active']:.2f}", pct(r["co_occurrence"], 0)]
+          for r in d["records"]]
+  return header, rows
+
+
 def leak_sweep(d: dict) -> tuple[list[str], Rows]:
-  header = ["eps", "pi", "active level-1", "parts co-occur", "MCC (encoder)",
-            "MCC (minimal code)", "dead"]
-  rows = [[number(r["eps"]), f3(r["pi"]), f"{r['active']:.2f}", pct(r["co_occurrence"], 0),
-           f3(r["mcc"]), f3(r["mcc_minimal"]), pct(r["dead_fraction"])] for r in d["records"]]
+  """One row per method; per eps its encoder / minimal-code MCC."""
+  header = ["method"] + [f"eps = {number(r['eps'])}" for r in d["records"]]
+  names = method_names(256)
+  rows = []
+  for i, method in enumerate(d["records"][0]["methods"]):
+    cells = []
+    for r in d["records"]:
+      m = r["methods"][i]
+      assert m["name"] == method["name"], "every eps lists the methods in one order"
+      cells.append(f3(m["mcc"]) + (f" / {f3(m['mcc_minimal'])}" if "mcc_minimal" in m else ""))
+    rows.append([names[method["name"]]] + cells)
+  rows.append(["OMP, true dictionary (limit)"] + [f3(r["limit"]["mcc"]) for r in d["records"]])
   return header, rows
 
 
@@ -307,10 +322,12 @@ def minilm_port(d: dict) -> tuple[list[str], Rows]:
 
 def multi_sae_steps(d: dict) -> tuple[list[str], Rows]:
   header = ["d_in", "d_sae", "k", "batch", "SAEs", "one step of all, sequential (ms)",
-            "vmapped (ms)", "tokens/s per SAE, vmapped", "speed-up"]
+            "vmapped (ms)", "SAELens multi-SAE trainer (ms)", "tokens/s per SAE, vmapped",
+            "vmapped vs sequential", "vmapped vs SAELens"]
   rows = [[count(r["d_in"]), count(r["d_sae"]), str(r["k"]), count(r["batch"]), str(r["saes"]),
-           f"{1e3 * r['sequential_step_s']:.1f}", f"{1e3 * r['vmapped_step_s']:.1f}",
-           count(r["vmapped_tokens_per_s_per_sae"]), f"{r['speedup']:.2f}x"] for r in d["rows"]]
+           f"{1e3 * r['sequential_step_s']:,.1f}", f"{1e3 * r['vmapped_step_s']:,.1f}",
+           f"{1e3 * r['saelens_step_s']:,.1f}", count(r["vmapped_tokens_per_s_per_sae"]),
+           f"{r['speedup']:.2f}x", f"{r['speedup_vs_saelens']:.2f}x"] for r in d["rows"]]
   return header, rows
 
 
@@ -456,7 +473,7 @@ TABLES = [
     Table("identify_minimal", page("identify_hsm"), fig("hsm_identifiability", "results.json"),
           identify_minimal),
     Table("identify_methods_1x", page("identify_hsm"),
-          fig("hsm_identifiability", "results_d_sae_128.json"),
+          fig("hsm_identifiability_1x", "results.json"),
           functools.partial(identify_methods, width=128)),
     Table("identify_world_eps03", page("identify_hsm"),
           fig("hsm_identifiability_eps03", "results.json"),
@@ -467,6 +484,8 @@ TABLES = [
     Table("identify_minimal_eps03", page("identify_hsm"),
           fig("hsm_identifiability_eps03", "results.json"),
           functools.partial(identify_minimal, width=512)),
+    Table("leak_sweep_worlds", page("leak_sweep"), fig("leak_sweep", "leak_sweep.json"),
+          leak_sweep_worlds),
     Table("leak_sweep", page("leak_sweep"), fig("leak_sweep", "leak_sweep.json"), leak_sweep),
     Table("seed_consistency", page("identify_hsm"),
           fig("seed_consistency", "seed_consistency.json"), seed_consistency),

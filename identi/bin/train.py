@@ -3,8 +3,10 @@
 Writes DIR/metrics.jsonl, DIR/checkpoints/ and DIR/final.json; a killed run restarted with the same
 command resumes from its latest checkpoint. Multi-host: start one process per host with
 --coordinator_address=HOST:PORT --num_processes=N --process_id=I. With
---config.sweep.init_seeds=0,1,2,3 it trains one SAE per seed in one vmapped pass (shared data)
-and writes each to DIR/seed_<s>/.
+--config.sweep.init_seeds=0,1,2,3 it trains one SAE per seed in one pass (shared data)
+and writes each to DIR/seed_<s>/; with --config.data.source=npy
+--config.sweep.data_paths=ACTS/layer_1,ACTS/layer_2 one SAE per activation directory (e.g. per
+layer, the same rows of each), written to DIR/layer_1/, DIR/layer_2/.
 """
 
 from absl import flags
@@ -12,7 +14,7 @@ from ml_collections import config_flags
 
 from identi.bin import cli
 from identi.train import initialize_distributed, train_and_evaluate, train_sweep
-from identi.train.config import sweep_seeds
+from identi.train.sweep import is_sweep
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/sae_topk.py:smoke.")
@@ -27,11 +29,11 @@ def main(argv):
   del argv
   initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   config = cli.load_config(_CONFIG)
-  if sweep_seeds(config.sweep.init_seeds):
+  if is_sweep(config):
     finals = train_sweep(config, _WORKDIR.value)
   else:
     finals = [train_and_evaluate(config, _WORKDIR.value)]
-  print(cli.format_table(finals, [k for k in ("kind", "init_seed", "step", "fvu", "l0",
+  print(cli.format_table(finals, [k for k in ("member", "kind", "init_seed", "step", "fvu", "l0",
                                               "dead_fraction", "shrinkage", "cosine", "mcc")
                                   if k in finals[0]]))
 

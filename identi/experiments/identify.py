@@ -27,11 +27,11 @@ from identi import data as data_lib
 from identi import generators, infer, io, plots
 from identi.errors import ConfigError, DataError
 from identi.train import config as config_lib
-from identi.train import load_trained, score_codes, train_and_evaluate
+from identi.train import load_trained, minimality, score_codes, train_and_evaluate
 
 #: The SAE kinds the identification experiment trains by default.
-#: The identifiable recipe: a BatchTopK SAE followed by the minimality stage
-#: (`identi.train.minimality`), as configs/sae_identifiable.py trains it.
+#: The identifiable recipe: a BatchTopK SAE of twice d_sae latents followed by the minimality
+#: stage (`identi.train.minimality`), as configs/sae_identifiable.py trains it.
 IDENTIFIABLE = "identifiable"
 SAE_METHODS = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka", "mp", IDENTIFIABLE)
 BASELINE_METHODS = ("pca", "linear_ae", "ica")
@@ -98,8 +98,10 @@ def training_config(config: ml_collections.ConfigDict, kind: str) -> ml_collecti
     tc[section] = ml_collections.ConfigDict(config[section].to_dict())
   tc.data.num_eval = config.data.num_eval
   tc.data.split_seed = config.data.split_seed
-  tc.sae.kind = "batchtopk" if kind == IDENTIFIABLE else kind
-  tc.minimality.enabled = kind == IDENTIFIABLE
+  if kind == IDENTIFIABLE:
+    minimality.identifiable_recipe(tc)
+  else:
+    tc.sae.kind = kind
   for section, values in config.per_kind[kind].items():
     for key, value in values.items():
       tc[section][key] = value

@@ -79,9 +79,19 @@ def default_config() -> ml_collections.ConfigDict:
   c.minimality.tol = 1e-3  # OMP's relative residual energy; also the stage's cost threshold.
   c.minimality.seed_rounds = 2  # Rounds of atoms seeded from residual groups.
   c.minimality.polish_rounds = 6  # Method-of-optimal-directions rounds at the end.
+  # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the
+  # final dictionary has d_sae latents whatever the count of concepts (1: train at d_sae).
+  c.minimality.expansion = 1
 
   c.sweep = ml_collections.ConfigDict()
-  c.sweep.init_seeds = ""  # "0,1,2,3": train one SAE per init seed, vmapped, sharing the data.
+  c.sweep.init_seeds = ""  # "0,1,2,3": train one SAE per init seed in one step, sharing the data.
+  # "DIR_A,DIR_B": one SAE per activation directory (e.g. per layer) in one step; every step reads
+  # the same rows of each directory (data.source 'npy', data.path left empty).
+  c.sweep.data_paths = ""
+  # How one step runs the SAEs: 'vmap' (vectorised over the SAE axis), 'loop' (one after another
+  # inside the one jitted step, `lax.map`), 'auto' (loop on CPU, where a vectorised step is no
+  # faster, vmap on accelerators).
+  c.sweep.batching = "auto"
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.model = 1  # Devices per latent shard: W_enc, b_enc, W_dec and Adam split over latents.
@@ -104,12 +114,13 @@ _CHOICES = {
     "data.source": DATA_SOURCES,
     "data.superposition.magnitude": ("lognormal", "uniform"),
     "eval.mcc_method": ("pearson", "spearman"),
+    "sweep.batching": ("auto", "vmap", "loop"),
 }
 _POSITIVE = (
     "sae.d_sae", "sae.k", "sae.bandwidth", "sae.init_threshold", "sae.init_sample_size",
     "train.num_steps", "train.batch_size", "train.learning_rate", "train.log_every_steps",
     "train.dead_window_tokens", "mesh.model", "checkpoint.every_steps", "checkpoint.max_to_keep",
-    "eval.batch_size", "data.num_eval", "minimality.num_samples",
+    "eval.batch_size", "data.num_eval", "minimality.num_samples", "minimality.expansion",
 )
 _NON_NEGATIVE = (
     "sae.k_aux", "sae.aux_alpha", "sae.l1_coeff", "sae.l0_coeff", "train.warmup_steps",
@@ -208,11 +219,23 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config key 'minimality.enabled' is True but sae.kind is "
                       f"{flat['sae.kind']!r}; the minimality stage fits a k-sparse encoder: use "
                       "sae.kind topk, batchtopk or matryoshka")
+  if flat["minimality.expansion"] > 1 and not flat["minimality.enabled"]:
+    raise ConfigError(f"config key 'minimality.expansion' is {flat['minimality.expansion']} but "
+                      "minimality.enabled is False; only the minimality stage shrinks a wider "
+                      "SAE to d_sae latents: enable it or set minimality.expansion=1")
   seeds = sweep_seeds(flat["sweep.init_seeds"])
-  if seeds and flat["mesh.model"] > 1:
-    raise ConfigError("config key 'sweep.init_seeds' is set and mesh.model > 1; a sweep trains "
-                      "data-parallel: set mesh.model=1 or train the SAEs one by one")
-  if flat["data.source"] == "npy" and not flat["data.path"]:
+  paths = sweep_paths(flat["sweep.data_paths"])
+  if seeds and paths:
+    raise ConfigError("config keys 'sweep.init_seeds' and 'sweep.data_paths' are both set; a "
+                      "sweep varies one of them: set the other to ''")
+  for key in ("sweep.init_seeds", "sweep.data_paths"):
+    if flat[key] and flat["mesh.model"] > 1:
+      raise ConfigError(f"config key '{key}' is set and mesh.model > 1; a sweep trains "
+                        "data-parallel: set mesh.model=1 or train the SAEs one by one")
+  if paths and (flat["data.source"] != "npy" or flat["data.path"]):
+    raise ConfigError("config key 'sweep.data_paths' is set; its directories are the data: set "
+                      "data.source='npy' and leave data.path empty")
+  if flat["data.source"] == "npy" and not flat["data.path"] and not paths:
     raise ConfigError(
         "config key 'data.path' is empty but data.source is 'npy'; "
         "pass --config.data.path=SHARD_DIR")
@@ -229,6 +252,18 @@ def sweep_seeds(text: str) -> tuple[int, ...]:
     raise ConfigError(f"config key 'sweep.init_seeds' is {text!r}; the seeds must be distinct "
                       "and >= 0")
   return seeds
+
+
+def sweep_paths(text: str) -> tuple[str, ...]:
+  """The directories of config key 'sweep.data_paths' ("a/layer_1,a/layer_2"; "" = no sweep).
+  Each SAE's workdir is named after its directory, so the last path components must differ."""
+  paths = tuple(p.strip() for p in text.split(",") if p.strip())
+  names = [os.path.basename(os.path.normpath(p)) for p in paths]
+  if len(set(names)) != len(names) or len(paths) == 1:
+    raise ConfigError(f"config key 'sweep.data_paths' is {text!r}; give two or more "
+                      "comma-separated directories whose last components differ (each SAE's "
+                      "workdir is named after it)")
+  return paths
 
 
 def init_seed(config: ml_collections.ConfigDict) -> int:
@@ -262,6 +297,13 @@ def sae_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
   elif s.kind == "jumprelu":
     hp.update(bandwidth=s.bandwidth, init_threshold=s.init_threshold)
   return hp
+
+
+def train_width(config: ml_collections.ConfigDict) -> int:
+  """The number of latents the SAE trains with: sae.d_sae, times minimality.expansion when the
+  minimality stage (which keeps at most sae.d_sae atoms) follows."""
+  expansion = config.minimality.expansion if config.minimality.enabled else 1
+  return int(config.sae.d_sae * expansion)
 
 
 def sparsity_coeff(config: ml_collections.ConfigDict) -> float:

@@ -46,6 +46,20 @@ ENCODER_RIDGE = 1e-3
 FINAL_KIND = "jumprelu"
 #: The smallest threshold (JumpReLU keeps log-thresholds).
 MIN_THRESHOLD = 1e-6
+#: The identifiable recipe's SAE: BatchTopK, trained with this many times d_sae latents, so that
+#: it has room for a pair's composite and its parts whatever the count of concepts.
+RECIPE_KIND = "batchtopk"
+RECIPE_EXPANSION = 2
+
+
+def identifiable_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Sets `config` (an `identi.train` config) to the identifiable recipe, in place: a
+  `RECIPE_KIND` SAE of `RECIPE_EXPANSION` x d_sae latents, then the stage, which keeps at most
+  d_sae atoms. configs/sae_identifiable.py and the identify experiment both train it."""
+  config.sae.kind = RECIPE_KIND
+  config.minimality.enabled = True
+  config.minimality.expansion = RECIPE_EXPANSION
+  return config
 
 
 def path(workdir: str) -> str:
@@ -82,13 +96,13 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
   atoms, report = minimality.minimal_dictionary(x_c, np.asarray(params["W_dec"], np.float32),
                                                 settings=s)
   codes = minimality.codes(x_c, atoms, s)
-  if atoms.shape[0] > model.d_sae:  # Keep the atoms with the most code energy.
-    keep = np.sort(np.argsort(-np.sum(np.square(codes), 0), kind="stable")[:model.d_sae])
+  final = final_model(config, model.d_in)
+  if atoms.shape[0] > final.d_sae:  # Keep the atoms with the most code energy.
+    keep = np.sort(np.argsort(-np.sum(np.square(codes), 0), kind="stable")[:final.d_sae])
     atoms, codes = atoms[keep], minimality.codes(x_c, atoms[keep], s)
-    report.append({"step": "cap", "atoms": int(model.d_sae)})
+    report.append({"step": "cap", "atoms": int(final.d_sae)})
   m = atoms.shape[0]
   w, b = _fit_encoder(x_c, codes)
-  final = final_model(config, model.d_in)
   shapes = jax.eval_shape(lambda: final.init(jax.random.key(0),
                                              np.zeros((1, model.d_in), np.float32)))
   out = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes)
@@ -100,7 +114,7 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
   out["stats"]["input_scale"] = np.asarray(stats["input_scale"], np.float32)
   pre = x_c @ w + b
   rate = np.mean(codes > 0, axis=0)
-  threshold = np.ones(model.d_sae, np.float32)
+  threshold = np.ones(final.d_sae, np.float32)
   threshold[:m] = [np.quantile(pre[:, j], 1.0 - rate[j]) if rate[j] > 0 else np.max(pre[:, j]) + 1
                    for j in range(m)]
   out["params"]["log_threshold"][:] = np.log(np.maximum(threshold, MIN_THRESHOLD))
@@ -131,12 +145,12 @@ def run_stage(model, variables, train_src, config: ml_collections.ConfigDict,
     return final, load(target, final)
   n = min(config.minimality.num_samples, train_src.num_examples)
   rows = data_lib.batch_indices(train_src.num_examples, n, 0, config.train.seed + 2)
-  logger.info("minimality: minimal dictionary of %d atoms on %d training rows",
-              model.d_sae, n)
+  logger.info("minimality: minimal dictionary of %d atoms (at most %d kept) on %d training rows",
+              model.d_sae, config.sae.d_sae, n)
   out, report = minimal_variables(model, variables, train_src.get(rows), config)
   if jax.process_index() == 0:
     sae_lib.save_variables(target, out, {"kind": FINAL_KIND, "d_in": model.d_in,
-                                         "d_sae": model.d_sae},
+                                         "d_sae": config.sae.d_sae},
                            {"minimality": json.dumps(report)})
   return final_model(config, model.d_in), out
 

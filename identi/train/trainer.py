@@ -28,14 +28,16 @@ from identi import sae as sae_lib
 from identi.errors import ConfigError
 from identi.train import minimality, runtime, sharding
 from identi.train.checkpoint import Checkpointer
-from identi.train.config import default_config, init_seed, sae_hparams, validate_config
+from identi.train.config import (default_config, init_seed, sae_hparams, train_width,
+                                 validate_config)
 from identi.train.evaluation import evaluate
 from identi.train.optimizer import learning_rate_schedule, make_optimizer, sparsity_schedule
 
 #: Training sets up to this size (float32 rows) are kept on every device for the whole run.
 DEVICE_ROWS_MAX_BYTES = 256 * 2**20
 # Config keys that may change when a run is resumed; anything else must match the saved run.
-RESUMABLE_CHANGES = ("train.log_every_steps", "checkpoint.", "eval.", "mesh.")
+RESUMABLE_CHANGES = ("train.log_every_steps", "checkpoint.", "eval.", "mesh.",
+                     "sweep.batching")
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +56,9 @@ def build_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
 
 
 def build_model(config: ml_collections.ConfigDict, d_in: int):
-  """The configured SAE module; its parameters are float32 whatever sae.compute_dtype says."""
-  return sae_lib.make_sae(config.sae.kind, d_in, config.sae.d_sae, **sae_hparams(config))
+  """The configured SAE module as it trains (`train_width` latents); its parameters are float32
+  whatever sae.compute_dtype says."""
+  return sae_lib.make_sae(config.sae.kind, d_in, train_width(config), **sae_hparams(config))
 
 
 def abstract_state(config: ml_collections.ConfigDict, d_in: int) -> dict[str, Any]:
@@ -65,7 +68,7 @@ def abstract_state(config: ml_collections.ConfigDict, d_in: int) -> dict[str, An
 
   def make():
     variables = model.init(jax.random.key(0), jnp.zeros((1, d_in), jnp.float32))
-    return init_state(variables, tx, config.sae.d_sae)
+    return init_state(variables, tx, model.d_sae)
 
   return jax.eval_shape(make)
 
@@ -220,13 +223,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     init_idx = data_lib.batch_indices(train_src.num_examples, n_init, 0, config.train.seed + 1)
     variables = sae_lib.init_sae(model, jax.random.key(init_seed(config)),
                                  train_src.get(init_idx))
-    state = jax.device_put(init_state(variables, tx, config.sae.d_sae), state_sharding)
+    state = jax.device_put(init_state(variables, tx, model.d_sae), state_sharding)
     start = 0
   else:
     logger.info("resumed from checkpoint at step %d in %s", start, workdir)
 
   logger.info("training %s SAE (d_in=%d, d_sae=%d) on %d devices in %d processes (mesh %s), "
-              "steps %d-%d", config.sae.kind, d_in, config.sae.d_sae, jax.device_count(),
+              "steps %d-%d", config.sae.kind, d_in, model.d_sae, jax.device_count(),
               jax.process_count(), dict(mesh.shape), start, config.train.num_steps)
   t = config.train
   # Small training sets are read (and checked) once and kept on the devices; each step then

@@ -31,6 +31,27 @@ def test_shipped_config_validates():
     config = load_config(f"{ROOT}/configs/sae_identifiable.py{variant}")
     validate_config(config)
     assert config.sae.kind == "batchtopk" and config.minimality.enabled
+    assert config.minimality.expansion == minimality.RECIPE_EXPANSION == 2
+
+
+def test_the_sae_trains_wider_and_the_stage_keeps_at_most_d_sae_atoms(trained):
+  from identi.train import sharding  # pylint: disable=g-import-not-at-top
+  from identi.train.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  from identi.train.trainer import abstract_state  # pylint: disable=g-import-not-at-top
+  workdir, final = trained
+  config = load_config(f"{ROOT}/configs/sae_identifiable.py:smoke")
+  d_sae, d_in = config.sae.d_sae, final["d_in"]
+  repl = sharding.replicated(sharding.data_mesh())
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
+                        abstract_state(config, d_in))
+  checkpointer = Checkpointer(workdir, max_to_keep=1, async_save=False)
+  state, _ = checkpointer.restore_newest(target)
+  checkpointer.close()
+  assert state["params"]["W_dec"].shape == (2 * d_sae, d_in)  # The trained SAE.
+  _, model, variables = load_trained(workdir)
+  assert model.d_sae == final["d_sae"] == d_sae
+  assert variables["params"]["W_dec"].shape == (d_sae, d_in)
+  assert minimality.report(workdir)[-1]["atoms"] <= d_sae
 
 
 def test_encode_binary_gives_the_final_codes(trained, tmp_path):
@@ -104,6 +125,8 @@ def test_a_run_without_its_stage_output_says_how_to_finish(trained, tmp_path):
 @pytest.mark.parametrize("overrides,match", [
     ({"sae__kind": "relu"}, "k-sparse"),
     ({"minimality__tol": 0.0}, "minimality.tol"),
+    ({"minimality__enabled": False}, "minimality.expansion"),
+    ({"minimality__expansion": 0}, "minimality.expansion"),
 ])
 def test_impossible_settings_are_refused(overrides, match):
   with pytest.raises(ConfigError, match=match):

@@ -42,6 +42,11 @@ def test_sweep_trains_what_single_runs_train_and_resumes(tmp_path, trained_workd
   assert [r["step"] for r in records] == [20, 40, 60] and isinstance(records[-1]["fvu"], float)
   sweep_records = io.read_jsonl(str(tmp_path / "sweep" / "metrics.jsonl"))
   assert len(sweep_records[-1]["fvu"]) == 2
+  # The vectorised step trains the same SAEs as the loop that CPUs run by default.
+  vmapped = smoke_config("sae_topk", sweep__init_seeds="0,7", sweep__batching="vmap")
+  train_sweep(vmapped, str(tmp_path / "vmapped"))
+  for s in (0, 7):
+    _close(_params(tmp_path / "vmapped" / f"seed_{s}"), _params(tmp_path / "sweep" / f"seed_{s}"))
   # Killed after its checkpoint at step 40: the sweep resumes and ends where it ended.
   killed = tmp_path / "killed"
   shutil.copytree(tmp_path / "sweep", killed)
@@ -62,3 +67,51 @@ def test_bad_sweeps_are_refused(seeds, message):
     validate_config(smoke_config("sae_topk", sweep__init_seeds=seeds))
   with pytest.raises(ConfigError, match="a sweep trains data-parallel"):
     validate_config(smoke_config("sae_topk", sweep__init_seeds="0,1", mesh__model=2))
+
+
+def _layers(tmp_path, rows=(4096, 4096), dims=(16, 16)):
+  """Directories 'layer_1', 'layer_2' of activations with latents, as a capture writes them."""
+  from identi import data as data_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  paths = []
+  for i, (n, d) in enumerate(zip(rows, dims)):
+    z = rng.exponential(size=(n, 32)) * (rng.random((n, 32)) < 0.1)
+    x = (z @ rng.normal(size=(32, d))).astype(np.float32)
+    data_lib.write_shards(tmp_path / f"layer_{i + 1}", x, z.astype(np.float32))
+    paths.append(str(tmp_path / f"layer_{i + 1}"))
+  return ",".join(paths)
+
+
+def test_data_sweep_trains_one_sae_per_directory_as_single_runs_do(tmp_path):
+  from identi.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  paths = _layers(tmp_path)
+  config = smoke_config("sae_topk", data__source="npy", sweep__data_paths=paths,
+                        sae__d_sae=32, sae__k=4)
+  finals = train_sweep(config, str(tmp_path / "sweep"))
+  assert [f["member"] for f in finals] == ["layer_1", "layer_2"]
+  for name, path in zip(("layer_1", "layer_2"), paths.split(",")):
+    with open(tmp_path / "sweep" / name / "run.json") as f:
+      assert json.load(f)["config"]["data"]["path"] == path
+    single = smoke_config("sae_topk", data__source="npy", data__path=path, sae__d_sae=32,
+                          sae__k=4)
+    final = train_and_evaluate(single, str(tmp_path / f"single_{name}"))
+    _close(_params(tmp_path / "sweep" / name), _params(tmp_path / f"single_{name}"))
+    assert finals[int(name[-1]) - 1]["mcc"] == pytest.approx(final["mcc"], abs=1e-4)
+  w1, w2 = (_params(tmp_path / "sweep" / n)["params"]["W_dec"] for n in ("layer_1", "layer_2"))
+  assert not np.allclose(w1, w2)  # Same init seed, different data: different SAEs.
+
+
+def test_bad_data_sweeps_are_refused(tmp_path):
+  from identi.errors import DataError  # pylint: disable=g-import-not-at-top
+  paths = _layers(tmp_path, rows=(4096, 2048))
+  with pytest.raises(DataError, match="differ in rows or width"):
+    train_sweep(smoke_config("sae_topk", data__source="npy", sweep__data_paths=paths),
+                str(tmp_path / "sweep"))
+  for overrides, message in [
+      ({"sweep__data_paths": "a/x,b/x", "data__source": "npy"}, "last components differ"),
+      ({"sweep__data_paths": "a/x,a/y", "data__source": "npy", "sweep__init_seeds": "0,1"},
+       "both set"),
+      ({"sweep__data_paths": "a/x,a/y"}, "data.source='npy'"),
+  ]:
+    with pytest.raises(ConfigError, match=message):
+      validate_config(smoke_config("sae_topk", **overrides))
