@@ -16,23 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
 
+# The sibling script, whether this one runs by path (the peer venv) or is imported (tests).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from saelens_step import load_batch, step_arguments  # noqa: E402  pylint: disable=g-import-not-at-top
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--d_in", type=int, required=True)
-  p.add_argument("--d_sae", type=int, required=True)
-  p.add_argument("--k", type=int, required=True)
-  p.add_argument("--batch", type=int, required=True)
+  p = step_arguments(__doc__.splitlines()[0])
   p.add_argument("--saes", type=int, required=True)
-  p.add_argument("--repeats", type=int, default=5, help="Timed steps (median reported).")
-  p.add_argument("--lr", type=float, required=True)
-  p.add_argument("--data", required=True, help="float32 (batch, d_in) .npy file.")
-  p.add_argument("--threads", type=int, default=1, help="torch intra-op threads.")
   return p.parse_args(argv)
 
 
@@ -45,11 +43,7 @@ def main(argv=None) -> None:
   from sae_lens.training.multi_sae_trainer import MultiSAETrainer  # pylint: disable=g-import-not-at-top
 
   torch.set_num_threads(args.threads)
-  x = np.load(args.data)
-  if x.shape != (args.batch, args.d_in) or x.dtype != np.float32:
-    raise ValueError(f"{args.data}: expected float32 {(args.batch, args.d_in)}, got "
-                     f"{x.dtype} {x.shape}")
-  batch = torch.from_numpy(x)
+  batch = torch.from_numpy(load_batch(args))
   saes = {}
   for seed in range(args.saes):
     torch.manual_seed(seed)

@@ -18,8 +18,10 @@ import time
 import numpy as np
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def step_arguments(description: str) -> argparse.ArgumentParser:
+  """The arguments of a timed SAELens TopK step on a fixed batch (this script and
+  saelens_multi.py)."""
+  p = argparse.ArgumentParser(description=description)
   p.add_argument("--d_in", type=int, required=True)
   p.add_argument("--d_sae", type=int, required=True)
   p.add_argument("--k", type=int, required=True)
@@ -28,7 +30,20 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--lr", type=float, required=True)
   p.add_argument("--data", required=True, help="float32 (batch, d_in) .npy file.")
   p.add_argument("--threads", type=int, default=1, help="torch intra-op threads.")
-  return p.parse_args(argv)
+  return p
+
+
+def load_batch(args: argparse.Namespace) -> np.ndarray:
+  """The fixed batch of `--data`, checked against `--batch` and `--d_in`."""
+  x = np.load(args.data)
+  if x.shape != (args.batch, args.d_in) or x.dtype != np.float32:
+    raise ValueError(f"{args.data}: expected float32 {(args.batch, args.d_in)}, got "
+                     f"{x.dtype} {x.shape}")
+  return x
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  return step_arguments(__doc__.splitlines()[0]).parse_args(argv)
 
 
 def main(argv=None) -> None:
@@ -41,11 +56,7 @@ def main(argv=None) -> None:
 
   torch.set_num_threads(args.threads)
   torch.manual_seed(0)
-  x = np.load(args.data)
-  if x.shape != (args.batch, args.d_in) or x.dtype != np.float32:
-    raise ValueError(f"{args.data}: expected float32 {(args.batch, args.d_in)}, got "
-                     f"{x.dtype} {x.shape}")
-  batch = torch.from_numpy(x)
+  batch = torch.from_numpy(load_batch(args))
   sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=args.d_in, d_sae=args.d_sae, k=args.k,
                                               dtype="float32", device="cpu"))
   steps = args.repeats + 2
