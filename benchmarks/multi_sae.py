@@ -108,7 +108,7 @@ def measure(d_in: int, d_sae: int, k: int, batch: int, saes: int, repeats: int) 
           "speedup": seq_s / vmap_s, "speedup_loop": seq_s / loop_s,
           "compile_s_sequential": compile_seq, "compile_s_vmapped": compile_vmap,
           "compile_s_loop": compile_loop, "devices": jax.device_count(),
-          "platform": jax.devices()[0].platform}
+          "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind}
 
 
 def peer_command(python: str, d_in: int, d_sae: int, k: int, batch: int, saes: int,
@@ -133,26 +133,36 @@ def time_saelens(python: str, d_in: int, d_sae: int, k: int, batch: int, saes: i
 
 def whole_runs(d_in: int, d_sae: int, k: int, batch: int, saes: int, steps: int) -> dict:
   """Wall time of `saes` whole training runs (`train_and_evaluate`: compile, steps, checkpoints,
-  evaluation), one after another, against one sweep (`train_sweep`) of the same SAEs."""
+  evaluation), one after another, against one sweep (`train_sweep`) of the same SAEs, vmapped and
+  looped. JAX's caches are cleared before each run and each sweep, so that every one compiles
+  from cold, as a separate process would."""
   config = default_config()
   config.sae.kind, config.sae.d_sae, config.sae.k = "topk", d_sae, k
   config.data.superposition.d, config.data.superposition.num_features = d_in, d_sae // 2
   config.train.batch_size, config.train.num_steps = batch, steps
   config.train.log_every_steps = config.checkpoint.every_steps = steps
+  swept = {}
   with tempfile.TemporaryDirectory() as tmp:
     t0 = time.perf_counter()
     for seed in range(saes):
       one = ml_collections.ConfigDict(config.to_dict())
       one.train.init_seed = seed
+      jax.clear_caches()
       train_and_evaluate(one, os.path.join(tmp, f"run_{seed}"))
     sequential = time.perf_counter() - t0
     config.sweep.init_seeds = ",".join(map(str, range(saes)))
-    t0 = time.perf_counter()
-    train_sweep(config, os.path.join(tmp, "sweep"))
-    swept = time.perf_counter() - t0
+    for batching in ("vmap", "loop"):
+      config.sweep.batching = batching
+      jax.clear_caches()
+      t0 = time.perf_counter()
+      train_sweep(config, os.path.join(tmp, f"sweep_{batching}"))
+      swept[batching] = time.perf_counter() - t0
+  auto = resolve_batching("auto")
   return {"d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch, "saes": saes, "steps": steps,
-          "sequential_runs_s": sequential, "sweep_s": swept, "speedup": sequential / swept,
-          "sweep_batching": resolve_batching(config.sweep.batching)}
+          "sequential_runs_s": sequential, "sweep_s": swept[auto],
+          "speedup": sequential / swept[auto], "sweep_batching": auto,
+          "sweep_vmap_s": swept["vmap"], "sweep_loop_s": swept["loop"],
+          "speedup_vmap": sequential / swept["vmap"], "speedup_loop": sequential / swept["loop"]}
 
 
 def main(argv):
@@ -183,7 +193,8 @@ def main(argv):
   if _RUN_STEPS.value:
     runs = [whole_runs(*PRESETS[_PRESET.value][0], _SAES.value, _RUN_STEPS.value)]
     print(cli.format_table(runs, ["d_in", "d_sae", "saes", "steps", "sequential_runs_s",
-                                  "sweep_s", "speedup"]))
+                                  "sweep_vmap_s", "sweep_loop_s", "speedup_vmap",
+                                  "speedup_loop", "sweep_batching"]))
   if _OUTPUT.value:
     io.write_json(_OUTPUT.value, {"preset": _PRESET.value, "rows": rows, "runs": runs,
                                   "peer": None if peer is None else {

@@ -127,3 +127,21 @@ def nan_batch():
   a, b = np.zeros((4, 2)), np.ones((4, 3))
   b[2, 1] = np.nan
   return a, b
+
+
+def count_compiles(fn):
+  """Runs fn(); returns (its result, how many XLA backend compiles it triggered)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  events = []
+
+  def listener(event, duration, **kwargs):
+    del duration, kwargs
+    if event == "/jax/core/compile/backend_compile_duration":
+      events.append(event)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    out = fn()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  return out, len(events)

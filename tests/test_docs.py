@@ -335,10 +335,12 @@ def multi_sae_steps(d: dict) -> tuple[list[str], Rows]:
 
 def multi_sae_runs(d: dict) -> tuple[list[str], Rows]:
   header = ["d_in", "d_sae", "SAEs", "steps", "one run after another (s)",
-            "one sweep (s; its step)", "speed-up"]
+            "one sweep, vmapped (s)", "one sweep, looped (s)", "vmapped speed-up",
+            "looped speed-up", "sweep.batching auto"]
   rows = [[count(r["d_in"]), count(r["d_sae"]), str(r["saes"]), count(r["steps"]),
-           f"{r['sequential_runs_s']:.1f}", f"{r['sweep_s']:.1f} ({r['sweep_batching']})",
-           f"{r['speedup']:.2f}x"] for r in d["runs"]]
+           f"{r['sequential_runs_s']:.1f}", f"{r['sweep_vmap_s']:.1f}", f"{r['sweep_loop_s']:.1f}",
+           f"{r['speedup_vmap']:.2f}x", f"{r['speedup_loop']:.2f}x", r["sweep_batching"]]
+          for r in d["runs"]]
   return header, rows
 
 
@@ -541,6 +543,10 @@ TABLES = [
           os.path.join("benchmarks", "results", "multi_sae.json"), multi_sae_steps),
     Table("multi_sae_runs", os.path.join("docs", "performance.md"),
           os.path.join("benchmarks", "results", "multi_sae.json"), multi_sae_runs),
+    Table("multi_sae_gpu_steps", os.path.join("docs", "performance.md"),
+          os.path.join("benchmarks", "results", "multi_sae_gpu.json"), multi_sae_steps),
+    Table("multi_sae_gpu_runs", os.path.join("docs", "performance.md"),
+          os.path.join("benchmarks", "results", "multi_sae_gpu.json"), multi_sae_runs),
     Table("formats_export", os.path.join("docs", "formats.md"),
           os.path.join("tests", "fixtures", "ecosystem", "results.json"), formats_export),
     Table("formats_import", os.path.join("docs", "formats.md"),

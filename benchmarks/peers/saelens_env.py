@@ -17,6 +17,9 @@ from identi import allocator
 TORCH = "torch==2.13.0"
 VENV = os.path.join("benchmarks", "peers", ".venv")
 STAMP = ".saelens-installed"
+#: A python that already has torch and sae-lens (e.g. a GPU machine's own, with CUDA torch), used
+#: instead of the peer venv when set.
+PYTHON_ENV = "IDENTI_PEER_PYTHON"
 
 
 def _run(cmd: list[str], root: str) -> str:
@@ -74,11 +77,18 @@ def warn(message: str) -> None:
 
 def peer_python(peer: str, preset: str, root: str) -> str | None:
   """The peer venv's python for --peer (auto: saelens except for the smoke preset), or None
-  (with a warning) when the peer is off or cannot be set up."""
+  (with a warning) when the peer is off or cannot be set up. `$IDENTI_PEER_PYTHON`, when set,
+  names the python to use instead of the venv."""
   if peer == "auto":
     peer = "none" if preset == "smoke" else "saelens"
   if peer == "none":
     return None
+  python = os.environ.get(PYTHON_ENV)
+  if python:
+    if not os.access(python, os.X_OK):
+      raise ValueError(f"${PYTHON_ENV}={python!r} is not an executable python; unset it to use "
+                       f"the peer venv {os.path.join(root, VENV)}")
+    return python
   try:
     return ensure_env(root)
   except (RuntimeError, OSError) as e:

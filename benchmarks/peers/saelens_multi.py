@@ -1,4 +1,4 @@
-"""Times SAELens's multi-SAE trainer on CPU (run with the peer venv's python).
+"""Times SAELens's multi-SAE trainer (run with the peer venv's python).
 
 `MultiSAETrainer` is the engine of SAELens's `MultiSAETrainingRunner`: it trains several
 `TrainingSAE`s in lockstep on one shared activation stream, one `SAETrainer.step` per SAE per batch
@@ -25,7 +25,8 @@ import numpy as np
 
 # The sibling script, whether this one runs by path (the peer venv) or is imported (tests).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from saelens_step import load_batch, step_arguments  # noqa: E402  pylint: disable=g-import-not-at-top
+from saelens_step import (load_batch, step_arguments, synchronize,  # noqa: E402  pylint: disable=g-import-not-at-top
+                          torch_device)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,24 +44,26 @@ def main(argv=None) -> None:
   from sae_lens.training.multi_sae_trainer import MultiSAETrainer  # pylint: disable=g-import-not-at-top
 
   torch.set_num_threads(args.threads)
-  batch = torch.from_numpy(load_batch(args))
+  device = torch_device(args, torch)
+  batch = torch.from_numpy(load_batch(args)).to(device)
   saes = {}
   for seed in range(args.saes):
     torch.manual_seed(seed)
     saes[f"sae_{seed}"] = TopKTrainingSAE(TopKTrainingSAEConfig(
-        d_in=args.d_in, d_sae=args.d_sae, k=args.k, dtype="float32", device="cpu"))
+        d_in=args.d_in, d_sae=args.d_sae, k=args.k, dtype="float32", device=device))
   steps = args.repeats + 3
   stamps: list[float] = []
 
   def provider():
     while True:
+      synchronize(device, torch)  # The previous step of every SAE has finished.
       stamps.append(time.perf_counter())
       yield {"x": batch}
 
   trainer = MultiSAETrainer(
       SAETrainerConfig(total_training_samples=steps * args.batch,
                        train_batch_size_samples=args.batch, lr=args.lr, lr_end=args.lr / 10,
-                       adam_beta1=0.9, adam_beta2=0.999, device="cpu", autocast=False),
+                       adam_beta1=0.9, adam_beta2=0.999, device=device, autocast=False),
       saes, hook_names={name: "x" for name in saes}, data_provider=provider())
   t0 = time.perf_counter()
   trainer.fit()
@@ -71,7 +74,8 @@ def main(argv=None) -> None:
       "step_s": seconds, "tokens_per_s_per_sae": args.batch / seconds,
       "tokens_per_s_total": args.saes * args.batch / seconds, "steps": steps,
       "fit_s": total_s, "saes": args.saes, "saelens_version": sae_lens.__version__,
-      "torch_version": torch.__version__, "threads": torch.get_num_threads()}))
+      "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+      "device": device}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from identi import data as data_lib
 from identi import infer
 from identi.train import config as config_lib
 from identi.errors import DataError
-from identi.train import load_trained, train_and_evaluate
+from identi.train import load_trained, runtime, train_and_evaluate, train_sweep
 from identi.train.inference import is_imported
 
 #: Sections of the SAE training schema that experiment configs carry.
@@ -53,15 +53,35 @@ def train_saes(config, capture_dir: str, workdir: str, names, num_concepts: int,
   """Trains (or resumes) one SAE per shard directory `capture_dir/<name>` in
   `workdir/sae_<name>`, on the given `rows` of it (None = all); returns (model, variables, eval
   source) each. An SAE imported into `workdir/sae_<name>` (`identi.bin.import_sae`) is used as it
-  is, so the graph and steering stages run on SAEs from other toolkits too."""
-  out = []
+  is, so the graph and steering stages run on SAEs from other toolkits too.
+
+  Sites of one width train together as one data sweep (`identi.train.train_sweep`, its stacked
+  state in `workdir/sweep_d<width>`), the rows of every site in one step; a site already trained
+  on its own (a workdir from before) finishes on its own."""
+  tc = sae_config(config, num_concepts, active)
+  sources = {}
   for name in names:
     source = data_lib.open_source(os.path.join(capture_dir, name))
-    if rows is not None:
-      source = data_lib.Subset(source, rows)
-    wd = os.path.join(workdir, f"sae_{name}")
-    if not is_imported(wd):
-      train_and_evaluate(sae_config(config, num_concepts, active), wd, source=source)
+    sources[name] = source if rows is None else data_lib.Subset(source, rows)
+  wds = {name: os.path.join(workdir, f"sae_{name}") for name in names}
+  by_width: dict[int, list[str]] = {}
+  for name in names:
+    if not is_imported(wds[name]):
+      by_width.setdefault(sources[name].dim, []).append(name)
+  for width, group in by_width.items():
+    if all(os.path.exists(os.path.join(wds[n], runtime.FINAL_FILE)) for n in group):
+      continue
+    sweep_dir = os.path.join(workdir, f"sweep_d{width}")
+    fresh = not any(runtime.load_run(wds[n]) for n in group)
+    if len(group) > 1 and (runtime.load_run(sweep_dir) is not None or fresh):
+      train_sweep(tc, sweep_dir, sources={f"sae_{n}": sources[n] for n in group},
+                  members_dir=workdir)
+    else:
+      for n in group:
+        train_and_evaluate(tc, wds[n], source=sources[n])
+  out = []
+  for name in names:
+    wd, source = wds[name], sources[name]
     _, model, variables = load_trained(wd)
     if model.d_in != source.dim:
       raise DataError(f"the SAE imported at {wd} reads {model.d_in} features but site {name!r} "

@@ -35,6 +35,13 @@ def geometric_median(x: jax.Array, num_iters: int = 50, eps: float = 1e-6) -> ja
   return jax.lax.fori_loop(0, num_iters, step, jnp.mean(x, axis=0))
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_init(model: SAE):
+  """model.init, jitted once per model (SAE modules hash by their fields), so that the SAEs of a
+  sweep, which share one model, compile it once."""
+  return jax.jit(model.init)
+
+
 def _check_sample(x: np.ndarray, d_in: int) -> None:
   """Raises DataError unless x is a finite, non-empty, non-zero (n, d_in) sample."""
   if x.ndim != 2:
@@ -76,7 +83,7 @@ def init_sae(model: SAE, key: jax.Array, x_sample: jax.Array) -> Variables:
   scale = jnp.asarray(math.sqrt(model.d_in) / mean_norm, jnp.float32)
   init_key, dec_key = jax.random.split(key)
   x = jnp.asarray(x, jnp.float32)
-  variables = jax.jit(model.init)(init_key, x[:1])
+  variables = _compiled_init(model)(init_key, x[:1])
   w_dec = unit_row_normal(dec_key, (model.d_sae, model.d_in))
   params = dict(variables["params"])
   params.update(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterator
 
 import jax
@@ -23,11 +24,19 @@ def _padded_batches(source, batch_size: int) -> Iterator[tuple[np.ndarray, Any, 
     yield x, z, n
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_apply(model, mesh):
+  """The jitted inference pass of `model` on `mesh`, built once per (model, mesh), so that the
+  SAEs of a sweep, which share one model, compile it once."""
+  repl, batch = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  return jax.jit(lambda v, x: model.apply(v, x, train=False),
+                 in_shardings=(repl, batch), out_shardings=(repl, repl))
+
+
 def _forward_fn(model):
   mesh = sharding.data_mesh()
-  repl, batch = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  fn = jax.jit(lambda v, x: model.apply(v, x, train=False),
-               in_shardings=(repl, batch), out_shardings=(repl, repl))
+  batch = sharding.batch_sharded(mesh)
+  fn = _compiled_apply(model, mesh)
 
   def forward(variables, x):
     rows = sharding.local_rows(x.shape[0])

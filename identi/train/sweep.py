@@ -7,7 +7,8 @@ A seed sweep's SAEs differ only in their initialisation (`train.init_seed`); eve
 and the batches are shared, so the sweep is what cross-seed consistency needs. A data sweep's
 SAEs read one directory each (e.g. the activations of one layer per directory, captured from the
 same inputs): each step takes the same rows of every directory, so the directories must hold the
-same number of rows of one width. The stacked state (a
+same number of rows of one width; `train_sweep(..., sources={name: source})` does the same
+over sources in memory (the subject pipelines' sites). The stacked state (a
 leading SAE axis on every leaf) is checkpointed in `workdir/checkpoints` and resumes as a whole;
 metrics.jsonl holds one value per SAE for each metric. At the end every SAE gets a training
 workdir of its own, `workdir/seed_<s>` (or `workdir/<directory name>`): run.json with its config
@@ -38,8 +39,8 @@ from identi.train.checkpoint import Checkpointer
 from identi.train.config import init_seed, sweep_paths, sweep_seeds, validate_config
 from identi.train.evaluation import evaluate
 from identi.train.optimizer import make_optimizer
-from identi.train.trainer import (PROGRESS, abstract_state, build_model, build_sources,
-                                  init_state, make_train_step, start_sae_run)
+from identi.train.trainer import (DEVICE_ROWS_MAX_BYTES, PROGRESS, abstract_state, build_model,
+                                  build_sources, init_state, make_train_step, start_sae_run)
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +79,19 @@ def members(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections
 def data_sources(named) -> list[tuple[Any, Any]]:
   """(train, eval) sources of each SAE of a data sweep, from its directory; DataError unless the
   directories hold the same number of rows of one width."""
-  splits = [build_sources(member) for _, member in named]
+  return check_same_rows([build_sources(member) for _, member in named],
+                         [member.data.path for _, member in named])
+
+
+def check_same_rows(splits, labels) -> list[tuple[Any, Any]]:
+  """`splits`, the (train, eval) sources of a data sweep's SAEs; DataError (naming each by its
+  label) unless they hold the same number of rows of one width."""
   shapes = [(train.num_examples + ev.num_examples, train.dim) for train, ev in splits]
   if len(set(shapes)) != 1:
-    listing = ", ".join(f"{m.data.path}: {n} rows x {d}" for (_, m), (n, d) in zip(named, shapes))
-    raise DataError(f"the directories of sweep.data_paths differ in rows or width ({listing}); "
-                    "a data sweep reads the same rows of each, so capture them from the same "
-                    "inputs at sites of one width")
+    listing = ", ".join(f"{label}: {n} rows x {d}" for label, (n, d) in zip(labels, shapes))
+    raise DataError(f"the data of the sweep's SAEs differ in rows or width ({listing}); a data "
+                    "sweep reads the same rows of each, so capture them from the same inputs at "
+                    "sites of one width")
   return splits
 
 
@@ -110,24 +117,54 @@ def sweep_step(step, batching: str, by_data: bool = False):
   return loop
 
 
-def train_sweep(config: ml_collections.ConfigDict, workdir: str,
-                source: Any = None) -> list[dict[str, Any]]:
+def train_sweep(config: ml_collections.ConfigDict, workdir: str, source: Any = None, *,
+                sources: dict[str, Any] | None = None,
+                members_dir: str | None = None) -> list[dict[str, Any]]:
   """Trains the SAEs of `config.sweep` together in `workdir` (resuming from its latest
-  checkpoint); returns their final metrics, in sweep order (each also in <member>/final.json)."""
+  checkpoint); returns their final metrics, in sweep order (each also in <member>/final.json).
+
+  Args:
+    config: a training config with `sweep.init_seeds` or `sweep.data_paths` set, or neither when
+      `sources` is given.
+    workdir: the sweep's directory (stacked checkpoints, metrics.jsonl, run.json).
+    source: optional activation source that replaces the configured data of a seed sweep.
+    sources: a data sweep over activation sources in memory, one SAE per entry, named by its key
+      (e.g. the sites of a model, as `sweep.data_paths` names directories); same rows, one width.
+    members_dir: where the SAEs' own workdirs go, `members_dir/<name>` (default `workdir`).
+  """
   validate_config(config)
-  named = members(config)
+  if sources is not None:
+    if is_sweep(config) or source is not None:
+      raise ConfigError("train_sweep got `sources` and a config sweep or a `source`; `sources` "
+                        "are the sweep: leave sweep.init_seeds, sweep.data_paths and source unset")
+    if len(sources) < 2:
+      raise ConfigError(f"train_sweep got {len(sources)} source(s); a data sweep needs two or "
+                        "more: train one SAE with train_and_evaluate")
+    named = [(name, member_config(config)) for name in sources]
+  else:
+    named = members(config)
   if not named:
     raise ConfigError("the config sets no sweep; set sweep.init_seeds or sweep.data_paths, or "
                       "train one SAE with train_and_evaluate")
-  by_data = bool(sweep_paths(config.sweep.data_paths))
+  by_data = sources is not None or bool(sweep_paths(config.sweep.data_paths))
   if by_data and source is not None:
     raise ConfigError("sweep.data_paths is set, so its directories are the data; call "
                       "train_sweep without a source")
-  splits = data_sources(named) if by_data else None
-  first = data_lib.open_source(named[0][1].data.path) if by_data else source
+  if sources is not None:
+    splits = check_same_rows(
+        [data_lib.train_eval_split(src, config.data.num_eval, config.data.split_seed)
+         for src in sources.values()], list(sources))
+    first = next(iter(sources.values()))
+  else:
+    splits = data_sources(named) if by_data else None
+    first = data_lib.open_source(named[0][1].data.path) if by_data else source
+  names = [name for name, _ in named]
+  saved = runtime.load_run(workdir)
+  if saved is not None and saved.get("sweep") not in (None, names):
+    raise ConfigError(f"{workdir} holds a sweep of {saved['sweep']}, not of {names}; resume it "
+                      "with the same SAEs, or train this sweep in a new workdir")
   workdir, train_src, eval_src = start_sae_run(config, workdir, first,
-                                               {"config": config.to_dict(),
-                                                "sweep": [name for name, _ in named]})
+                                               {"config": config.to_dict(), "sweep": names})
   if not by_data:  # One data stream, shared.
     splits = [(train_src, eval_src)] * len(named)
   d_in = train_src.dim
@@ -158,8 +195,18 @@ def train_sweep(config: ml_collections.ConfigDict, workdir: str,
               start, config.train.num_steps)
   t = config.train
 
+  # As for a single run, training rows that fit stay on the devices (each SAE's own table under
+  # the single run's bound) and each step gathers its batch there.
+  table = None
+  if train_src.num_examples * d_in * 4 <= DEVICE_ROWS_MAX_BYTES:
+    every = np.arange(train_src.num_examples)
+    table = (np.stack([train.get(every) for train, _ in splits], axis=1) if by_data
+             else train_src.get(every))
+
   def batch(step: int, rows: slice) -> np.ndarray:
     idx = data_lib.batch_indices(train_src.num_examples, t.batch_size, step, t.seed)[rows]
+    if table is not None:
+      return idx.astype(np.int32)
     if by_data:  # (rows, SAEs, d_in): the batch axis stays first, for the data mesh.
       return np.stack([train.get(idx) for train, _ in splits], axis=1)
     return train_src.get(idx)
@@ -167,8 +214,9 @@ def train_sweep(config: ml_collections.ConfigDict, workdir: str,
   step_fn = sweep_step(make_train_step(model, config), config.sweep.batching, by_data)
   state = runtime.run_steps(
       state, step_fn, batch, config, start, checkpointer, workdir, rate_key="tokens_per_s",
-      rate_format="{:,.0f} tok/s per SAE", fields=PROGRESS)
-  return [write_member(member, os.path.join(workdir, name), workdir, i, state, d_in, model,
+      rate_format="{:,.0f} tok/s per SAE", fields=PROGRESS, table=table)
+  members_dir = workdir if members_dir is None else members_dir
+  return [write_member(member, os.path.join(members_dir, name), workdir, i, state, d_in, model,
                        *splits[i]) for i, (name, member) in enumerate(named)]
 
 

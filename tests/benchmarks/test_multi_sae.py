@@ -19,8 +19,12 @@ def test_smoke_preset_times_the_sweep_against_single_steps_and_whole_runs(tmp_pa
   (row,) = result["rows"]
   assert row["saes"] == 2 and row["sequential_step_s"] > 0 and row["vmapped_step_s"] > 0
   assert row["speedup"] == row["sequential_step_s"] / row["vmapped_step_s"]
+  assert row["platform"] == "cpu" and row["device_kind"]
   (run,) = result["runs"]
-  assert run["steps"] == 20 and run["sequential_runs_s"] > 0 and run["sweep_s"] > 0
+  assert run["steps"] == 20 and run["sequential_runs_s"] > 0
+  assert run["sweep_vmap_s"] > 0 and run["sweep_loop_s"] > 0
+  assert run["sweep_s"] == run[f"sweep_{run['sweep_batching']}_s"]
+  assert run["speedup_loop"] == run["sequential_runs_s"] / run["sweep_loop_s"]
 
 
 def test_peer_command_parses():

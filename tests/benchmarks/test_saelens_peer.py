@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT, run_module
 
 
@@ -37,3 +39,26 @@ def test_smoke_preset_skips_peer(tmp_path):
   assert result["saelens"] == []
   for row in result["rows"]:
     assert row["saelens_tokens_per_s"] is None and row["ratio"] is None
+
+
+def test_peer_device_defaults_to_auto_and_rejects_unknown(monkeypatch):
+  monkeypatch.syspath_prepend(ROOT)
+  from benchmarks.peers import saelens_step  # pylint: disable=g-import-not-at-top
+
+  base = ["--d_in=4", "--d_sae=8", "--k=2", "--batch=4", "--lr=1e-3", "--data=x.npy"]
+  assert saelens_step.parse_args(base).device == "auto"
+  assert saelens_step.parse_args(base + ["--device=cuda"]).device == "cuda"
+  with pytest.raises(SystemExit):
+    saelens_step.parse_args(base + ["--device=tpu"])
+
+
+def test_peer_python_from_the_environment(monkeypatch, tmp_path):
+  from benchmarks.peers import saelens_env  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.setenv(saelens_env.PYTHON_ENV, sys.executable)
+  assert saelens_env.peer_python("saelens", "quick", str(tmp_path)) == sys.executable
+  assert saelens_env.peer_python("auto", "smoke", str(tmp_path)) is None  # The peer stays off.
+  monkeypatch.setenv(saelens_env.PYTHON_ENV, str(tmp_path / "no-python"))
+  with pytest.raises(ValueError, match="IDENTI_PEER_PYTHON.*not an executable python"):
+    saelens_env.peer_python("saelens", "quick", str(tmp_path))
+  assert not (tmp_path / saelens_env.VENV).exists()  # No venv was created on the way.

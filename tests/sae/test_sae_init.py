@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
+from helpers import count_compiles
 from identi.errors import ConfigError, DataError
 from identi.sae import geometric_median, init_sae, make_sae
 
@@ -112,3 +113,16 @@ def test_init_sae_rejects_bad_samples():
 def test_init_sae_rejects_non_sae_models():
   with pytest.raises(ConfigError, match="identi SAE"):
     init_sae(object(), jax.random.key(0), _sample())
+
+
+
+def test_a_second_sae_of_the_same_model_initialises_without_compiling():
+  # A sweep initialises many SAEs of one model: the first compiles, the others reuse it.
+  x = np.abs(np.random.default_rng(0).normal(size=(64, 11))).astype(np.float32)
+  first, n_first = count_compiles(
+      lambda: init_sae(make_sae("topk", 11, 37, k=3), jax.random.key(0), x))
+  second, n_second = count_compiles(
+      lambda: init_sae(make_sae("topk", 11, 37, k=3), jax.random.key(1), x))
+  assert n_first > 0 and n_second == 0
+  assert not np.allclose(first["params"]["W_dec"], second["params"]["W_dec"])  # Its own key.
+  np.testing.assert_array_equal(first["stats"]["input_scale"], second["stats"]["input_scale"])

@@ -115,3 +115,24 @@ def test_bad_data_sweeps_are_refused(tmp_path):
   ]:
     with pytest.raises(ConfigError, match=message):
       validate_config(smoke_config("sae_topk", **overrides))
+
+
+def test_bad_source_sweeps_are_refused(tmp_path):
+  from identi import data as data_lib  # pylint: disable=g-import-not-at-top
+  from identi.errors import DataError  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  a = data_lib.ArraySource(rng.normal(size=(600, 16)).astype(np.float32))
+  b = data_lib.ArraySource(rng.normal(size=(600, 8)).astype(np.float32))
+  config = smoke_config("sae_topk")
+  with pytest.raises(DataError,
+                     match=r"differ in rows or width \(a: 600 rows x 16, b: 600 rows x 8"):
+    train_sweep(config, str(tmp_path / "w"), sources={"a": a, "b": b})
+  with pytest.raises(ConfigError, match="a data sweep needs two or more"):
+    train_sweep(config, str(tmp_path / "w"), sources={"a": a})
+  with pytest.raises(ConfigError, match="`sources` are the sweep"):
+    train_sweep(smoke_config("sae_topk", sweep__init_seeds="0,1"), str(tmp_path / "w"),
+                sources={"a": a, "c": a})
+  # A workdir that holds another sweep is not resumed with these SAEs.
+  io.write_json(str(tmp_path / "other" / "run.json"), {"sweep": ["x", "y"]})
+  with pytest.raises(ConfigError, match=r"holds a sweep of \['x', 'y'\], not of \['a', 'c'\]"):
+    train_sweep(config, str(tmp_path / "other"), sources={"a": a, "c": a})
