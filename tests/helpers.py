@@ -45,6 +45,16 @@ def run_module(module: str, *args: str, devices: int = 8, check: bool = True,
   return proc
 
 
+def python_json(code: str, timeout: float = 120):
+  """Runs `python -c code` from the repo root in its own process (for modules whose absl flags
+  clash with other benchmarks imported by the test process); returns the JSON of the last line
+  it prints."""
+  import json  # pylint: disable=g-import-not-at-top
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=timeout, check=True)
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def killed_copy(workdir, dest, last_step: int = 20):
   """A copy of a finished run at `dest`, as a kill after its checkpoint before `last_step` leaves
   it: the last checkpoint and final.json are gone, the log lines past the kept checkpoint stay."""

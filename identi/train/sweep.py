@@ -158,13 +158,9 @@ def train_sweep(config: ml_collections.ConfigDict, workdir: str, source: Any = N
   else:
     splits = data_sources(named) if by_data else None
     first = data_lib.open_source(named[0][1].data.path) if by_data else source
-  names = [name for name, _ in named]
-  saved = runtime.load_run(workdir)
-  if saved is not None and saved.get("sweep") not in (None, names):
-    raise ConfigError(f"{workdir} holds a sweep of {saved['sweep']}, not of {names}; resume it "
-                      "with the same SAEs, or train this sweep in a new workdir")
   workdir, train_src, eval_src = start_sae_run(config, workdir, first,
-                                               {"config": config.to_dict(), "sweep": names})
+                                               {"config": config.to_dict(),
+                                                "sweep": [name for name, _ in named]})
   if not by_data:  # One data stream, shared.
     splits = [(train_src, eval_src)] * len(named)
   d_in = train_src.dim

@@ -165,7 +165,8 @@ def start_sae_run(config: ml_collections.ConfigDict, workdir: str, source: Any,
                   record: dict[str, Any]) -> tuple[str, Any, Any]:
   """What every SAE run does first: validates the config, creates the workdir, splits the data
   (`source`, or the configured data when None) into (train, eval), refuses a workdir that holds
-  an imported SAE or another run, and writes run.json (`record` plus the data width).
+  an imported SAE, another run or a sweep of other SAEs (`record['sweep']`, the names of a
+  sweep's SAEs), and writes run.json (`record` plus the data width).
 
   Returns (absolute workdir, train source, eval source).
   """
@@ -182,6 +183,9 @@ def start_sae_run(config: ml_collections.ConfigDict, workdir: str, source: Any,
   if saved is not None and saved.get(runtime.IMPORTED_KEY):
     raise ConfigError(f"{workdir} holds an imported SAE, not a training run; train in a new "
                       "--workdir")
+  if saved is not None and "sweep" in record and saved.get("sweep") not in (None, record["sweep"]):
+    raise ConfigError(f"{workdir} holds a sweep of {saved['sweep']}, not of {record['sweep']}; "
+                      "resume it with the same SAEs, or train this sweep in a new workdir")
   if saved is not None:
     check_resumable(saved, config, train_src.dim, workdir)
   if jax.process_index() == 0:

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from helpers import ROOT, run_module
+from helpers import ROOT, python_json, run_module
 
 
 def test_smoke_preset_without_peer(tmp_path):
@@ -45,9 +45,7 @@ def test_peer_command_parses():
       "a = g.parse_args(cmd[2:])\n"
       "print(json.dumps({'head': cmd[:2], 'script': h.PEER_SCRIPT, 'args': vars(a),\n"
       "                  'torch': 'torch' in sys.modules}))\n")
-  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                        timeout=120, check=True)
-  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  result = python_json(code)
   assert result["head"] == ["py", result["script"]]
   assert result["args"] == {"num_features": 16384, "d_in": 768, "batch": 1024, "repeats": 3,
                             "threads": 2, "seed": 0, "hierarchy": "on"}

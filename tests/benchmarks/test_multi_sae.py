@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from helpers import ROOT, run_module
+from helpers import ROOT, python_json, run_module
 
 
 def test_smoke_preset_times_the_sweep_against_single_steps_and_whole_runs(tmp_path):
@@ -36,10 +36,7 @@ def test_peer_command_parses():
           "a = saelens_multi.parse_args(cmd[2:]); "
           "print(json.dumps([cmd[:2] == ['py', multi_sae.PEER_SCRIPT], a.d_in, a.d_sae, a.k, "
           "a.batch, a.saes, a.repeats, a.data, 'torch' in sys.modules]))")
-  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                        timeout=120, check=True)
-  assert json.loads(proc.stdout.splitlines()[-1]) == [True, 64, 512, 8, 1024, 8, 3, "/tmp/x.npy",
-                                                      False]
+  assert python_json(code) == [True, 64, 512, 8, 1024, 8, 3, "/tmp/x.npy", False]
   proc = subprocess.run([sys.executable, "benchmarks/peers/saelens_multi.py", "--help"], cwd=ROOT,
                         capture_output=True, text=True, timeout=60, check=True)
   assert "--saes" in proc.stdout
