@@ -315,3 +315,52 @@ def find_bars(rows: list[dict[str, Any]], unit_rows: list[dict[str, Any]], stem:
   bx.set_title("bias: median NMSE", fontsize=9)
   fig.tight_layout()
   return save_figure(fig, stem)
+
+
+def method_grid(examples: dict[int, dict[str, Any]], methods: tuple[str, ...],
+                stem: str) -> list[str]:
+  """One row per target (its prompt as the label), one column per method: the images each
+  method sampled from the same prompt and noise."""
+  targets = sorted(examples)
+  fig, axes = new_figure(len(targets), len(methods),
+                         figsize=(1.6 * len(methods) + 2.2, 1.5 * len(targets)), squeeze=False)
+  for r, target in enumerate(targets):
+    ex = examples[target]
+    for c, method in enumerate(methods):
+      ax = axes[r, c]
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if method in ex:
+        ax.imshow(ex[method][..., 0], cmap="gray", vmin=-1, vmax=1)
+      if r == 0:
+        ax.set_title(method.replace("_", " "), fontsize=8)
+    axes[r, 0].set_ylabel(f"remove object {target}\n\"{ex['prompt']}\"", fontsize=6,
+                          rotation=0, ha="right", va="center")
+  fig.tight_layout()
+  return save_figure(fig, stem)
+
+
+def removal_scatter(rows: list[dict[str, Any]], stem: str) -> list[str]:
+  """Removal against preservation, one point per (level, condition, method) row."""
+  fig, ax = new_figure(figsize=(5.2, 4))
+  markers = {"named": "o", "implied": "s"}
+  colors = {}
+  for row in rows:
+    color = colors.setdefault(row["method"], f"C{len(colors)}")
+    ax.scatter(row["preservation"], row["removal"], marker=markers.get(row["condition"], "^"),
+               color=color, s=40, alpha=0.8 if row["level"] == "object" else 0.4,
+               edgecolor="black" if row["level"] == "object" else "none")
+  for method, color in colors.items():
+    ax.scatter([], [], color=color, label=method.replace("_", " "))
+  for condition, marker in markers.items():
+    ax.scatter([], [], marker=marker, color="gray", label=f"{condition} in prompt")
+  ax.axhline(0.9, color="gray", lw=0.8, ls=":")
+  ax.axvline(0.9, color="gray", lw=0.8, ls=":")
+  ax.set_xlim(-0.02, 1.02)
+  ax.set_ylim(-0.02, 1.02)
+  ax.set_xlabel("preservation (other prompted concepts present)")
+  ax.set_ylabel("removal (target absent)")
+  ax.set_title("Concept removal under prompting (objects outlined, scenes faint)", fontsize=9)
+  ax.legend(fontsize=7, loc="lower left")
+  fig.tight_layout()
+  return save_figure(fig, stem)

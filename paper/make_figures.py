@@ -64,31 +64,42 @@ def concept_graph(out: str, smoke: bool) -> list[str]:
   return paths + [os.path.join(workdir, name) for name in ("graph.json", "steering.json")]
 
 
+def _graph_and_steer(name: str, out: str, smoke: bool, stems: tuple[str, ...],
+                     files: tuple[str, ...]) -> list[str]:
+  """Runs the graph and steering stages of configs/<name>.py into out/<name>; returns the
+  figures `stems` (PNG and PDF) and the JSON `files` there."""
+  config = load_config(os.path.join(ROOT, "configs", f"{name}.py" + (":smoke" if smoke else "")))
+  workdir = os.path.join(out, name)
+  graph.run(config, workdir)
+  steer.run(config, workdir)
+  return [os.path.join(workdir, f"{stem}.{ext}") for stem in stems for ext in ("png", "pdf")] + [
+      os.path.join(workdir, f) for f in files]
+
+
 def grammar_concepts(out: str, smoke: bool) -> list[str]:
   """The transformer subject: layer x level MCC, learned vs true grammar graph, steering bars
   (configs/grammar_concepts.py)."""
-  variant = ":smoke" if smoke else ""
-  config = load_config(os.path.join(ROOT, "configs", "grammar_concepts.py" + variant))
-  workdir = os.path.join(out, "grammar_concepts")
-  graph.run(config, workdir)
-  steer.run(config, workdir)
-  return [os.path.join(workdir, f"{stem}.{ext}")
-          for stem in ("layer_mcc", "concept_graph", "steering") for ext in ("png", "pdf")] + [
-              os.path.join(workdir, name) for name in ("steering.json", "graph.json")]
+  return _graph_and_steer("grammar_concepts", out, smoke,
+                          ("layer_mcc", "concept_graph", "steering"),
+                          ("steering.json", "graph.json"))
 
 
 def scenes_concepts(out: str, smoke: bool) -> list[str]:
   """The diffusion subject: samples, timestep x level MCC, the concept graph (learned vs true, and
   with each node's top images), steering grids and scores (configs/scenes_concepts.py)."""
-  variant = ":smoke" if smoke else ""
-  config = load_config(os.path.join(ROOT, "configs", "scenes_concepts.py" + variant))
-  workdir = os.path.join(out, "scenes_concepts")
-  graph.run(config, workdir)
-  steer.run(config, workdir)
-  stems = ("samples", "timestep_mcc", "concept_graph", "concept_nodes", "steering_grid",
-           "steering")
-  return [os.path.join(workdir, f"{stem}.{ext}") for stem in stems for ext in ("png", "pdf")] + [
-      os.path.join(workdir, name) for name in ("steering.json", "graph.json")]
+  return _graph_and_steer("scenes_concepts", out, smoke,
+                          ("samples", "timestep_mcc", "concept_graph", "concept_nodes",
+                           "steering_grid", "steering"), ("steering.json", "graph.json"))
+
+
+def prompted_unlearning(out: str, smoke: bool) -> list[str]:
+  """The prompted diffusion subject: timestep x level MCC, the sign-aware concept graph, concept
+  removal under prompting (prompt x method images, removal against preservation)
+  (configs/prompted_unlearning.py)."""
+  return _graph_and_steer("prompted_unlearning", out, smoke,
+                          ("samples", "timestep_mcc", "concept_graph", "concept_nodes",
+                           "unlearning_grid", "unlearning_tradeoff"),
+                          ("unlearning.json", "graph.json"))
 
 
 def minilm_wordnet(out: str, smoke: bool) -> list[str]:
@@ -117,6 +128,7 @@ FIGURES = {
     "concept_graph": concept_graph,
     "grammar_concepts": grammar_concepts,
     "scenes_concepts": scenes_concepts,
+    "prompted_unlearning": prompted_unlearning,
     "minilm_wordnet": minilm_wordnet,
     "block_transplant": block_transplant.run,
 }

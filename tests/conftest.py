@@ -88,7 +88,7 @@ def _figure_run(tmp_path_factory, figure: str, config_name: str):
                                paths=paths, **{k.split(".")[0]: v for k, v in saved.items()})
 
 
-# The five pipelines, each run once per test session (the paper's smoke figure, which is also
+# The six pipelines, each run once per test session (the paper's smoke figure, which is also
 # what the binaries run); tests that use one carry its xdist_group mark so that one worker runs
 # them all (make test: --dist loadgroup).
 @pytest.fixture(scope="session")
@@ -113,6 +113,12 @@ def grammar_run(tmp_path_factory):
 def scenes_run(tmp_path_factory):
   """configs/scenes_concepts.py:smoke through capture, graph and steering."""
   return _figure_run(tmp_path_factory, "scenes_concepts", "scenes_concepts")
+
+
+@pytest.fixture(scope="session")
+def prompted_run(tmp_path_factory):
+  """configs/prompted_unlearning.py:smoke through capture, graph and the removal benchmark."""
+  return _figure_run(tmp_path_factory, "prompted_unlearning", "prompted_unlearning")
 
 
 @pytest.fixture(scope="session")

@@ -250,6 +250,54 @@ def scenes_steering_settings(d: dict) -> tuple[list[str], Rows]:
   return ["setting", "value"], rows
 
 
+# --- prompted_unlearning -------------------------------------------------------------------
+
+def prompted_subject(d: dict) -> tuple[list[str], Rows]:
+  header = ["samples", "prompted objects present (gate >= 90%)", "every prompted concept present",
+            "exactly the prompted objects", "coherent (gate >= 90%)"]
+  rows = []
+  for name, adh, coh in (
+      (f"stochastic DDIM (eta = 1), guidance {number(d['guidance'])}", d["adherence"],
+       d["coherence_generated"]),
+      (f"deterministic DDIM (eta = 0), guidance {number(d['guidance'])}", d["adherence_eta0"],
+       d["coherence_generated_eta0"]),
+      ("training images, with their own prompts", d["adherence_train"], d["coherence_train"])):
+    rows.append([name, pct(adh["objects"]), pct(adh["all"]), pct(adh["exact_objects"]),
+                 pct(coh)])
+  return header, rows
+
+
+CONDITION_NAMES = {"named": "named", "implied": "implied"}
+METHOD_NAMES = {"none": "no edit", "negative_prompt": "negative prompt",
+                "flat": "flat ablation", "hierarchical": "hierarchical removal"}
+
+
+def prompted_removal(d: dict) -> tuple[list[str], Rows]:
+  header = ["target", "in the prompt", "method", "samples", "removal", "preservation",
+            "unchanged", "coherence"]
+  rows = [[r["level"], CONDITION_NAMES[r["condition"]], METHOD_NAMES[r["method"]],
+           count(r["samples"]), f3(r["removal"]), f3(r["preservation"]), f3(r["unchanged"]),
+           f3(r["coherence"])] for r in d["rows"]]
+  return header, rows
+
+
+def prompted_removal_settings(d: dict) -> tuple[list[str], Rows]:
+  rows = [
+      ["guidance", number(d["guidance"])],
+      ["prompts per target and condition", count(d["samples_per_target"])],
+      ["steered steps", f"t <= {number(d['t_max'])}"],
+      ["flat ablation SAE", f"t = {number(d['flat_timestep'])}"],
+      ["remove strength (x median active code)", number(d["remove_strength"])],
+  ]
+  return ["setting", "value"], rows
+
+
+def prompted_negated(d: dict) -> tuple[list[str], Rows]:
+  names = ("parts", "objects", "scene types")
+  return ["level", "units negated by the sign-aware graph"], [
+      [names[l], ", ".join(map(str, units)) or "none"] for l, units in enumerate(d["negated"])]
+
+
 # --- block_transplant -----------------------------------------------------------------------
 
 def block_transplant(d: dict) -> tuple[list[str], Rows]:
@@ -515,6 +563,21 @@ TABLES = [
           fig("scenes_concepts", "steering.json"), scenes_steering_settings),
     Table("scenes_steering", page("scenes_concepts"), fig("scenes_concepts", "steering.json"),
           scenes_steering),
+    Table("prompted_subject", page("prompted_unlearning"),
+          fig("prompted_unlearning", "subject.json"), prompted_subject),
+    Table("prompted_capture", page("prompted_unlearning"),
+          fig("prompted_unlearning", "graph.json"), scenes_capture),
+    Table("prompted_timesteps", page("prompted_unlearning"),
+          fig("prompted_unlearning", "graph.json"),
+          level_table("timestep", lambda t: f"t = {number(t)}")),
+    Table("prompted_graph", page("prompted_unlearning"), fig("prompted_unlearning", "graph.json"),
+          graph_pairs("timesteps", lambda t: f"t = {number(t)}")),
+    Table("prompted_negated", page("prompted_unlearning"),
+          fig("prompted_unlearning", "graph.json"), prompted_negated),
+    Table("prompted_removal_settings", page("prompted_unlearning"),
+          fig("prompted_unlearning", "unlearning.json"), prompted_removal_settings),
+    Table("prompted_removal", page("prompted_unlearning"),
+          fig("prompted_unlearning", "unlearning.json"), prompted_removal),
     Table("minilm_world", page("minilm_wordnet"), fig("minilm_wordnet", "summary.json"),
           minilm_world),
     Table("minilm_mcc", page("minilm_wordnet"), fig("minilm_wordnet", "summary.json"),

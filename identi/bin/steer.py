@@ -25,7 +25,8 @@ def main(argv):
   config = cli.load_config(_CONFIG)
   result = steer.run(config, _WORKDIR.value)
   cli.print_tables(get_subject(config_kind(config)).tables("steer", result),
-                   f"results: {_WORKDIR.value}/steering.json\nfigure: {result['figure']}")
+                   f"results: {_WORKDIR.value}/{result.get('results_file', 'steering.json')}"
+                   f"\nfigure: {result['figure']}")
 
 
 if __name__ == "__main__":

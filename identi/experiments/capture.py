@@ -64,15 +64,16 @@ def levels_of(labels: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 class Progress:
-  """A progress line with rate and ETA for a capture of `total` samples."""
+  """A progress line with rate and ETA for `total` items of a stage (default: a capture)."""
 
-  def __init__(self, total: int, unit: str):
-    self.total, self.unit, self.start = total, unit, time.perf_counter()
+  def __init__(self, total: int, unit: str, stage: str = "capture"):
+    self.total, self.unit, self.stage = total, unit, stage
+    self.start = time.perf_counter()
 
   def update(self, done: int) -> None:
     rate = done / max(time.perf_counter() - self.start, 1e-9)
     eta = time.strftime("%H:%M:%S", time.gmtime((self.total - done) / max(rate, 1e-9)))
-    logger.info("capture %d/%d %s | %.1f %s/s | ETA %s", done, self.total, self.unit, rate,
+    logger.info("%s %d/%d %s | %.3g %s/s | ETA %s", self.stage, done, self.total, self.unit, rate,
                 self.unit, eta)
 
 

@@ -6,6 +6,15 @@ graph stage. Subjects whose activations are captured at named sites (`scenes`, `
 at site ``level_sites[l]``, their presence linked level to level by
 `identi.concepts.extract_graph`, and the edges scored against the world's true graph after MCC
 matching. Writes ``graph.json`` and the figures.
+
+Sign-aware graphs (``graph.sign_aware``). A unit may code its concept's absence: it fires when
+the concept is missing (the scene units of the diffusion subject do). Its presence then has the
+concept's parts as *absent* parents, which the rules of `extract_graph` (parts present -> whole
+present) cannot express. With ``sign_aware``, every unit of levels 2 and up is linked both as it
+is and negated (present where it is silent), and keeps the polarity whose learned parents have the
+larger total edge score; a negated unit then serves as a present-coding unit in the graph and as
+the lower level of the next pair. ``graph.json`` lists the negated units per level
+(``negated``); a unit is picked from the SAE's codes alone, without the world's labels.
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ def graph_schema() -> ml_collections.ConfigDict:
   """The 'graph' section shared by subject experiments (defaults of the scenes experiment)."""
   return ml_collections.ConfigDict({
       "codes": "minimal", "rel_threshold": 0.1, "score": "contrast", "rule": "threshold",
-      "necessity": 0.5, "precision": 0.9, "max_parents": 6, "min_support": 5})
+      "necessity": 0.5, "precision": 0.9, "max_parents": 6, "min_support": 5,
+      "sign_aware": False})
 
 
 def validate_graph_section(g: ml_collections.ConfigDict) -> None:
@@ -120,6 +130,9 @@ def site_graph(config: ml_collections.ConfigDict, sites: SiteCodes, level_sites:
   present = [presence(sites.codes[s], g.rel_threshold) for s in level_sites]
   if sites.groups is not None:
     present = [per_group(p, sites.groups) for p in present]
+  negated = [np.zeros(p.shape[1], bool) for p in present]
+  if g.get("sign_aware", False):
+    present, negated = orient_units(present, g)
   blocks = learn_graph(present, g)
   pairs = [{sites.key + "s": [sites.names[level_sites[l]], sites.names[level_sites[l + 1]]],
             **m} for l, m in enumerate(score_pairs(blocks, matches, adjacency))]
@@ -129,8 +142,27 @@ def site_graph(config: ml_collections.ConfigDict, sites: SiteCodes, level_sites:
       "matches": [{"level": l + 1, "mcc": float(m.mcc), "matching": m.matching.tolist(),
                    "per_concept": m.per_concept.tolist()} for l, m in enumerate(matches)],
       "edges": edge_list(blocks), "codes": g.codes,
+      "negated": [np.flatnonzero(n).tolist() for n in negated],
   }
   return result, blocks, matches, present
+
+
+def orient_units(present: list[np.ndarray], g: ml_collections.ConfigDict
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  """The sign-aware presences (module docstring): level by level from the bottom, each upper
+  unit is linked as it is and negated to the (already oriented) level below, and negated where
+  that gives its parents the larger total edge score. Returns (presences, negated masks)."""
+  present = [np.asarray(p, bool) for p in present]
+  negated = [np.zeros(present[0].shape[1], bool)]
+  for l in range(1, len(present)):
+    upper = present[l]
+    n = upper.shape[1]
+    adj, scores = learn_graph([present[l - 1], np.concatenate([upper, ~upper], axis=1)], g)[0]
+    total = np.where(adj, scores, 0.0).sum(axis=0)
+    flip = total[n:] > total[:n]
+    present[l] = np.where(flip[None, :], ~upper, upper)
+    negated.append(flip)
+  return present, negated
 
 
 def per_group(present: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -4,11 +4,12 @@
 adds one under a name, `get_subject(kind)` returns it (``config.subject.kind``). Shipped kinds:
 ``hsm`` (`hsm_views`: linear views of a hierarchical selection world), ``scenes``
 (`scenes_unet`: a diffusion U-Net, `diffusion`, trained on the scenes world, `scenes`, by
-`scenes_training`) and ``grammar`` (`grammar_lm`: a transformer, `transformer`, trained on the
+`scenes_training`), ``prompted_scenes`` (`prompted_scenes`: the same U-Net conditioned on
+prompts of the scenes world, `prompts`, with classifier-free guidance) and ``grammar`` (`grammar_lm`: a transformer, `transformer`, trained on the
 grammar world, `grammar`, by `grammar_training`).
 """
-from identi.subjects import (diffusion, grammar, grammar_training, scenes, scenes_training,
-                             transformer)
+from identi.subjects import (diffusion, grammar, grammar_training, prompts, scenes,
+                             scenes_training, transformer)
 from identi.subjects.base import Subject, get_subject, register_subject, subject_kinds
 from identi.subjects.grammar import (Grammar, GrammarConfig, grammatical_rate, make_grammar,
                                      sample_grammar)
@@ -38,6 +39,7 @@ __all__ = [
     "load_subject",
     "make_grammar",
     "make_scenes",
+    "prompts",
     "register_subject",
     "render",
     "sample_grammar",

@@ -162,4 +162,5 @@ def load_subject_for(config: ml_collections.ConfigDict) -> Subject:
 def _load_builtin_subjects() -> None:
   """Imports the subjects identi ships, which registers them."""
   # pylint: disable=g-import-not-at-top,unused-import
-  from identi.subjects import grammar_lm, hsm_views, minilm_wordnet, scenes_unet  # noqa: F401
+  from identi.subjects import (grammar_lm, hsm_views, minilm_wordnet, prompted_scenes,  # noqa: F401
+                               scenes_unet)

@@ -22,6 +22,14 @@ activations can be read or patched by '/'-joined module path with `flax.linen.in
 
 Inside a block, residual blocks are 'res_0', 'res_1', ... (e.g. 'down_1/res_0').
 
+Prompted (text-to-image) U-Net: with ``vocab_size > 0`` the model takes a third input, prompts as
+int32 token ids ``(n, L)`` (0 = padding; an all-padding row is the empty prompt of classifier-free
+guidance). A small text encoder, ``prompt`` (n, L, d): token embeddings and one self-attention
+layer over the prompt's tokens, feeds (a) an attention-pooled summary, added to the time
+embedding, and (b) cross-attention from the pixels of the ``mid`` and ``up_1`` stages to the
+tokens (``mid/cross``, ``up_1/cross``). `guided_eps` combines a conditional and an unconditional
+(or negative-prompt) prediction: eps_u + w (eps_c - eps_u).
+
 Sampling: `ddim_sample(key, eps_fn, shape, num_steps)` runs DDIM (Song et al. 2021) from t = 1 to
 t = 0 as one `jax.lax.scan` under jit; `eps_fn(x, t, step_index)` gives the noise prediction of
 each step, so a caller can replace it on chosen steps (activation patching, steering).
@@ -127,15 +135,62 @@ class SelfAttention(nn.Module):
     return x + y.reshape(n, h, w, c)
 
 
+class CrossAttention(nn.Module):
+  """Single-head attention from the pixels of a (n, h, w, c) map to prompt tokens (n, L, d)
+  (padding masked; a row of only padding attends to nothing and adds 0), residual."""
+
+  @nn.compact
+  def __call__(self, x, context, mask):
+    n, h, w, c = x.shape
+    y = nn.GroupNorm(_groups(c), name="norm")(x).reshape(n, h * w, c)
+    q = nn.Dense(c, use_bias=False, name="query")(y)
+    k = nn.Dense(c, use_bias=False, name="key")(context)
+    v = nn.Dense(c, use_bias=False, name="value")(context)
+    logits = jnp.einsum("npc,nlc->npl", q, k) / math.sqrt(c)
+    logits = jnp.where(mask[:, None, :], logits, -1e9)
+    weights = jax.nn.softmax(logits, axis=-1) * jnp.any(mask, axis=-1)[:, None, None]
+    out = jnp.einsum("npl,nlc->npc", weights, v)
+    out = nn.Dense(c, kernel_init=nn.initializers.zeros, name="out")(out)
+    return x + out.reshape(n, h, w, c)
+
+
+class PromptEncoder(nn.Module):
+  """Token embeddings and one pre-norm self-attention + MLP layer over a prompt's tokens
+  (order-free: no positions, as paraphrases reorder the words); returns (tokens (n, L, dim),
+  pooled (n, dim)): attention pooling by a learned query, or a learned vector for the empty
+  prompt."""
+  vocab_size: int
+  dim: int
+
+  @nn.compact
+  def __call__(self, tokens):
+    mask = tokens > 0
+    h = nn.Embed(self.vocab_size, self.dim, name="embed")(tokens)
+    y = nn.LayerNorm(name="norm_0")(h)
+    y = nn.MultiHeadDotProductAttention(num_heads=2, name="attn")(
+        y, y, mask=nn.make_attention_mask(mask, mask))
+    h = h + jnp.where(mask[..., None], y, 0.0)
+    y = nn.Dense(self.dim, name="mlp_1")(nn.silu(nn.Dense(2 * self.dim, name="mlp_0")(
+        nn.LayerNorm(name="norm_1")(h))))
+    h = h + y
+    query = self.param("pool_query", nn.initializers.normal(1.0), (self.dim,))
+    logits = jnp.where(mask, jnp.einsum("nld,d->nl", h, query) / math.sqrt(self.dim), -1e9)
+    pooled = jnp.einsum("nl,nld->nd", jax.nn.softmax(logits, axis=-1), h)
+    empty = self.param("empty", nn.initializers.normal(1.0), (self.dim,))
+    pooled = jnp.where(jnp.any(mask, axis=-1, keepdims=True), pooled, empty)
+    return h, pooled
+
+
 class Stage(nn.Module):
   """`num_res_blocks` residual blocks at one resolution; for an up stage, x is first upsampled
-  (nearest) to the skip's size and concatenated with it. Returns the stage's feature map."""
+  (nearest) to the skip's size and concatenated with it. With a prompt context, a cross-attention
+  layer follows the first residual block. Returns the stage's feature map."""
   channels: int
   num_res_blocks: int
   attention: bool = False
 
   @nn.compact
-  def __call__(self, x, temb, skip=None):
+  def __call__(self, x, temb, skip=None, context=None):
     if skip is not None:
       n, h, w, c = x.shape
       x = jax.image.resize(x, (n, skip.shape[1], skip.shape[2], c), "nearest")
@@ -144,6 +199,8 @@ class Stage(nn.Module):
       x = ResBlock(self.channels, name=f"res_{i}")(x, temb)
       if self.attention and i == 0:
         x = SelfAttention(name="attn")(x)
+      if context is not None and i == 0:
+        x = CrossAttention(name="cross")(x, *context)
     return x
 
 
@@ -170,25 +227,41 @@ class UNet(nn.Module):
     num_res_blocks: residual blocks per stage.
     mid_attention: one self-attention layer in the H/4 stage.
     out_channels: channels of the predicted noise; 0 means those of the input.
+    vocab_size: prompt vocabulary (0: an unconditional model, called as (x, t)).
+    text_dim: width of the prompt encoder.
   """
   channels: Sequence[int] = (32, 64, 64)
   num_res_blocks: int = 1
   mid_attention: bool = False
   out_channels: int = 0
+  vocab_size: int = 0
+  text_dim: int = 64
 
   @nn.compact
-  def __call__(self, x, t):
-    """x (n, H, W, C) noisy images, t a scalar or (n,) times in [0, 1] -> eps (n, H, W, C)."""
+  def __call__(self, x, t, prompt=None):
+    """x (n, H, W, C) noisy images, t a scalar or (n,) times in [0, 1], prompt (n, L) token ids
+    (prompted models only) -> eps (n, H, W, C)."""
     c0, c1, c2 = self.channels
     x = jnp.asarray(x, jnp.float32)
     t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (x.shape[0],))
     temb = TimeEmbed(4 * c0, name="time_embed")(t)
+    context = None
+    if self.vocab_size:
+      if prompt is None or prompt.ndim != 2 or prompt.shape[0] != x.shape[0]:
+        raise ValueError("a prompted UNet needs prompt token ids of shape (n, L) beside x of "
+                         f"shape {x.shape}; got {None if prompt is None else prompt.shape}")
+      prompt = jnp.asarray(prompt, jnp.int32)
+      tokens, pooled = PromptEncoder(self.vocab_size, self.text_dim, name="prompt")(prompt)
+      temb = temb + nn.Dense(4 * c0, kernel_init=nn.initializers.zeros, name="prompt_proj")(pooled)
+      context = (tokens, prompt > 0)
+    elif prompt is not None:
+      raise ValueError("this UNet is unconditional (vocab_size = 0): call it without a prompt")
     h = nn.Conv(c0, (3, 3), name="stem")(x)
     s0 = Stage(c0, self.num_res_blocks, name="down_0")(h, temb)
     s1 = Stage(c1, self.num_res_blocks, name="down_1")(Downsample(name="downsample_0")(s0), temb)
     h = Stage(c2, self.num_res_blocks, self.mid_attention, name="mid")(
-        Downsample(name="downsample_1")(s1), temb)
-    h = Stage(c1, self.num_res_blocks, name="up_1")(h, temb, s1)
+        Downsample(name="downsample_1")(s1), temb, context=context)
+    h = Stage(c1, self.num_res_blocks, name="up_1")(h, temb, s1, context=context)
     h = Stage(c0, self.num_res_blocks, name="up_0")(h, temb, s0)
     return OutHead(self.out_channels or x.shape[-1], name="out")(h)
 
@@ -197,10 +270,29 @@ BLOCK_NAMES = ("time_embed", "stem", "down_0", "downsample_0", "down_1", "downsa
                "up_1", "up_0", "out")
 
 
-def init_params(model: UNet, key: jax.Array, image_shape: Sequence[int]) -> Any:
-  """The model's parameters for images of shape (H, W, C)."""
+def init_params(model: UNet, key: jax.Array, image_shape: Sequence[int],
+                prompt_len: int = 0) -> Any:
+  """The model's parameters for images of shape (H, W, C) (and prompts of `prompt_len` tokens
+  for a prompted model)."""
   x = jnp.zeros((1, *image_shape), jnp.float32)
-  return model.init(key, x, jnp.zeros((1,), jnp.float32))["params"]
+  args = (jnp.ones((1, prompt_len), jnp.int32),) if model.vocab_size else ()
+  return model.init(key, x, jnp.zeros((1,), jnp.float32), *args)["params"]
+
+
+def guided_eps(apply_fn: Callable[..., jax.Array], x: jax.Array, t: jax.Array, prompt: jax.Array,
+               negative: jax.Array, guidance: float | jax.Array) -> jax.Array:
+  """Classifier-free guidance: eps_n + w (eps_p - eps_n), with eps_p the prediction for `prompt`
+  and eps_n for `negative` (the empty prompt, or a negative prompt), both from one call of
+  `apply_fn(x2, t, prompts2)` on the stacked batch (so a patched block sees both halves)."""
+  n = x.shape[0]
+  eps = apply_fn(jnp.concatenate([x, x]), twice(t), jnp.concatenate([prompt, negative]))
+  return eps[n:] + guidance * (eps[:n] - eps[n:])
+
+
+def twice(t: jax.Array) -> jax.Array:
+  """Times for a batch stacked twice: a scalar as it is, per-sample times repeated."""
+  t = jnp.asarray(t)
+  return t if t.ndim == 0 else jnp.concatenate([t, t])
 
 
 def param_count(params: Any) -> int:
@@ -304,7 +396,16 @@ def ddim_sample(key: jax.Array | None, eps_fn: EpsFn, shape: tuple[int, ...],
 
 @functools.partial(jax.jit, static_argnames=("model", "shape", "num_steps", "eta", "clip_x0"))
 def sample(model: UNet, params: Any, key: jax.Array, shape: tuple[int, ...],
-           num_steps: int = 50, eta: float = 0.0, clip_x0: bool = True) -> jax.Array:
-  """DDIM samples of the model with `params` (traced, so new params do not recompile)."""
-  eps_fn = lambda x, t, i: model.apply({"params": params}, x, t)
+           num_steps: int = 50, eta: float = 0.0, clip_x0: bool = True,
+           prompt: jax.Array | None = None, negative: jax.Array | None = None,
+           guidance: float | jax.Array = 1.0) -> jax.Array:
+  """DDIM samples of the model with `params` (traced, so new params do not recompile); a
+  prompted model samples `prompt` with classifier-free guidance against `negative` (default the
+  empty prompt)."""
+  if prompt is None:
+    eps_fn = lambda x, t, i: model.apply({"params": params}, x, t)
+  else:
+    negative = jnp.zeros_like(prompt) if negative is None else negative
+    eps_fn = lambda x, t, i: guided_eps(functools.partial(model.apply, {"params": params}), x, t,
+                                        prompt, negative, guidance)
   return _ddim_loop(key, eps_fn, shape, num_steps, eta, clip_x0, False, False)

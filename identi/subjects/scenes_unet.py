@@ -109,6 +109,11 @@ def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collection
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the key for unknown keys, wrong types and impossible values."""
   config_lib.check_keys(config, default_config())
+  check_values(config)
+
+
+def check_values(config: ml_collections.ConfigDict) -> None:
+  """The value checks of `validate_config` (shared with the prompted subject's configs)."""
   c = config.capture
   if c.reduce not in ("flatten", "pool"):
     raise ConfigError(f"config key 'capture.reduce' is {c.reduce!r}; use 'flatten' or 'pool' "
@@ -152,14 +157,31 @@ def reduce_block(act: jax.Array, mode: str) -> jax.Array:
   return hooks.reduce_spatial(act, mode) if act.ndim == 4 else act
 
 
+def apply_eps(apply_fn, x, t, cond=None):
+  """The noise prediction of one denoising call: `apply_fn(x, t)`, or for a prompted model with
+  ``cond = (prompt, negative, guidance)`` classifier-free guidance (`diffusion.guided_eps`)."""
+  if cond is None:
+    return apply_fn(x, t)
+  return diffusion.guided_eps(apply_fn, x, t, *cond)
+
+
 def capture_fn(model, block: str, num_steps: int, steps: tuple[int, ...]):
-  """A jitted (params, key, shape) -> (images, activations of `block` at each studied step)."""
+  """A jitted (params, key, shape, cond=None) -> (images, activations of `block` at each studied
+  step); with ``cond = (prompt, negative, guidance)`` the images are sampled with classifier-free
+  guidance and the activations are those of the prompted half of the batch."""
   steps_arr = jnp.asarray(steps)
 
-  def run(params, key, shape):
+  def run(params, key, shape, cond=None):
     def eps_fn(x, t, i):
-      eps, acts = hooks.capture(model.apply, {"params": params}, x, t, paths=(block,))
-      return eps, acts[block]
+      if cond is None:
+        eps, acts = hooks.capture(model.apply, {"params": params}, x, t, paths=(block,))
+        return eps, acts[block]
+      prompt, negative, guidance = cond
+      n = x.shape[0]
+      eps, acts = hooks.capture(model.apply, {"params": params}, jnp.concatenate([x, x]),
+                                diffusion.twice(t), jnp.concatenate([prompt, negative]),
+                                paths=(block,))
+      return eps[n:] + guidance * (eps[:n] - eps[n:]), acts[block][:n]
 
     x0, info = diffusion.ddim_sample(key, eps_fn, shape, num_steps, has_aux=True)
     return x0, info["aux"][steps_arr]
@@ -191,10 +213,12 @@ def edit_codes(codes: jax.Array, mask: jax.Array, value: jax.Array) -> jax.Array
 
 
 @functools.partial(jax.jit, static_argnames=("model", "saes", "block", "reduce", "num_steps"))
-def steered_sample(x_init, params, sae_vars, masks, values, step_sae, *, model, saes, block: str,
-            reduce: str, num_steps: int):
+def steered_sample(x_init, params, sae_vars, masks, values, step_sae, cond=None, *, model, saes,
+                   block: str, reduce: str, num_steps: int):
   """DDIM from x_init with the block's output steered at step i by SAE step_sae[i] (-1: none);
-  the SAEs read the block reduced by `reduce` (hooks.edit_spatial maps the edit back)."""
+  the SAEs read the block reduced by `reduce` (hooks.edit_spatial maps the edit back). With
+  ``cond = (prompt, negative, guidance)`` (a prompted model) the steps use classifier-free
+  guidance, and the edit applies to both halves of the guided batch."""
 
   def eps_fn(x, t, i):
     s_i = step_sae[i]
@@ -210,7 +234,8 @@ def steered_sample(x_init, params, sae_vars, masks, values, step_sae, *, model, 
     def edit_block(act):
       return hooks.edit_spatial(act, reduce, edit_rows) if act.ndim == 4 else edit_rows(act)
 
-    return hooks.patch(model.apply, {"params": params}, x, t, path=block, edit_fn=edit_block)
+    return apply_eps(functools.partial(hooks.patch, model.apply, {"params": params}, path=block,
+                                       edit_fn=edit_block), x, t, cond)
 
   return diffusion.ddim_sample(None, eps_fn, x_init.shape, num_steps, x_init=x_init)
 
@@ -286,6 +311,18 @@ def score_edit(scenes, edit: str, target: int, before, after) -> dict[str, np.nd
           "coherent": after["coherent"]}
 
 
+def unit_signs(z: np.ndarray, codes: np.ndarray, matching: np.ndarray) -> np.ndarray:
+  """+1 where concept i's matched unit rises with it, -1 where it codes the concept's absence
+  (negative correlation; MCC matches on |corr|); +1 for unmatched or constant columns."""
+  out = np.ones(z.shape[1], np.float32)
+  for i, u in enumerate(matching):
+    if u < 0:
+      continue
+    a, b = z[:, i] - z[:, i].mean(), codes[:, u] - codes[:, u].mean()
+    out[i] = -1.0 if float(a @ b) < 0 else 1.0
+  return out
+
+
 class Steerer:
   """Everything a steered run needs: subject, SAEs, unit matching and code values."""
 
@@ -298,11 +335,13 @@ class Steerer:
     self.sae_vars = [jax.tree.map(jnp.asarray, v) for _, v, _ in saes]
     sizes = list(self.scenes.config.level_sizes)
     self.slices = level_slices(sizes)
-    self.match, self.value = [], []
+    self.match, self.value, self.sign = [], [], []
     for model, variables, source in saes:
       x, z = source_rows(source)
       codes = np.asarray(model.apply(variables, x, method="encode"))
       self.match.append([mcc(z[:, sl], codes).matching for sl in self.slices])
+      self.sign.append([unit_signs(z[:, sl], codes, m) for sl, m in zip(self.slices,
+                                                                          self.match[-1])])
       pos = np.where(codes > 0, codes, np.nan)
       self.value.append(np.nan_to_num(np.nanmedian(pos, axis=0), nan=0.0).astype(np.float32))
     graph = graph_lib.load_graph(workdir)
@@ -344,13 +383,16 @@ class Steerer:
       values[s][us] = strength * self.value[s][us]
     return masks, values
 
-  def run(self, indices: np.ndarray, masks, values, mode: str = "hierarchical") -> np.ndarray:
+  def run(self, indices: np.ndarray, masks, values, mode: str = "hierarchical", cond=None,
+          seed: int | None = None) -> np.ndarray:
+    """Steered samples from the initial noise of pool samples `indices` (of `seed`, default
+    ``steer.seed``); `cond` as `steered_sample` for a prompted subject."""
     c = self.config
-    x_init = initial_noise(c.steer.seed, indices, self.image_shape)
+    x_init = initial_noise(c.steer.seed if seed is None else seed, indices, self.image_shape)
     out = steered_sample(x_init, self.params, self.sae_vars, [jnp.asarray(m) for m in masks],
-                  [jnp.asarray(v) for v in values], jnp.asarray(self.step_sae[mode]),
-                  model=self.model, saes=self.saes, block=c.capture.block,
-                  reduce=c.capture.reduce, num_steps=c.capture.num_steps)
+                         [jnp.asarray(v) for v in values], jnp.asarray(self.step_sae[mode]), cond,
+                         model=self.model, saes=self.saes, block=c.capture.block,
+                         reduce=c.capture.reduce, num_steps=c.capture.num_steps)
     return np.asarray(out)
 
 
@@ -423,6 +465,15 @@ class ScenesUNet:
     return diffusion.ddim_sample(key, eps_fn, (n, *self.image_shape), self.config.capture.num_steps)
 
   # Pipeline.
+  def capture_cond(self, start: int, n: int):
+    """The conditioning of captured trajectories start..start+n (None: unconditional)."""
+    del start, n
+    return None
+
+  def capture_labels(self) -> dict[str, np.ndarray]:
+    """Extra arrays saved with the captured labels."""
+    return {}
+
   def site_names(self) -> list[str]:
     return [f"t{s}" for s in range(len(self.config.capture.timesteps))]
 
@@ -439,7 +490,8 @@ class ScenesUNet:
       progress = capture_lib.Progress(c.num_samples, "trajectories")
       for b in range(num_batches):
         n = min(c.batch_size, c.num_samples - b * c.batch_size)
-        x0, a = run(self.params, jax.random.fold_in(key, b), (n, *self.image_shape))
+        x0, a = run(self.params, jax.random.fold_in(key, b), (n, *self.image_shape),
+                    self.capture_cond(b * c.batch_size, n))
         images.append(np.asarray(x0))
         for s in range(len(steps)):
           acts[s].append(np.asarray(reduce_block(a[s], c.reduce)))
@@ -449,7 +501,7 @@ class ScenesUNet:
       z_all = np.concatenate([np.asarray(z, np.float32) for z in detected["z"]], axis=1)
       capture_lib.write_capture(
           workdir, {name: np.concatenate(a) for name, a in zip(self.site_names(), acts)}, z_all,
-          dict(images=images, coherent=detected["coherent"],
+          dict(images=images, coherent=detected["coherent"], **self.capture_labels(),
                **{f"a{l + 1}": a for l, a in enumerate(detected["a"])}))
     labels = capture_lib.read_labels(workdir)
     return {"samples": int(labels["images"].shape[0]),

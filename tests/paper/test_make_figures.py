@@ -1,6 +1,6 @@
 """paper/: every figure script in smoke mode writes its PNG, PDF and JSON.
 
-The five pipeline figures are the session's pipeline runs (tests/conftest.py runs them through
+The six pipeline figures are the session's pipeline runs (tests/conftest.py runs them through
 paper.make_figures in-process); the other figures run here in-process, and one through the binary.
 seed_consistency is the exception: its smoke run is three trainings with the minimality stage
 (90 s of one core), whose parts the identify and stage tests run already; here only its
@@ -25,12 +25,16 @@ PIPELINE_FILES = {
     "scenes_run": [f"{stem}.{ext}" for stem in ("samples", "timestep_mcc", "concept_graph",
                                                 "concept_nodes", "steering_grid", "steering")
                    for ext in ("png", "pdf")] + ["steering.json", "graph.json"],
+    "prompted_run": [f"{stem}.{ext}" for stem in ("samples", "timestep_mcc", "concept_graph",
+                                                  "concept_nodes", "unlearning_grid",
+                                                  "unlearning_tradeoff")
+                     for ext in ("png", "pdf")] + ["unlearning.json", "graph.json"],
     "wordnet_run": [f"{stem}.{ext}" for stem in ("layer_mcc", "layer_floors", "concept_graph",
                                                  "ablation") for ext in ("png", "pdf")]
                    + ["graph.json", "steering.json", "summary.json"],
 }
 GROUPS = {"identify_run": "identify", "hsm_run": "hsm", "grammar_run": "grammar",
-          "scenes_run": "scenes", "wordnet_run": "minilm_wordnet"}
+          "scenes_run": "scenes", "prompted_run": "prompted", "wordnet_run": "minilm_wordnet"}
 
 
 @pytest.mark.parametrize("fixture", [

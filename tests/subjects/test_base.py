@@ -8,7 +8,7 @@ from identi.subjects import base
 
 
 def test_shipped_kinds_are_registered():
-  assert base.subject_kinds() == ("grammar", "hsm", "minilm_wordnet", "scenes")
+  assert base.subject_kinds() == ("grammar", "hsm", "minilm_wordnet", "prompted_scenes", "scenes")
   for kind in base.subject_kinds():
     cls = base.get_subject(kind)
     assert cls.kind == kind and cls.default_config().subject.kind == kind

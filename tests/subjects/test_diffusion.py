@@ -140,3 +140,42 @@ def test_sample_from_model_is_finite_and_in_range():
   loss = diffusion.diffusion_loss(lambda x, t: model.apply({"params": params}, x, t),
                                   jax.random.key(1), images)
   assert np.isfinite(float(loss)) and float(loss) > 0
+
+
+def _tiny_prompted():
+  model = diffusion.UNet(channels=(8, 8, 16), vocab_size=12, text_dim=8)
+  return model, diffusion.init_params(model, jax.random.key(0), SHAPE[1:], prompt_len=5)
+
+
+def test_prompted_unet_reads_its_prompt_and_refuses_a_missing_one():
+  model, params = _tiny_prompted()
+  # Give the zero-initialised prompt paths weight, as training would.
+  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape), params)
+  assert {"prompt", "prompt_proj"} <= set(params) and "cross" in params["mid"]
+  assert "cross" in params["up_1"]
+  x = jax.random.normal(jax.random.key(1), SHAPE)
+  p = jnp.asarray([[3, 4, 0, 0, 0], [5, 0, 0, 0, 0], [0] * 5, [3, 4, 0, 0, 0]], jnp.int32)
+  apply = jax.jit(model.apply)
+  eps = apply({"params": params}, x, 0.5, p)
+  assert eps.shape == SHAPE and bool(jnp.all(jnp.isfinite(eps)))
+  assert not np.allclose(eps[0], apply({"params": params}, x, 0.5, p[jnp.asarray([1, 1, 2, 3])])[0])
+  swapped = apply({"params": params}, x, 0.5, p.at[0].set(jnp.asarray([4, 3, 0, 0, 0])))
+  np.testing.assert_allclose(swapped[0], eps[0], atol=1e-5)  # Order-free, as paraphrases are.
+  with pytest.raises(ValueError, match="prompt token ids"):
+    model.apply({"params": params}, x, 0.5)
+  plain, plain_params = _tiny()
+  with pytest.raises(ValueError, match="unconditional"):
+    plain.apply({"params": plain_params}, x, 0.5, p)
+
+
+def test_guided_eps_is_the_prompted_prediction_at_weight_one_and_extrapolates_beyond():
+  def apply_fn(x, t, prompts):
+    return x + prompts[:, :1, None, None].astype(jnp.float32)
+  x = jnp.zeros((2, 4, 4, 1))
+  prompt, empty = jnp.asarray([[2], [3]]), jnp.zeros((2, 1), jnp.int32)
+  np.testing.assert_allclose(diffusion.guided_eps(apply_fn, x, 0.5, prompt, empty, 1.0)[:, 0, 0, 0],
+                             [2.0, 3.0])
+  np.testing.assert_allclose(diffusion.guided_eps(apply_fn, x, 0.5, prompt, empty, 3.0)[:, 0, 0, 0],
+                             [6.0, 9.0])
+  np.testing.assert_allclose(diffusion.guided_eps(apply_fn, x, 0.5, prompt, empty, 0.0)[:, 0, 0, 0],
+                             [0.0, 0.0])

@@ -13,6 +13,7 @@ from helpers import killed_copy, latest_state, smoke_config
 from identi import io
 from identi.errors import CheckpointError, ConfigError, NonFiniteError
 from identi.subjects import scenes_training as training
+from identi.subjects.base import without_subject
 
 # One xdist worker runs this module (make test: --dist loadgroup): its fixture is expensive.
 pytestmark = pytest.mark.xdist_group("diffusion_training")
@@ -122,3 +123,83 @@ def test_diverging_run_stops_with_a_clear_error(tmp_path):
   with pytest.raises(NonFiniteError, match="non-finite .* at step"):
     training.train_subject(_config(train__learning_rate=1e30, train__grad_clip=0.0),
                            str(tmp_path))
+
+
+def _prompted(**overrides):
+  return smoke_config("prompted_scenes", **overrides)
+
+
+def test_prompted_batches_pack_images_and_prompts_and_unpack_exactly():
+  config = without_subject(_prompted())
+  scenes = training.make_scenes(training.scenes_config(config))
+  rows = training.training_batch(config, scenes, 3)
+  assert rows.shape == (16, 16 * 16 + config.prompt.max_len)
+  images, prompts = training.unpack_batch(config, rows)
+  key = jax.random.fold_in(training.runtime.run_keys(config.train.seed)["data"], 3)
+  world = training.sample_scenes(key, scenes, 16)
+  np.testing.assert_array_equal(np.asarray(images), world["images"])
+  vocab = training.vocabulary(config)
+  for level in range(3):  # Every prompt is true of its image.
+    assert not np.any(vocab.named(np.asarray(prompts), level) & ~world["a"][level])
+  np.testing.assert_array_equal(rows, training.training_batch(config, scenes, 3))
+
+
+def test_prompted_subject_starts_from_an_unconditional_one_unchanged(tmp_path, scenes_subject):
+  workdir, _ = scenes_subject
+  path = str(tmp_path / "plain.bin")
+  training.export_subject(str(workdir), path)
+  config = without_subject(_prompted(model__init_from=path))
+  state = training.init_state(config, training.make_optimizer(config), jax.random.key(5))
+  plain, plain_params, _ = training.load_subject(path)
+  model = training.build_model(config)
+  x = jax.random.normal(jax.random.key(1), (2, 16, 16, 1))
+  prompts = np.asarray([[9, 10] + [0] * 14, [0] * 16], np.int32)
+  np.testing.assert_array_equal(model.apply({"params": state["params"]}, x, 0.4, prompts),
+                                plain.apply({"params": plain_params}, x, 0.4))
+  with pytest.raises(ConfigError, match="'model.init_from' names .*model.channels"):
+    config.model.channels = (8, 8, 16)
+    training.init_state(config, training.make_optimizer(config), jax.random.key(5))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"prompt__guidance": -1.0}, "'prompt.guidance' is -1.0"),
+    ({"prompt__dropout": 2.0}, "'prompt.dropout' is 2.0"),
+    ({"model__init_from": "no_such_subject"}, "'model.init_from' is 'no_such_subject'"),
+    ({"model__text_dim": 7}, "'model.text_dim' is 7"),
+])
+def test_bad_prompted_configs_are_refused(tmp_path, overrides, message):
+  config = _prompted()
+  for key, value in overrides.items():
+    section, leaf = key.split("__")
+    config[section] = ml_collections.ConfigDict(dict(config[section].to_dict(), **{leaf: value}))
+  with pytest.raises(ConfigError, match=message):
+    training.train_subject(config, str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def prompted_subject(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("prompted_subject")
+  return workdir, training.train_subject(_prompted(), str(workdir))
+
+
+def test_prompted_resume_after_a_kill_is_bit_identical(tmp_path, prompted_subject):
+  workdir, _ = prompted_subject
+  killed = killed_copy(workdir, tmp_path / "killed")
+  assert training.train_subject(_prompted(), str(killed))["step"] == 20
+  for a, b in zip(jax.tree.leaves(_state(killed)), jax.tree.leaves(_state(workdir)), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_prompted_smoke_run_scores_adherence_and_exports_a_prompted_subject(tmp_path,
+                                                                           prompted_subject):
+  workdir, final = prompted_subject
+  assert final["step"] == 20 and 0.0 <= final["adherence_objects"] <= 1.0
+  assert {"objects", "scenes", "all", "exact_objects"} <= set(final["adherence"])
+  assert {"objects", "all"} <= set(final["adherence_train"])
+  assert final["adherence_train"]["objects"] == 1.0  # World images have what their prompts name.
+  path = str(tmp_path / "prompted.bin")
+  training.export_subject(str(workdir), path)
+  model, params, config = training.load_subject(path)
+  assert training.is_prompted(config) and model.vocab_size == 1 + 5 + 26
+  x = np.zeros((1, 16, 16, 1), np.float32)
+  assert model.apply({"params": params}, x, 0.5, np.ones((1, 16), np.int32)).shape == x.shape
