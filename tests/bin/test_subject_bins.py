@@ -74,4 +74,4 @@ def test_unknown_subject_kind_is_a_one_line_error(tmp_path):
   proc = run_module("identi.bin.steer", HSM, "--config.subject.kind=hsn", f"--workdir={tmp_path}",
                     check=False)
   assert proc.returncode == 2 and "'subject.kind' is 'hsn'" in proc.stderr
-  assert "grammar, hsm, minilm_wordnet, scenes" in proc.stderr and "Traceback" not in proc.stderr
+  assert "grammar, hsm, minilm_wordnet, prompted_scenes, scenes" in proc.stderr and "Traceback" not in proc.stderr
