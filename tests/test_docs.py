@@ -288,6 +288,8 @@ def prompted_removal_settings(d: dict) -> tuple[list[str], Rows]:
       ["steered steps", f"t <= {number(d['t_max'])}"],
       ["flat ablation SAE", f"t = {number(d['flat_timestep'])}"],
       ["remove strength (x median active code)", number(d["remove_strength"])],
+      ["hierarchical edit region (share of the target units' peak energy; 0 = whole map)",
+       number(d["region"])],
   ]
   return ["setting", "value"], rows
 

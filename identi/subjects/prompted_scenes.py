@@ -27,7 +27,9 @@ classifier-free guidance at ``prompt.guidance``.
    the empty prompt; no SAE), ``flat`` (the target's matched unit of one timestep SAE,
    ``steer.flat_timestep``, ablated at every step with t <= ``steer.t_max``: SAeUron-style) and
    ``hierarchical`` (at every such step the nearest timestep SAE's units of the target and of
-   every concept below it in the LEARNED graph). Ablation is sign-aware: a unit that rises with
+   every concept below it in the LEARNED graph, sparing units that count as another concept, and
+   only at the map positions where the target's own units write: ``unlearn.region``). Ablation is
+   sign-aware: a unit that rises with
    its concept is set to -``steer.remove_strength`` x its median active code, a unit that codes
    the concept's absence is raised to +that value. SAE edits apply to both halves of the guided
    batch. Scores, by the detectors, over the samples whose unedited image shows the target:
@@ -80,7 +82,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.num_steps = 1000
   c.graph.sign_aware = True
   c.prompt = ml_collections.ConfigDict({"guidance": 3.0})
-  c.unlearn = ml_collections.ConfigDict({"samples": 32, "pool": 8192, "seed": 3})
+  # Removal edits at twice the scenes experiment's strength; the hierarchical edit is confined to
+  # the map positions where the target's units write (a fraction of their peak energy,
+  # `unlearn.region`; 0 = the whole map).
+  c.steer.remove_strength = 6.0
+  c.unlearn = ml_collections.ConfigDict({"samples": 32, "pool": 8192, "seed": 3, "region": 0.3})
   return c
 
 
@@ -104,6 +110,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for name in ("samples", "pool"):
     if not config.unlearn[name] > 0:
       raise ConfigError(f"config key 'unlearn.{name}' is {config.unlearn[name]!r}; it must be > 0")
+  if not 0.0 <= config.unlearn.region <= 1.0:
+    raise ConfigError(f"config key 'unlearn.region' is {config.unlearn.region!r}; give a fraction "
+                      "in [0, 1] of the edited units' peak energy (0 = edit the whole map)")
+  if config.unlearn.region > 0 and config.capture.reduce != "flatten":
+    raise ConfigError(f"config key 'unlearn.region' is {config.unlearn.region!r} but "
+                      f"capture.reduce is {config.capture.reduce!r}; an edit region needs "
+                      "'flatten', or set unlearn.region = 0")
 
 
 def descendants(scenes, level: int, target: int) -> list[tuple[int, int]]:
@@ -161,7 +174,8 @@ def learned_children(edges, level: int, unit: int) -> list[int]:
 def removal_plan(st: scenes_unet.Steerer, edges, level: int, target: int, mode: str):
   """Per-SAE (mask, value) that remove concept `target` of `level` (0-based): `mode` 'flat' edits
   its matched unit; 'hierarchical' also every concept below it in the learned graph (and the
-  learned units themselves where they match no concept). Sign-aware (module docstring)."""
+  learned units themselves where they match no concept), but never a unit that counts as a
+  concept outside that set (`scenes_unet.unit_owners`). Sign-aware (module docstring)."""
   masks, values = st.empty()
   strength = st.config.steer.remove_strength
   used = sorted(set(int(s) for s in st.step_sae[mode] if s >= 0))
@@ -180,17 +194,32 @@ def removal_plan(st: scenes_unet.Steerer, edges, level: int, target: int, mode: 
         raw.append((s_lo, child))
         frontier.append((l - 1, child))
   for s in used:
+    # A unit matched to a removed concept may count as another concept (it is matched per level):
+    # the hierarchical plan leaves it alone, so that what must survive is not edited.
+    spared = ({u for u, owner in st.owner[s].items() if owner not in concepts}
+              if mode == "hierarchical" else set())
     for l, c in sorted(concepts):
       unit = int(st.match[s][l][c])
-      if unit < 0:
+      if unit < 0 or unit in spared:
         continue
       masks[s][unit] = True
       values[s][unit] = -st.sign[s][l][c] * strength * st.value[s][unit]
     for s_unit, unit in raw:
-      if s_unit == s and not masks[s][unit]:
+      if s_unit == s and not masks[s][unit] and unit not in spared:
         masks[s][unit] = True
         values[s][unit] = -strength * st.value[s][unit]
   return masks, values
+
+
+def target_units(st: scenes_unet.Steerer, level: int, target: int) -> list[np.ndarray]:
+  """Per-SAE bool masks of the units matched to concept `target` of `level`: the edit region of
+  a hierarchical removal is where they write, so a wrongly learned part elsewhere is not edited."""
+  masks, _ = st.empty()
+  for s, m in enumerate(masks):
+    unit = int(st.match[s][level][target])
+    if unit >= 0:
+      m[unit] = True
+  return masks
 
 
 @register_subject("prompted_scenes")
@@ -337,7 +366,10 @@ class PromptedScenesUNet(scenes_unet.ScenesUNet):
                                     cond=self.cond(prompts, neg))
           else:
             images[method] = st.run(idx, *removal_plan(st, edges, level, target, method),
-                                    mode=method, seed=u.seed, cond=self.cond(prompts))
+                                    mode=method, seed=u.seed, cond=self.cond(prompts),
+                                    **(dict(region=u.region, anchors=target_units(st, level,
+                                                                                 target))
+                                       if method == "hierarchical" and u.region > 0 else {}))
         before = scenes_unet.detect(self.scenes, images["none"])
         shown = before["a"][level][:, target]
         for method in METHODS:
@@ -358,6 +390,7 @@ class PromptedScenesUNet(scenes_unet.ScenesUNet):
     result = {"rows": rows, "targets": records, "guidance": float(config.prompt.guidance),
               "t_max": float(config.steer.t_max),
               "remove_strength": float(config.steer.remove_strength),
+              "region": float(u.region),
               "flat_timestep": float(config.capture.timesteps[config.steer.flat_timestep]),
               "samples_per_target": int(u.samples)}
     io.write_json(os.path.join(workdir, UNLEARN_FILE), result)

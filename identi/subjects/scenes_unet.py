@@ -212,27 +212,54 @@ def edit_codes(codes: jax.Array, mask: jax.Array, value: jax.Array) -> jax.Array
   return jnp.where(mask, edited, codes)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "saes", "block", "reduce", "num_steps"))
-def steered_sample(x_init, params, sae_vars, masks, values, step_sae, cond=None, *, model, saes,
-                   block: str, reduce: str, num_steps: int):
+def edit_region(w_dec: jax.Array, mask: jax.Array, map_shape, fraction: float) -> jax.Array:
+  """(d_in,) 0/1 weights of a flattened (H, W, C) map: the positions where the dictionary vectors
+  of the masked units (rows of `w_dec`) put at least `fraction` of the largest per-position
+  energy (squared norm over channels) of those vectors together. All ones where no unit is
+  masked."""
+  h, w, c = map_shape
+  energy = jnp.sum(jnp.square(w_dec).reshape(-1, h, w, c), axis=-1)  # (d_sae, H, W)
+  energy = jnp.tensordot(mask.astype(energy.dtype), energy, axes=1)
+  keep = (energy >= fraction * jnp.max(energy)).astype(w_dec.dtype)
+  return jnp.broadcast_to(keep[:, :, None], (h, w, c)).reshape(-1)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "saes", "block", "reduce", "num_steps",
+                                             "region"))
+def steered_sample(x_init, params, sae_vars, masks, values, step_sae, cond=None, anchors=None, *,
+                   model, saes, block: str, reduce: str, num_steps: int,
+                   region: float | None = None):
   """DDIM from x_init with the block's output steered at step i by SAE step_sae[i] (-1: none);
   the SAEs read the block reduced by `reduce` (hooks.edit_spatial maps the edit back). With
   ``cond = (prompt, negative, guidance)`` (a prompted model) the steps use classifier-free
-  guidance, and the edit applies to both halves of the guided batch."""
+  guidance, and the edit applies to both halves of the guided batch. With `region` (a fraction in
+  (0, 1], for ``reduce='flatten'``), the change the SAE edit makes is kept only at the map
+  positions where the units of `anchors` (per-SAE bool masks; default: the edited units) write
+  (`edit_region`); None edits the whole map."""
+  if region is not None and reduce != "flatten":
+    raise ConfigError(f"an edit region needs the flattened block map (reduce='flatten'), not "
+                      f"{reduce!r}; pass region=None")
 
   def eps_fn(x, t, i):
     s_i = step_sae[i]
 
-    def edit_rows(rows):
+    def edit_rows(rows, map_shape=None):
       out = rows
       for s, sae in enumerate(saes):
         steered = steer.steer(sae, sae_vars[s], rows,
                               functools.partial(edit_codes, mask=masks[s], value=values[s]))
+        if region is not None:
+          weight = edit_region(sae_vars[s]["params"]["W_dec"],
+                               masks[s] if anchors is None else anchors[s], map_shape, region)
+          steered = rows + weight[None, :] * (steered - rows)
         out = jnp.where(s_i == s, steered, out)
       return out
 
     def edit_block(act):
-      return hooks.edit_spatial(act, reduce, edit_rows) if act.ndim == 4 else edit_rows(act)
+      if act.ndim != 4:
+        return edit_rows(act)
+      return hooks.edit_spatial(act, reduce, functools.partial(edit_rows,
+                                                               map_shape=act.shape[1:]))
 
     return apply_eps(functools.partial(hooks.patch, model.apply, {"params": params}, path=block,
                                        edit_fn=edit_block), x, t, cond)
@@ -323,8 +350,25 @@ def unit_signs(z: np.ndarray, codes: np.ndarray, matching: np.ndarray) -> np.nda
   return out
 
 
+def unit_owners(results) -> dict[int, tuple[int, int]]:
+  """The concept each matched unit counts as: the matching is made per level, so one unit can be
+  matched to a concept of several levels; it counts as the one it correlates with most (on the
+  matching's fit half). `results`: one MCCResult per level (0-based). Maps unit -> (level,
+  concept)."""
+  best: dict[int, tuple[float, tuple[int, int]]] = {}
+  for level, r in enumerate(results):
+    for concept, unit in enumerate(np.asarray(r.matching)):
+      unit = int(unit)
+      if unit >= 0:
+        corr = float(r.corr_fit[concept, unit])
+        if unit not in best or corr > best[unit][0]:
+          best[unit] = (corr, (level, concept))
+  return {unit: owner for unit, (_, owner) in best.items()}
+
+
 class Steerer:
-  """Everything a steered run needs: subject, SAEs, unit matching and code values."""
+  """Everything a steered run needs: subject, SAEs, unit matching (and the concept each matched
+  unit counts as, `unit_owners`) and code values."""
 
   def __init__(self, subject: "ScenesUNet", workdir: str):
     config = subject.config
@@ -335,11 +379,13 @@ class Steerer:
     self.sae_vars = [jax.tree.map(jnp.asarray, v) for _, v, _ in saes]
     sizes = list(self.scenes.config.level_sizes)
     self.slices = level_slices(sizes)
-    self.match, self.value, self.sign = [], [], []
+    self.match, self.value, self.sign, self.owner = [], [], [], []
     for model, variables, source in saes:
       x, z = source_rows(source)
       codes = np.asarray(model.apply(variables, x, method="encode"))
-      self.match.append([mcc(z[:, sl], codes).matching for sl in self.slices])
+      results = [mcc(z[:, sl], codes) for sl in self.slices]
+      self.match.append([r.matching for r in results])
+      self.owner.append(unit_owners(results))
       self.sign.append([unit_signs(z[:, sl], codes, m) for sl, m in zip(self.slices,
                                                                           self.match[-1])])
       pos = np.where(codes > 0, codes, np.nan)
@@ -384,15 +430,17 @@ class Steerer:
     return masks, values
 
   def run(self, indices: np.ndarray, masks, values, mode: str = "hierarchical", cond=None,
-          seed: int | None = None) -> np.ndarray:
+          seed: int | None = None, region: float | None = None, anchors=None) -> np.ndarray:
     """Steered samples from the initial noise of pool samples `indices` (of `seed`, default
-    ``steer.seed``); `cond` as `steered_sample` for a prompted subject."""
+    ``steer.seed``); `cond`, `region` and `anchors` as `steered_sample`."""
     c = self.config
     x_init = initial_noise(c.steer.seed if seed is None else seed, indices, self.image_shape)
     out = steered_sample(x_init, self.params, self.sae_vars, [jnp.asarray(m) for m in masks],
                          [jnp.asarray(v) for v in values], jnp.asarray(self.step_sae[mode]), cond,
+                         None if anchors is None else [jnp.asarray(a) for a in anchors],
                          model=self.model, saes=self.saes, block=c.capture.block,
-                         reduce=c.capture.reduce, num_steps=c.capture.num_steps)
+                         reduce=c.capture.reduce, num_steps=c.capture.num_steps,
+                         region=None if region is None else float(region))
     return np.asarray(out)
 
 

@@ -90,9 +90,14 @@ def test_score_removal_excludes_the_target_its_parts_and_its_scene():
   assert s["coherent"].tolist() == [True, False]
 
 
-def _fake_steerer(sign):
-  """Two SAEs over (2 parts, 1 object): SAE 1 holds the object level, SAE 0 the parts."""
+def _fake_steerer(sign, owner=None):
+  """Two SAEs over (2 parts, 1 object): SAE 1 holds the object level, SAE 0 the parts. Every
+  matched unit counts as its concept unless `owner` says otherwise."""
+  owners = [{0: (0, 0), 1: (0, 1), 2: (1, 0)}, {3: (0, 0), 4: (0, 1), 0: (1, 0)}]
+  for s, unit, concept in owner or ():
+    owners[s][unit] = concept
   return types.SimpleNamespace(
+      owner=owners,
       config=types.SimpleNamespace(steer=types.SimpleNamespace(remove_strength=3.0)),
       step_sae={"flat": np.asarray([1, 1, -1]), "hierarchical": np.asarray([0, 1, -1])},
       match=[[np.asarray([0, 1]), np.asarray([2])], [np.asarray([3, 4]), np.asarray([0])]],
@@ -116,9 +121,28 @@ def test_removal_plans_reach_the_learned_parts_and_respect_the_unit_sign():
   assert negated[1][0] == 6.0  # An absence unit is raised, not silenced.
 
 
+def test_the_hierarchical_plan_spares_units_that_count_as_another_concept():
+  edges = [{"level_pair": [1, 2], "from": 0, "to": 0, "score": 1.0},
+           {"level_pair": [1, 2], "from": 1, "to": 0, "score": 1.0}]
+  # SAE 1's unit 4 is matched to part 1 but correlates more with another object (1, 1).
+  st = _fake_steerer(1.0, owner=[(1, 4, (1, 1))])
+  masks, _ = prompted_scenes.removal_plan(st, edges, 1, 0, "hierarchical")
+  assert np.flatnonzero(masks[1]).tolist() == [0, 3]
+  assert np.flatnonzero(masks[0]).tolist() == [0, 1, 2]
+  flat, _ = prompted_scenes.removal_plan(_fake_steerer(1.0, owner=[(1, 0, (1, 1))]), edges, 1, 0,
+                                         "flat")
+  assert flat[1].tolist() == [True, False, False, False, False]  # Flat: the best unit, always.
+
+
 def test_bad_configs_and_an_unconditional_subject_are_refused():
   config = smoke_config("prompted_unlearning", unlearn__samples=0)
   with pytest.raises(ConfigError, match="'unlearn.samples' is 0"):
+    prompted_scenes.validate_config(config)
+  config = smoke_config("prompted_unlearning", unlearn__region=1.5)
+  with pytest.raises(ConfigError, match="'unlearn.region' is 1.5"):
+    prompted_scenes.validate_config(config)
+  config = smoke_config("prompted_unlearning", capture__reduce="pool")
+  with pytest.raises(ConfigError, match="an edit region needs 'flatten'"):
     prompted_scenes.validate_config(config)
   config = smoke_config("prompted_unlearning", prompt__guidance=-1.0)
   with pytest.raises(ConfigError, match="'prompt.guidance' is -1.0"):

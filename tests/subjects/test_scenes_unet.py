@@ -2,6 +2,7 @@
 
 import json
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -220,8 +221,36 @@ def test_sampling_steers_an_sae_on_either_reduction_of_the_block(subject, reduce
   unsteered = np.asarray(sample(x, params, [variables], *off, -jnp.ones(4, int), **kw))
   np.testing.assert_allclose(plain, unsteered, atol=1e-4)  # A no-op edit keeps the error term.
   on = [jnp.ones(16, bool)], [jnp.full(16, 50.0)]
-  assert np.abs(np.asarray(sample(x, params, [variables], *on, step_sae, **kw))
-                - plain).max() > 1e-2
+  edited = np.asarray(sample(x, params, [variables], *on, step_sae, **kw))
+  assert np.abs(edited - plain).max() > 1e-2
+  if reduce == "flatten":  # Region 1: the edit only at the units' peak position.
+    peak = np.asarray(sample(x, params, [variables], *on, step_sae, region=1.0, **kw))
+    assert np.abs(peak - edited).max() > 1e-2 and np.abs(peak - plain).max() > 1e-3
+  else:
+    with pytest.raises(ConfigError, match="an edit region needs the flattened block map"):
+      sample(x, params, [variables], *on, step_sae, region=0.3, **kw)
+
+
+def test_edit_region_keeps_the_positions_where_the_edited_units_write():
+  w = np.zeros((3, 2, 2, 2), np.float32)  # 3 units over a 2 x 2 map of 2 channels.
+  w[0, 0, 0] = [3.0, 0.0]   # Unit 0: energy 9 at (0, 0), 1 at (1, 1).
+  w[0, 1, 1] = [1.0, 0.0]
+  w[1, 0, 1] = [0.0, 2.0]   # Unit 1: energy 4 at (0, 1).
+  w = jnp.asarray(w.reshape(3, -1))
+  got = lambda mask, f: np.asarray(scenes_unet.edit_region(w, jnp.asarray(mask), (2, 2, 2), f)
+                                   ).reshape(2, 2, 2)[..., 0]
+  np.testing.assert_array_equal(got([True, False, False], 0.3), [[1, 0], [0, 0]])
+  np.testing.assert_array_equal(got([True, False, False], 0.1), [[1, 0], [0, 1]])
+  np.testing.assert_array_equal(got([True, True, False], 0.4), [[1, 1], [0, 0]])
+  np.testing.assert_array_equal(got([False, False, False], 0.3), np.ones((2, 2)))
+
+
+def test_unit_owners_give_a_unit_matched_at_two_levels_to_its_stronger_concept():
+  level = lambda matching, corr: types.SimpleNamespace(matching=np.asarray(matching),
+                                                       corr_fit=np.asarray(corr))
+  parts = level([0, 2], [[0.9, 0.1, 0.0], [0.0, 0.2, 0.4]])
+  objects = level([2, -1], [[0.0, 0.0, 0.7], [0.3, 0.3, 0.3]])
+  assert scenes_unet.unit_owners([parts, objects]) == {0: (0, 0), 2: (1, 0)}
 
 
 def test_load_graph_says_how_to_make_it(tmp_path):
