@@ -365,11 +365,11 @@ class PromptedScenesUNet(scenes_unet.ScenesUNet):
             images[method] = st.run(idx, *st.empty(), mode="flat", seed=u.seed,
                                     cond=self.cond(prompts, neg))
           else:
+            local = method == "hierarchical" and u.region > 0
             images[method] = st.run(idx, *removal_plan(st, edges, level, target, method),
                                     mode=method, seed=u.seed, cond=self.cond(prompts),
-                                    **(dict(region=u.region, anchors=target_units(st, level,
-                                                                                 target))
-                                       if method == "hierarchical" and u.region > 0 else {}))
+                                    region=u.region if local else None,
+                                    anchors=target_units(st, level, target) if local else None)
         before = scenes_unet.detect(self.scenes, images["none"])
         shown = before["a"][level][:, target]
         for method in METHODS:
