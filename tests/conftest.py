@@ -3,11 +3,15 @@ compiles at XLA's backend optimisation level 0 (`helpers.TEST_XLA_FLAGS`).
 
 Also turns on JAX's persistent compilation cache for the test run and the binaries it starts
 (environment variables, so subprocesses inherit them): many tests compile the same smoke-size
-programs, and compiling is most of their time on CPU. The cache lives in
-``.pytest_cache/jax-compilation-cache``; a size limit turns on JAX's file lock (the `filelock`
-package), so that the xdist workers and subprocesses that share it never read half-written
-entries. Entries are keyed by the program, the compile options and the JAX version, so a hit is
-the executable a fresh compile would build; set JAX_COMPILATION_CACHE_DIR to move it.
+programs, and compiling is most of their time on CPU. Every program is cached, down to the
+single operations that eager code (a Flax `init`, the hooks' capture) compiles one by one: a
+process that finds them in the cache runs such code about three times faster. The cache lives in
+``.pytest_cache/jax-compilation-cache``, without a size limit: a limit makes JAX scan every entry
+on each write (quadratic in the thousands of entries a run writes). Without one there is no file
+lock either; an entry another process is still writing fails to decompress, and JAX compiles the
+program again with a warning. Entries are keyed by the program, the compile options and the JAX
+version, so a hit is the executable a fresh compile would build; set JAX_COMPILATION_CACHE_DIR to
+move it.
 
 The test process keeps freed memory for reuse as identi's binaries do (`identi.allocator`), before
 JAX starts its threads. Shared helpers live in tests/helpers.py; the session fixtures below run
@@ -23,8 +27,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags(8))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(ROOT, ".pytest_cache", "jax-compilation-cache"))
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 from identi.allocator import retain_freed_memory  # noqa: E402
 

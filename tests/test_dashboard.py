@@ -25,6 +25,9 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--v=0")
 ROWS, SEQS, T = 320, 32, 12
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("dashboard")
+
 
 def chromium_binary() -> str:
   for name in ("chromium", "chromium-browser", "google-chrome"):

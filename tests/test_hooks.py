@@ -9,6 +9,9 @@ import pytest
 from identi import data, hooks
 from identi.errors import ConfigError, DataError
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("hooks")
+
 
 class Block(nn.Module):
   features: int

@@ -12,6 +12,9 @@ from identi.steer import (ablate_units, edit, inject_units, parts_of, scale_unit
 
 UNITS = np.array([1, 5, 9])
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("steer")
+
 
 @pytest.fixture(scope="session")
 def sae():

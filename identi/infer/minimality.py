@@ -89,9 +89,11 @@ def _unit_rows(dictionary: np.ndarray) -> np.ndarray:
   return (dictionary / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def codes(x: np.ndarray, dictionary: np.ndarray, s: MinimalitySettings) -> np.ndarray:
-  """Non-negative OMP codes (n, atoms) of centred rows x over the atoms, in chunks."""
-  max_atoms = min(s.max_atoms, dictionary.shape[0])
+def codes(x: np.ndarray, dictionary: np.ndarray, s: MinimalitySettings, *,
+          max_atoms: int | None = None) -> np.ndarray:
+  """Non-negative OMP codes (n, atoms) of centred rows x over the atoms, in chunks; at most
+  `max_atoms` atoms per row (default: the settings' cap, at most the number of atoms)."""
+  max_atoms = max_atoms or min(s.max_atoms, dictionary.shape[0])
   d = jnp.asarray(dictionary)
   out = [np.asarray(omp(jnp.asarray(x[i:i + s.batch_size]), d, max_atoms=max_atoms, tol=s.tol))
          for i in range(0, x.shape[0], s.batch_size)]
@@ -174,39 +176,66 @@ def drop_composites(dictionary: np.ndarray, s: MinimalitySettings) -> np.ndarray
   return dictionary[keep]
 
 
+#: Rows of one call of the batched recoding in `drop_unneeded` (the last call's are padded): one
+#: compiled program for every pass.
+_RECODE_ROWS = 2048
+
+
 @functools.partial(jax.jit, static_argnames=("max_atoms",))
 def _recode_without(x: jax.Array, dictionary: jax.Array, t: jax.Array, tol: jax.Array, *,
                     max_atoms: int) -> jax.Array:
-  """Residual energy per row when coded without atom t."""
-  without = dictionary.at[t].set(0.0)
-  c = omp(x, without, max_atoms=max_atoms, tol=tol)
-  return jnp.sum(jnp.square(x - jnp.matmul(c, without, precision=jax.lax.Precision.HIGHEST)), -1)
+  """Residual energy of each row x[i] when coded without atom t[i]."""
+  c = omp(x, dictionary, max_atoms=max_atoms, tol=tol, exclude=t)
+  return jnp.sum(jnp.square(x - jnp.matmul(c, dictionary, precision=jax.lax.Precision.HIGHEST)),
+                 -1)
+
+
+def _recoding_costs(x: np.ndarray, dictionary: np.ndarray, alive: np.ndarray, c: np.ndarray,
+                    s: MinimalitySettings) -> np.ndarray:
+  """Per live atom, the energy its samples lose when coded without it, over their energy (-1 for
+  an atom no sample uses, inf for a dropped one). The samples of all atoms are coded at once."""
+  cost = np.where(alive, -1.0, np.inf)
+  used = {t: _rows_using(c, t, s) for t in np.flatnonzero(alive)}
+  used = {t: rows for t, rows in used.items() if rows.size}
+  if not used:
+    return cost
+  rows = np.concatenate(list(used.values()))
+  atom = np.concatenate([np.full(r.size, t, np.int32) for t, r in used.items()])
+  pad = -rows.size % _RECODE_ROWS
+  rows = np.concatenate([rows, np.zeros(pad, rows.dtype)])
+  atom = np.concatenate([atom, np.full(pad, -1, np.int32)])
+  d_j, tol, max_atoms = jnp.asarray(dictionary), jnp.float32(s.tol), min(s.max_atoms,
+                                                                          int(alive.sum()))
+  after = np.concatenate([np.asarray(_recode_without(
+      jnp.asarray(x[rows[i:i + _RECODE_ROWS]]), d_j, jnp.asarray(atom[i:i + _RECODE_ROWS]), tol,
+      max_atoms=max_atoms)) for i in range(0, rows.size, _RECODE_ROWS)])
+  start = 0
+  for t, r in used.items():
+    energy = float(np.sum(np.square(x[r])))
+    before = float(np.sum(np.square(x[r] - c[r][:, alive] @ dictionary[alive])))
+    cost[t] = (after[start:start + r.size].sum() - before) / max(energy, 1e-12)
+    start += r.size
+  return cost
 
 
 def drop_unneeded(x: np.ndarray, dictionary: np.ndarray, s: MinimalitySettings) -> np.ndarray:
-  """Step 3: drops atoms whose samples, coded without them, lose less than tol of their energy."""
-  while dictionary.shape[0] > 1:
-    c = codes(x, dictionary, s)
-    d_j = jnp.asarray(dictionary)
-    max_atoms = min(s.max_atoms, dictionary.shape[0])
-    cost = np.full(dictionary.shape[0], -1.0)
-    for t in range(dictionary.shape[0]):
-      used = _rows_using(c, t, s)
-      if used.size == 0:
-        continue
-      rows, real = _padded(used, s)
-      energy = float(np.sum(np.square(x[used])))
-      before = float(np.sum(np.square(x[used] - c[used] @ dictionary)))
-      after = np.asarray(_recode_without(jnp.asarray(x[rows]), d_j, t, jnp.float32(s.tol),
-                                         max_atoms=max_atoms))[real].sum()
-      cost[t] = (after - before) / max(energy, 1e-12)
+  """Step 3: drops atoms whose samples, coded without them, lose less than tol of their energy.
+
+  A dropped atom becomes a zero row, which OMP never selects, so that every pass runs the programs
+  the first one compiled."""
+  dictionary = dictionary.copy()
+  alive = np.ones(dictionary.shape[0], bool)
+  while alive.sum() > 1:
+    c = codes(x, dictionary, s, max_atoms=min(s.max_atoms, int(alive.sum())))
+    cost = _recoding_costs(x, dictionary, alive, c, s)
     low = np.flatnonzero(cost < s.tol)
     if low.size == 0:
       break
     drop = low[np.argsort(cost[low], kind="stable")][:max(1, low.size // 2)]
-    dictionary = np.delete(dictionary, drop, axis=0)
-    logger.info("minimality: dropped %d unneeded atoms, %d left", drop.size, dictionary.shape[0])
-  return dictionary
+    alive[drop] = False
+    dictionary[drop] = 0.0
+    logger.info("minimality: dropped %d unneeded atoms, %d left", drop.size, alive.sum())
+  return dictionary[alive]
 
 
 def seed_from_residuals(x: np.ndarray, dictionary: np.ndarray, s: MinimalitySettings,

@@ -162,7 +162,8 @@ def nnls_slots(atoms: jax.Array, x: jax.Array, passive: jax.Array, coef: jax.Arr
 
 
 def _omp_batch(x: jax.Array, dictionary: jax.Array, norms: jax.Array, init_idx: jax.Array,
-               init_in: jax.Array, tol: jax.Array, max_atoms: int) -> jax.Array:
+               init_in: jax.Array, exclude: jax.Array, tol: jax.Array,
+               max_atoms: int) -> jax.Array:
   """NN-OMP for centred samples x (batch, d); returns their (batch, n_atoms) codes.
 
   One loop iteration is one selection step of every sample still adding atoms (the others keep
@@ -189,6 +190,7 @@ def _omp_batch(x: jax.Array, dictionary: jax.Array, norms: jax.Array, init_idx: 
     # Support atoms cannot be selected again. top_k(., 1) returns argmax's first maximum, and is
     # much cheaper on CPU.
     score = score.at[rows[:, None], idx].min(jnp.where(passive, -jnp.inf, jnp.inf))
+    score = score.at[rows, exclude].min(-jnp.inf, mode="drop")  # n_atoms (none) is dropped.
     best_score, best = jax.lax.top_k(score, 1)
     best_score, best = best_score[:, 0], best[:, 0]
     add = (active & (energy > target) & (best_score > min_corr)
@@ -220,8 +222,8 @@ def _omp_batch(x: jax.Array, dictionary: jax.Array, norms: jax.Array, init_idx: 
 
 
 @functools.partial(jax.jit, static_argnames=("max_atoms",))
-def _omp(x: jax.Array, dictionary: jax.Array, init: jax.Array | None, tol: jax.Array, *,
-         max_atoms: int) -> jax.Array:
+def _omp(x: jax.Array, dictionary: jax.Array, init: jax.Array | None, exclude: jax.Array,
+         tol: jax.Array, *, max_atoms: int) -> jax.Array:
   norms = jnp.linalg.norm(dictionary, axis=-1)
   if init is None:
     init_idx = jnp.zeros((x.shape[0], max_atoms), jnp.int32)
@@ -229,11 +231,13 @@ def _omp(x: jax.Array, dictionary: jax.Array, init: jax.Array | None, tol: jax.A
   else:
     values, init_idx = jax.lax.top_k(init, max_atoms)
     init_in = values > 0
-  return _omp_batch(x, dictionary, norms, init_idx, init_in, tol, max_atoms)
+  exclude = jnp.where(exclude < 0, dictionary.shape[0], exclude)  # Out of bounds: none.
+  return _omp_batch(x, dictionary, norms, init_idx, init_in, exclude, tol, max_atoms)
 
 
 def omp(x: jax.Array, dictionary: jax.Array, *, max_atoms: int, tol: float = 1e-4,
-        b_dec: jax.Array | None = None, init_support: jax.Array | None = None) -> jax.Array:
+        b_dec: jax.Array | None = None, init_support: jax.Array | None = None,
+        exclude: jax.Array | None = None) -> jax.Array:
   """Non-negative orthogonal matching pursuit codes of a batch (see the module docstring).
 
   Jit-compiled (``max_atoms`` static) and usable inside ``jax.jit``.
@@ -247,6 +251,8 @@ def omp(x: jax.Array, dictionary: jax.Array, *, max_atoms: int, tol: float = 1e-
     init_support: optional (batch, n_atoms) warm start: entries > 0 mark atoms to start from (the
       ``max_atoms`` largest if there are more), e.g. an SAE encoder's codes. Atoms whose NNLS
       coefficient on this support is not positive are dropped before the greedy steps.
+    exclude: optional (batch,) int index of one atom each sample may not use (-1: none), e.g. to
+      code each sample without the atom it is scored against; as if that atom were a zero row.
 
   Returns:
     float32 (batch, n_atoms) non-negative codes c with x ~ c @ dictionary + b_dec.
@@ -267,4 +273,12 @@ def omp(x: jax.Array, dictionary: jax.Array, *, max_atoms: int, tol: float = 1e-
                       f"{(x.shape[0], n_atoms)} (batch, n_atoms): pass e.g. the SAE encoder's "
                       "codes of the same batch")
     init = jnp.asarray(init_support, jnp.float32)
-  return _omp(x, dictionary, init, jnp.asarray(tol, jnp.float32), max_atoms=max_atoms)
+  if exclude is None:
+    exclude = jnp.full((x.shape[0],), -1, jnp.int32)
+  elif tuple(jnp.shape(exclude)) != (x.shape[0],) or not jnp.issubdtype(
+      jnp.result_type(exclude), jnp.integer):
+    raise DataError(f"omp exclude has shape {tuple(jnp.shape(exclude))} and dtype "
+                    f"{jnp.result_type(exclude)}; it must be ({x.shape[0]},) integer atom indices "
+                    "(-1: none), one per sample")
+  return _omp(x, dictionary, init, jnp.asarray(exclude, jnp.int32),
+              jnp.asarray(tol, jnp.float32), max_atoms=max_atoms)

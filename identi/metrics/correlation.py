@@ -17,7 +17,6 @@ from typing import Iterable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 from jax.sharding import NamedSharding, PartitionSpec
 
 from identi.errors import ConfigError, DataError
@@ -70,6 +69,7 @@ def _standardised_corr(a: jax.Array, mean_a: jax.Array, const_a: jax.Array, b: j
 def _prepare(x: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Float32 columns (ranked for Spearman), their float64 means and a constant-column mask."""
   if method == "spearman":
+    import scipy.stats  # pylint: disable=g-import-not-at-top  (slow; Spearman/AUROC only)
     x = scipy.stats.rankdata(x, axis=0)
   elif not np.issubdtype(x.dtype, np.floating):
     x = x.astype(np.float64)

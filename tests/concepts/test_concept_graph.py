@@ -11,6 +11,9 @@ from identi.errors import ConfigError, DataError
 from identi.generators import HSMConfig, make_hsm, sample_hsm
 from identi.metrics.graph import edge_auroc, edge_metrics
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("concept_graph")
+
 
 @pytest.fixture(scope="session")
 def world():

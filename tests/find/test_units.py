@@ -12,6 +12,9 @@ from identi.find import Description, QueryBudgetError, Task
 from identi.find import units as units_lib
 from identi.find.unit_agents import describe_unit, fit_concept
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("units")
+
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):

@@ -12,6 +12,9 @@ from identi.sae import make_sae
 
 _SCALE = 2.0
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("infer_package")
+
 
 @pytest.fixture(scope="session")
 def world():

@@ -111,6 +111,23 @@ def test_b_dec_is_subtracted_and_warm_start_keeps_good_atoms():
   np.testing.assert_allclose(warm, codes, atol=1e-4)
 
 
+def test_an_excluded_atom_is_coded_as_if_it_were_a_zero_row():
+  codes, dictionary = planted_codes(n=16, seed=7)
+  x = codes @ dictionary
+  exclude = np.argmax(codes, axis=1).astype(np.int32)
+  exclude[:4] = -1  # These samples may use every atom.
+  out = np.asarray(omp(x, dictionary, max_atoms=8, exclude=exclude))
+  for i in range(16):
+    zeroed = dictionary.copy()
+    if exclude[i] >= 0:
+      zeroed[exclude[i]] = 0.0
+    expected = np.asarray(omp(x[i:i + 1], zeroed, max_atoms=8))[0]
+    np.testing.assert_allclose(out[i], expected, atol=1e-5)
+  assert not out[np.arange(4, 16), exclude[4:]].any()
+  np.testing.assert_allclose(out[:4], codes[:4], atol=1e-4)
+  assert np.linalg.norm(out[4:] @ dictionary - x[4:]) > 0.1  # Without the biggest atom: a residual.
+
+
 def test_demo_world_true_dictionary_reaches_the_minimal_code_ceiling():
   data = sparse_superposition(jax.random.key(0), 4096)
   out = np.asarray(omp(data["x"], data["A"].T, max_atoms=16))
@@ -128,6 +145,10 @@ def test_bad_input_raises_errors_naming_the_fix():
     omp(x, dictionary, max_atoms=2, b_dec=np.zeros(3))
   with pytest.raises(DataError, match="init_support"):
     omp(x, dictionary, max_atoms=2, init_support=np.zeros((2, 5)))
+  with pytest.raises(DataError, match=r"exclude has shape \(3,\)"):
+    omp(x, dictionary, max_atoms=2, exclude=np.zeros(3, np.int32))
+  with pytest.raises(DataError, match="integer atom indices"):
+    omp(x, dictionary, max_atoms=2, exclude=np.zeros(2, np.float32))
   with pytest.raises(ConfigError, match="max_atoms=200 exceeds the 128"):
     omp(x, dictionary, max_atoms=200)
   with pytest.raises(ConfigError, match="max_atoms=0"):

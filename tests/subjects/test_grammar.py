@@ -10,6 +10,9 @@ from identi.subjects.grammar import (BOS, EOS, NUM_SPECIAL, PAD, SEP, GrammarCon
 
 _N = 512  # one sample count, so the HSM sampler compiles once per world
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("grammar_world")
+
 
 @pytest.fixture(scope="session")
 def grammar():

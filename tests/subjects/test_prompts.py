@@ -10,6 +10,9 @@ from identi.subjects.prompts import FILLERS, PromptConfig, Vocabulary, adherence
 
 VOCAB = Vocabulary((18, 6, 2))
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("prompts")
+
 
 @pytest.fixture(scope="module")
 def world():

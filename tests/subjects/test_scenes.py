@@ -13,6 +13,9 @@ from identi.subjects import (KINDS, ScenesConfig, coherence_rate, detect_concept
 
 _N = 256  # one sample count, so the HSM sampler compiles once per world
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("scenes_world")
+
 
 @pytest.fixture(scope="session", params=["fixed", "jitter"])
 def world(request):

@@ -11,6 +11,9 @@ from identi.subjects.grammar import BOS, EOS, PAD
 
 _V, _T, _D = 12, 10, 16
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("transformer")
+
 
 @pytest.fixture(scope="session")
 def model_and_params():

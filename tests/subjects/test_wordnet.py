@@ -9,6 +9,9 @@ from identi.models import minilm
 from identi.subjects import wordnet
 from identi.subjects.minilm_wordnet import default_config
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("wordnet")
+
 
 @pytest.fixture(scope="module")
 def nouns():

@@ -15,6 +15,9 @@ from identi.errors import CheckpointError, ConfigError
 from identi.train import load_config, load_trained, minimality
 from identi.train.config import validate_config
 
+# The module's fixtures are expensive: one worker runs all its tests (make test's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("minimality_stage")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
