@@ -11,9 +11,16 @@ from identi.subjects import diffusion
 SHAPE = (4, 16, 16, 1)
 
 
+def _init(model, **kwargs):
+  """diffusion.init_params compiled as one program: Flax's eager init dispatches (and compiles)
+  each op of the U-Net separately, which costs these tests seconds each."""
+  return jax.jit(lambda key: diffusion.init_params(model, key, SHAPE[1:], **kwargs))(
+      jax.random.key(0))
+
+
 def _tiny():
   model = diffusion.UNet(channels=(8, 8, 16))
-  return model, diffusion.init_params(model, jax.random.key(0), SHAPE[1:])
+  return model, _init(model)
 
 
 def _oracle(x0):
@@ -52,9 +59,9 @@ def test_unet_shape_dtype_and_named_blocks():
 
 def test_mid_attention_and_more_res_blocks():
   model = diffusion.UNet(channels=(8, 8, 8), num_res_blocks=2, mid_attention=True)
-  params = diffusion.init_params(model, jax.random.key(0), (16, 16, 1))
+  params = _init(model)
   assert {"res_0", "res_1", "attn"} <= set(params["mid"])
-  assert model.apply({"params": params}, jnp.zeros(SHAPE), 0.1).shape == SHAPE
+  assert jax.jit(model.apply)({"params": params}, jnp.zeros(SHAPE), 0.1).shape == SHAPE
 
 
 def test_cosine_schedule_is_monotone_in_unit_interval():
@@ -144,7 +151,7 @@ def test_sample_from_model_is_finite_and_in_range():
 
 def _tiny_prompted():
   model = diffusion.UNet(channels=(8, 8, 16), vocab_size=12, text_dim=8)
-  return model, diffusion.init_params(model, jax.random.key(0), SHAPE[1:], prompt_len=5)
+  return model, _init(model, prompt_len=5)
 
 
 def test_prompted_unet_reads_its_prompt_and_refuses_a_missing_one():

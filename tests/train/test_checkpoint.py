@@ -104,3 +104,23 @@ def test_restore_newest_moves_nothing_when_no_checkpoint_fits(tmp_path):
   assert ckpt.restore_newest(_state(0))[1] == 2
   assert Checkpointer(str(tmp_path / "new"), async_save=False).restore_newest(_state(0)) == (
       None, None)
+
+
+def test_a_replicated_state_round_trips_and_older_standard_checkpoints_restore(tmp_path):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from identi.train import sharding  # pylint: disable=g-import-not-at-top
+  repl = sharding.replicated(sharding.data_mesh())
+  state = jax.device_put(_state(7), repl)
+  assert len(state["params"]["w"].addressable_shards) == 8
+  # A checkpoint as orbax's StandardSave writes it (identi's format before it saved replicas whole).
+  manager = ocp.CheckpointManager(os.path.join(tmp_path, "old", "checkpoints"))
+  manager.save(7, args=ocp.args.StandardSave(state), force=True)
+  manager.wait_until_finished()
+  manager.close()
+  ckpt = Checkpointer(str(tmp_path / "new"), async_save=False)
+  ckpt.save(7, state)
+  ckpt.close()
+  for workdir in ("old", "new"):
+    restored = Checkpointer(str(tmp_path / workdir), read_only=True).restore(_state(0))
+    np.testing.assert_array_equal(restored["params"]["w"], np.full((3, 2), 7.0))
+    assert int(restored["step"]) == 7
