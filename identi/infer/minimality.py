@@ -204,8 +204,8 @@ def _recoding_costs(x: np.ndarray, dictionary: np.ndarray, alive: np.ndarray, c:
   pad = -rows.size % _RECODE_ROWS
   rows = np.concatenate([rows, np.zeros(pad, rows.dtype)])
   atom = np.concatenate([atom, np.full(pad, -1, np.int32)])
-  d_j, tol, max_atoms = jnp.asarray(dictionary), jnp.float32(s.tol), min(s.max_atoms,
-                                                                          int(alive.sum()))
+  d_j, tol = jnp.asarray(dictionary), jnp.float32(s.tol)
+  max_atoms = min(s.max_atoms, int(alive.sum()))
   after = np.concatenate([np.asarray(_recode_without(
       jnp.asarray(x[rows[i:i + _RECODE_ROWS]]), d_j, jnp.asarray(atom[i:i + _RECODE_ROWS]), tol,
       max_atoms=max_atoms)) for i in range(0, rows.size, _RECODE_ROWS)])
