@@ -13,7 +13,7 @@ trajectories (50 steps); the 'up_1' block (8 x 8 x 64, flattened) is read at t =
 0.05; one BatchTopK SAE per timestep (1,000 steps); a sign-aware graph (level 1 at t = 0.05, level
 2 at t = 0.2, level 3 at t = 0.5). Removal benchmark: every object and scene type, prompts that
 name or only imply it, 32 prompts each, methods none / negative prompt / flat ablation /
-hierarchical removal on the same noise; SAE edits at every step with t <= 0.6, strength 6,
+hierarchical removal on the same noise; SAE edits at every step with t <= 0.6, strength 9,
 the hierarchical one only where the target's units write (unlearn.region 0.3). Writes
 WORKDIR/unlearning.json. Each binary reuses what the previous one wrote in the workdir.
 Results: docs/experiments/prompted_unlearning.md.
