@@ -97,7 +97,7 @@ def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collection
     return config
   config = scenes_unet.variant(config, arg)
   config.unlearn.samples = 4
-  config.unlearn.pool = 512
+  config.unlearn.pool = 256
   return config
 
 

@@ -98,11 +98,11 @@ def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collection
   config_lib.shrink_training(config)
   config.capture.block = "mid"  # 1,024 dims instead of 4,096: the same code path, 4x cheaper SAEs.
   config.capture.num_steps = 10
-  config.capture.num_samples = 512
+  config.capture.num_samples = 256
   config.capture.batch_size = 128
-  config.data.num_eval = 256
-  config.steer.samples_per_edit = 16
-  config.steer.pool = 256
+  config.data.num_eval = 96
+  config.steer.samples_per_edit = 8
+  config.steer.pool = 96
   return config
 
 

@@ -332,7 +332,7 @@ def shrink_training(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   config.checkpoint.every_steps = 20
   config.eval.batch_size = 256
   if "minimality" in config:  # Experiment configs (identify) have no minimality section.
-    config.minimality.num_samples = 1024
+    config.minimality.num_samples = 512
     config.minimality.polish_rounds = 2
   return config
 

@@ -46,17 +46,6 @@ def test_steer_on_the_hsm_subject(hsm_run, tmp_path):
   assert (workdir / "steering.pdf").stat().st_size > 100
 
 
-@pytest.mark.xdist_group("minilm_wordnet")
-def test_steer_ablates_units_of_the_pretrained_model(wordnet_run, tmp_path):
-  workdir = tmp_path / "w"
-  shutil.copytree(wordnet_run.workdir, workdir)
-  (workdir / "steering.json").unlink()
-  proc = run_module("identi.bin.steer", WORDNET, f"--workdir={workdir}")
-  assert "delta_unit" in proc.stdout and "category" in proc.stdout
-  steering = json.loads((workdir / "steering.json").read_text())
-  assert steering == wordnet_run.summary["patching"]  # The binary reproduces the library run.
-
-
 @pytest.mark.parametrize("module,config,override", [
     ("identi.bin.capture", SCENES, "capture.blok=mid"),
     ("identi.bin.capture", GRAMMAR, "capture.layer=block_0"),
