@@ -54,8 +54,8 @@ def trained_workdir(tmp_path_factory):
   return workdir
 
 
-# The two smoke subjects, each trained once per test session; the training tests and the
-# train_subject binary test read them (xdist groups diffusion_training and lm_training).
+# The two smoke subjects, each trained once per test session; the training tests read them, and
+# the train_subject binary test the transformer's (xdist groups diffusion_training, lm_training).
 @pytest.fixture(scope="session")
 def scenes_subject(tmp_path_factory):
   """(workdir, final metrics) of configs/diffusion_scenes.py:smoke trained in this process."""
