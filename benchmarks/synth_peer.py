@@ -18,7 +18,9 @@
    exactly the evaluation rows (checked by sha256 against the rows SAELens trained on), and
    encoded with `identi.train.encode_file`, the function behind `identi.bin.encode`: the
    encoder's codes, or for the rows named "minimal codes" `--mode=minimal` (non-negative OMP
-   over the SAE's own deduplicated decoder, warm-started from the encoder).
+   over the SAE's own deduplicated decoder, warm-started from the encoder). The "true width"
+   rows (SAELens's and identi's BatchTopK) have as many latents as true features; identi's
+   "refined" row refines that decoder by the method of optimal directions (`refined`).
 4. The limit: non-negative OMP (`identi.infer.omp`) with the TRUE dictionary and bias; and, as the
    floor, the same OMP with a random unit-norm dictionary.
 5. Scores on the evaluation rows: activation MCC held out (`identi.metrics.mcc`: Pearson, matching
@@ -89,6 +91,12 @@ REFERENCE = {"Matryoshka BatchTopK": (0.793, 0.879), "BatchTopK": (0.757, 0.732)
              "MP-SAE": (0.693, 0.446)}
 
 
+#: Dictionary refinement of the "refined" rows: rounds of the method of optimal directions, on at
+#: most this many training rows (the first ones), with OMP codes of at most 2k atoms.
+REFINE_ROUNDS = 8
+REFINE_ROWS = 65536
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
   """A row of the table: `side` 'saelens' (`name` an architecture of the peer script), 'identi'
@@ -99,6 +107,11 @@ class Method:
   side: str
   name: str
   mode: str = "encoder"
+  #: "preset": the preset's d_sae; "true": as many latents as true features (identi only).
+  width: str = "preset"
+  #: identi only: after training, `identi.infer.refine_dictionary` rounds on the training rows;
+  #: the codes are then non-negative OMP over the refined decoder (at most 2k atoms).
+  refine_rounds: int = 0
 
 
 METHODS = (
@@ -106,6 +119,8 @@ METHODS = (
     Method("saelens_batchtopk", "SAELens BatchTopK", "saelens", "batchtopk"),
     Method("saelens_matryoshka", "SAELens Matryoshka BatchTopK", "saelens", "matryoshka"),
     Method("saelens_mp", "SAELens MP-SAE", "saelens", "mp"),
+    Method("saelens_batchtopk_true_width", "SAELens BatchTopK, true width", "saelens",
+           "batchtopk", width="true"),
     Method("identi_topk", "identi TopK", "identi", "sae_topk"),
     Method("identi_batchtopk", "identi BatchTopK", "identi", "sae_batchtopk"),
     Method("identi_matryoshka", "identi Matryoshka BatchTopK", "identi", "sae_matryoshka"),
@@ -115,6 +130,10 @@ METHODS = (
     Method("identi_identifiable", "identi identifiable", "identi", "sae_identifiable"),
     Method("identi_identifiable_minimal", "identi identifiable, minimal codes", "identi",
            "sae_identifiable", "minimal"),
+    Method("identi_batchtopk_true_width", "identi BatchTopK, true width", "identi",
+           "sae_batchtopk", width="true"),
+    Method("identi_batchtopk_true_width_refined", "identi BatchTopK, true width, refined (MOD)",
+           "identi", "sae_batchtopk", width="true", refine_rounds=REFINE_ROUNDS),
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_random", "OMP, random dictionary (floor)", "omp", "random"),
 )
@@ -220,13 +239,15 @@ def scores(x: np.ndarray, z: np.ndarray, features: np.ndarray, codes: np.ndarray
 
 def train_saelens(python: str, methods, preset: dict, data_dir: str, out_dir: str,
                   threads: int) -> tuple[dict, dict]:
-  """SAELens's SAEs of `methods`; returns (peer info, {key: (codes, recon, decoder)})."""
+  """SAELens's SAEs of `methods` (all of one width); returns (peer info, {key: (codes, recon,
+  decoder)})."""
   p = preset
+  width = p["num_features"] if methods[0].width == "true" else p["d_sae"]
   f = lambda name: os.path.join(data_dir, f"{name}.npy")
   info = saelens_env.run_json([
       python, PEER_SCRIPT, "train", f"--train={f('train')}", f"--eval={f('eval')}",
       f"--eval_z={f('eval_z')}", f"--dictionary={f('dictionary')}", f"--output_dir={out_dir}",
-      f"--archs={','.join(m.name for m in methods)}", f"--d_sae={p['d_sae']}", f"--k={p['k']}",
+      f"--archs={','.join(m.name for m in methods)}", f"--d_sae={width}", f"--k={p['k']}",
       f"--matryoshka_widths={','.join(map(str, p['matryoshka_widths']))}",
       f"--steps={p['steps']}", f"--batch={p['batch']}", f"--lr={p['lr']!r}",
       f"--warmup={p['warmup']}", f"--decay={decay_steps(p)}", f"--threads={threads}"])
@@ -241,11 +262,11 @@ def decay_steps(preset: dict) -> int:
   return math.floor(preset["decay_fraction"] * preset["steps"])
 
 
-def identi_config(name: str, preset: dict, rows_path: str):
-  """configs/<name>.py with the preset's width, k, schedule and the npy rows."""
+def identi_config(name: str, preset: dict, rows_path: str, width: str = "preset"):
+  """configs/<name>.py with the preset's width (or the true one), k, schedule and the npy rows."""
   p = preset
   config = load_config(os.path.join(ROOT, "configs", f"{name}.py"))
-  config.sae.d_sae = p["d_sae"]
+  config.sae.d_sae = p["num_features"] if width == "true" else p["d_sae"]
   if "k" in config.sae:
     config.sae.k = p["k"]
   if config.sae.get("kind") == "matryoshka":
@@ -267,8 +288,9 @@ def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: 
   decoder)}, {key: seconds}, {'identi': sha256 of the rows identi trained on})."""
   out, seconds, trained, hashes = {}, {}, {}, {}
   for m in methods:
-    if m.name not in trained:
-      config = identi_config(m.name, preset, rows_path)
+    run_key = (m.name, m.width)
+    if run_key not in trained:
+      config = identi_config(m.name, preset, rows_path, m.width)
       if not hashes:
         train_src, eval_src = build_sources(config)
         hashes = {"identi": sha256(train_src.get(np.arange(train_src.num_examples))),
@@ -276,12 +298,20 @@ def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: 
         if (hashes["identi"], hashes["identi_eval"]) != (train_hash, eval_hash):
           raise RuntimeError("identi's train/eval split of the npy rows is not the generated "
                              "train/eval rows; identi.data.train_eval_split changed")
-      wd = os.path.join(workdir, f"identi_{m.name}")
+      wd = os.path.join(workdir, f"identi_{m.name}" + ("_true_width" if m.width == "true" else ""))
       shutil.rmtree(wd, ignore_errors=True)
       start = time.perf_counter()
       train_and_evaluate(config, wd)
-      trained[m.name] = (wd, time.perf_counter() - start)
-    wd, seconds[m.key] = trained[m.name]
+      trained[run_key] = (wd, time.perf_counter() - start)
+    wd, seconds[m.key] = trained[run_key]
+    if m.refine_rounds:
+      start = time.perf_counter()
+      train = np.load(os.path.join(data_dir, "train.npy"), mmap_mode="r")
+      out[m.key] = refined(load_trained(wd)[2], train,
+                           np.load(os.path.join(data_dir, "eval.npy")), preset["k"],
+                           m.refine_rounds)
+      seconds[m.key] += time.perf_counter() - start
+      continue
     codes_path = os.path.join(workdir, f"codes_{m.key}.npy")
     encode_file(wd, os.path.join(data_dir, "eval.npy"), codes_path, m.mode)
     codes = np.load(codes_path)
@@ -289,6 +319,25 @@ def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: 
     recon = np.asarray(jax.jit(lambda v, c: model.apply(v, c, method="decode"))(variables, codes))
     out[m.key] = (codes, recon, np.asarray(variables["params"]["W_dec"]))
   return out, seconds, hashes
+
+
+def refined(variables, train: np.ndarray, x: np.ndarray, k: int,
+            rounds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """A trained SAE's decoder (`variables` of a TopK-family SAE) refined by the method of optimal
+  directions (`identi.infer.refine_dictionary`, OMP codes of at most 2k atoms, the SAE's b_dec
+  fixed) on the first REFINE_ROWS rows of `train`; (codes, reconstruction, decoder) of the
+  evaluation rows x, the codes by the same OMP over the refined decoder."""
+  params = variables["params"]
+  scale = float(variables["stats"]["input_scale"])
+  b_dec = np.asarray(params["b_dec"], np.float32)
+  decoder = np.asarray(params["W_dec"], np.float32)
+  rows = np.asarray(train[:REFINE_ROWS], np.float32) * scale
+  infer_fn = lambda xs, d: infer.omp(xs, d, max_atoms=2 * k)
+  decoder = np.asarray(infer.refine_dictionary(jnp.asarray(rows), jnp.asarray(decoder),
+                                               infer_fn=infer_fn, num_rounds=rounds,
+                                               b_dec=jnp.asarray(b_dec)))
+  codes = omp_codes(np.asarray(x, np.float32) * scale, decoder, b_dec, 2 * k)
+  return codes, (codes @ decoder + b_dec) / scale, decoder
 
 
 def omp_codes(x: np.ndarray, dictionary: np.ndarray, bias: np.ndarray, max_atoms: int,
@@ -359,13 +408,18 @@ def run(preset_name: str, workdir: str, keys, peer_threads: int) -> dict:
   hashes = {"generated": data["train_sha256"]}
   results, seconds, peer = {}, {}, None
 
-  side = [m for m in methods if m.side == "saelens"]
-  if side:
+  peer_archs = {}
+  for width in ("preset", "true"):  # One peer run per width.
+    side = [m for m in methods if m.side == "saelens" and m.width == width]
+    if not side:
+      continue
     with tempfile.TemporaryDirectory() as tmp:
       peer, results_saelens = train_saelens(python, side, preset, data_dir, tmp, peer_threads)
     results.update(results_saelens)
+    peer_archs.update({m.key: peer["archs"][m.name] for m in side})
     seconds.update({m.key: peer["archs"][m.name]["seconds"] for m in side})
-    hashes["saelens"] = peer["train_sha256"]
+    if hashes.setdefault("saelens", peer["train_sha256"]) != peer["train_sha256"]:
+      raise RuntimeError("SAELens's two runs trained on different rows")
   side = [m for m in methods if m.side == "identi"]
   if side:
     rows_path = identi_rows(data_dir, train, x)
@@ -386,7 +440,7 @@ def run(preset_name: str, workdir: str, keys, peer_threads: int) -> dict:
            **scores(x, z, features, codes, recon, decoder),
            "train_s": seconds.get(m.key), "omp_s": omp_seconds.get(m.key)}
     if m.side == "saelens":
-      own = peer["archs"][m.name]
+      own = peer_archs[m.key]
       check[m.key] = {"mcc_decoder": abs(own["saelens_mcc_decoder"] - row["mcc_decoder"]),
                       "f1": abs(own["saelens_f1"] - row["f1"]),
                       "precision": abs(own["saelens_precision"] - row["precision"]),

@@ -595,6 +595,8 @@ TABLES = [
           os.path.join("benchmarks", "results", "synth_peer.json"), synth_peer),
     Table("synth_peer_identifiable", page("synth_peer"),
           os.path.join("benchmarks", "results", "synth_peer_identifiable.json"), synth_peer),
+    Table("synth_peer_refined", page("synth_peer"),
+          os.path.join("benchmarks", "results", "synth_peer_refined.json"), synth_peer),
     Table("find_functions", page("find"), fig("find", "results.json"), find_functions),
     Table("find_units", page("find"), fig("find", "results.json"), find_units),
     Table("block_transplant", page("block_transplant"),
