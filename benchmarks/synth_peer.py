@@ -107,7 +107,7 @@ class Method:
   side: str
   name: str
   mode: str = "encoder"
-  #: "preset": the preset's d_sae; "true": as many latents as true features (identi only).
+  #: "preset": the preset's d_sae; "true": as many latents as true features (`latents`).
   width: str = "preset"
   #: identi only: after training, `identi.infer.refine_dictionary` rounds on the training rows;
   #: the codes are then non-negative OMP over the refined decoder (at most 2k atoms).
@@ -242,7 +242,7 @@ def train_saelens(python: str, methods, preset: dict, data_dir: str, out_dir: st
   """SAELens's SAEs of `methods` (all of one width); returns (peer info, {key: (codes, recon,
   decoder)})."""
   p = preset
-  width = p["num_features"] if methods[0].width == "true" else p["d_sae"]
+  width = latents(p, methods[0].width)
   f = lambda name: os.path.join(data_dir, f"{name}.npy")
   info = saelens_env.run_json([
       python, PEER_SCRIPT, "train", f"--train={f('train')}", f"--eval={f('eval')}",
@@ -258,6 +258,11 @@ def train_saelens(python: str, methods, preset: dict, data_dir: str, out_dir: st
   return info, out
 
 
+def latents(preset: dict, width: str) -> int:
+  """An SAE's width for a Method's `width`: the preset's d_sae, or the number of true features."""
+  return preset["num_features"] if width == "true" else preset["d_sae"]
+
+
 def decay_steps(preset: dict) -> int:
   return math.floor(preset["decay_fraction"] * preset["steps"])
 
@@ -266,7 +271,7 @@ def identi_config(name: str, preset: dict, rows_path: str, width: str = "preset"
   """configs/<name>.py with the preset's width (or the true one), k, schedule and the npy rows."""
   p = preset
   config = load_config(os.path.join(ROOT, "configs", f"{name}.py"))
-  config.sae.d_sae = p["num_features"] if width == "true" else p["d_sae"]
+  config.sae.d_sae = latents(p, width)
   if "k" in config.sae:
     config.sae.k = p["k"]
   if config.sae.get("kind") == "matryoshka":
