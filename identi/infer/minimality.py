@@ -26,6 +26,16 @@ dictionary removes both defects, step by step:
 
 Codes throughout are non-negative OMP codes (`identi.infer.omp`) with ``max_atoms`` and ``tol``.
 Every step is deterministic given its inputs; the atoms come back with unit norm, as rows.
+
+Wide inputs (`in_span`). When the inputs have more features than the dictionary has atoms (a
+U-Net block of 4,096 values read by 104 atoms), every code and every residual comparison is
+computed in the span of the atoms: x is split into its part in that span (coordinates x Q, with Q
+an orthonormal basis of the atoms) and the part outside it, whose energy no code can remove. OMP
+then runs on n_atoms coordinates instead of d features, with each row's stopping energy lowered
+by its energy outside the span, so the codes are the full problem's up to round-off (differences
+of residual energies are exact; only the round-off floor of a selectable correlation is taken
+relative to the row's energy in the span). Seeding and the polish leave the span; the basis is
+taken again from the dictionary at every call. With d <= n_atoms nothing changes.
 """
 
 from __future__ import annotations
@@ -89,13 +99,58 @@ def _unit_rows(dictionary: np.ndarray) -> np.ndarray:
   return (dictionary / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=["x", "dictionary", "outside", "tol"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class Span:
+  """Rows in the span of a dictionary's atoms (module docstring, "Wide inputs").
+
+  x: (n, m) coordinates of the rows in the span (the rows themselves when there is no
+  reduction); dictionary: (n_atoms, m) the atoms' coordinates; outside: (n,) each row's energy
+  outside the span (0 without a reduction); tol: (n,) or scalar, OMP's relative stopping energy
+  that stops each row where the full problem stops."""
+  x: jax.Array
+  dictionary: jax.Array
+  outside: jax.Array
+  tol: jax.Array
+
+
+def in_span(x, dictionary, tol: float) -> Span:
+  """`Span` of rows x (n, d) and atoms (n_atoms, d); a reduction only when d > n_atoms."""
+  x = jnp.asarray(x, jnp.float32)
+  dictionary = jnp.asarray(dictionary, jnp.float32)
+  if x.shape[1] <= dictionary.shape[0]:
+    return Span(x, dictionary, jnp.zeros(x.shape[0], jnp.float32), jnp.float32(tol))
+  return _reduce(x, dictionary, jnp.float32(tol))
+
+
+@jax.jit
+def _reduce(x: jax.Array, dictionary: jax.Array, tol: jax.Array) -> Span:
+  basis, _ = jnp.linalg.qr(dictionary.T)  # (d, n_atoms), orthonormal columns.
+  xs = jnp.matmul(x, basis, precision=jax.lax.Precision.HIGHEST)
+  full = jnp.sum(jnp.square(x), -1)
+  inside = jnp.sum(jnp.square(xs), -1)
+  outside = jnp.maximum(full - inside, 0.0)
+  # OMP stops a row when its residual in the span falls to tol * full - outside.
+  row_tol = (tol * full - outside) / jnp.maximum(inside, jnp.finfo(jnp.float32).tiny)
+  return Span(xs, jnp.matmul(dictionary, basis, precision=jax.lax.Precision.HIGHEST), outside,
+              row_tol)
+
+
+def span_omp(x, dictionary, *, max_atoms: int, tol: float) -> jax.Array:
+  """`identi.infer.omp` of centred rows x over the atoms, computed in their span (`in_span`)."""
+  sp = in_span(x, dictionary, tol)
+  return omp(sp.x, sp.dictionary, max_atoms=max_atoms, tol=sp.tol)
+
+
 def codes(x: np.ndarray, dictionary: np.ndarray, s: MinimalitySettings, *,
           max_atoms: int | None = None) -> np.ndarray:
   """Non-negative OMP codes (n, atoms) of centred rows x over the atoms, in chunks; at most
   `max_atoms` atoms per row (default: the settings' cap, at most the number of atoms)."""
   max_atoms = max_atoms or min(s.max_atoms, dictionary.shape[0])
   d = jnp.asarray(dictionary)
-  out = [np.asarray(omp(jnp.asarray(x[i:i + s.batch_size]), d, max_atoms=max_atoms, tol=s.tol))
+  out = [np.asarray(span_omp(jnp.asarray(x[i:i + s.batch_size]), d, max_atoms=max_atoms,
+                             tol=s.tol))
          for i in range(0, x.shape[0], s.batch_size)]
   return np.concatenate(out) if out else np.zeros((0, dictionary.shape[0]), np.float32)
 
@@ -134,7 +189,9 @@ def sharpen(x: np.ndarray, dictionary: np.ndarray, c: np.ndarray,
   """Step 1: moves atoms outside the data cone onto its edge; (dictionary, kept, refused)."""
   out = dictionary.copy()
   slots = min(s.max_atoms, dictionary.shape[0])
-  d_j = jnp.asarray(dictionary)
+  # Residual energies are compared between two atoms of the span: computed in it.
+  basis = _basis(dictionary)
+  d_j = _coordinates(dictionary, basis)
   kept = refused = 0
   for t in range(dictionary.shape[0]):
     on = c[:, t] > 0
@@ -150,9 +207,9 @@ def sharpen(x: np.ndarray, dictionary: np.ndarray, c: np.ndarray,
     proposal = dictionary[t] + rho @ dictionary[partners]
     proposal = proposal / max(float(np.linalg.norm(proposal)), 1e-12)
     rows, real = _padded(_rows_using(c, t, s), s)
-    xr, cr = jnp.asarray(x[rows]), jnp.asarray(c[rows])
+    xr, cr = _coordinates(x[rows], basis), jnp.asarray(c[rows])
     old = np.asarray(_support_residuals(xr, d_j, cr, t, d_j[t], slots=slots))[real].sum()
-    new = np.asarray(_support_residuals(xr, d_j, cr, t, jnp.asarray(proposal, jnp.float32),
+    new = np.asarray(_support_residuals(xr, d_j, cr, t, _coordinates(proposal[None], basis)[0],
                                         slots=slots))[real].sum()
     if new <= old + s.tol * float(np.sum(np.square(x[rows[real]]))):
       out[t] = proposal
@@ -160,6 +217,19 @@ def sharpen(x: np.ndarray, dictionary: np.ndarray, c: np.ndarray,
     else:
       refused += 1
   return out, kept, refused
+
+
+def _basis(dictionary: np.ndarray) -> jax.Array | None:
+  """An orthonormal basis (d, n_atoms) of the atoms' span when d > n_atoms, else None."""
+  if dictionary.shape[1] <= dictionary.shape[0]:
+    return None
+  return jnp.linalg.qr(jnp.asarray(dictionary, jnp.float32).T)[0]
+
+
+def _coordinates(v, basis: jax.Array | None) -> jax.Array:
+  """Rows v in the basis (the rows themselves without one)."""
+  v = jnp.asarray(v, jnp.float32)
+  return v if basis is None else jnp.matmul(v, basis, precision=jax.lax.Precision.HIGHEST)
 
 
 def drop_composites(dictionary: np.ndarray, s: MinimalitySettings) -> np.ndarray:
@@ -204,11 +274,14 @@ def _recoding_costs(x: np.ndarray, dictionary: np.ndarray, alive: np.ndarray, c:
   pad = -rows.size % _RECODE_ROWS
   rows = np.concatenate([rows, np.zeros(pad, rows.dtype)])
   atom = np.concatenate([atom, np.full(pad, -1, np.int32)])
-  d_j, tol = jnp.asarray(dictionary), jnp.float32(s.tol)
   max_atoms = min(s.max_atoms, int(alive.sum()))
-  after = np.concatenate([np.asarray(_recode_without(
-      jnp.asarray(x[rows[i:i + _RECODE_ROWS]]), d_j, jnp.asarray(atom[i:i + _RECODE_ROWS]), tol,
-      max_atoms=max_atoms)) for i in range(0, rows.size, _RECODE_ROWS)])
+  after = []
+  for i in range(0, rows.size, _RECODE_ROWS):
+    sp = in_span(x[rows[i:i + _RECODE_ROWS]], dictionary, s.tol)
+    after.append(np.asarray(_recode_without(sp.x, sp.dictionary,
+                                            jnp.asarray(atom[i:i + _RECODE_ROWS]), sp.tol,
+                                            max_atoms=max_atoms) + sp.outside))
+  after = np.concatenate(after)
   start = 0
   for t, r in used.items():
     energy = float(np.sum(np.square(x[r])))
@@ -319,7 +392,8 @@ def minimal_dictionary(x, dictionary, *, b_dec=None,
     dictionary = drop_unneeded(x, dictionary, s)
     report.append({"step": "drop_unneeded", "atoms": int(dictionary.shape[0])})
   if s.polish_rounds:
-    infer_fn = functools.partial(omp, max_atoms=min(s.max_atoms, dictionary.shape[0]), tol=s.tol)
+    infer_fn = functools.partial(span_omp, max_atoms=min(s.max_atoms, dictionary.shape[0]),
+                                 tol=s.tol)
     dictionary = _unit_rows(np.asarray(refine_dictionary(
         jnp.asarray(x), jnp.asarray(dictionary), infer_fn=infer_fn, num_rounds=s.polish_rounds,
         batch_size=s.batch_size)))
@@ -328,5 +402,5 @@ def minimal_dictionary(x, dictionary, *, b_dec=None,
   return dictionary, report
 
 
-__all__ = ["MinimalitySettings", "codes", "drop_composites", "drop_unneeded", "minimal_dictionary",
+__all__ = ["MinimalitySettings", "Span", "codes", "in_span", "span_omp", "drop_composites", "drop_unneeded", "minimal_dictionary",
            "seed_from_residuals", "sharpen"]

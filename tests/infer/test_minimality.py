@@ -1,5 +1,7 @@
 """Dictionary-level minimality recovers parts that an SAE-like dictionary merges."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,26 @@ def test_a_dictionary_of_zero_rows_is_refused():
   x, _ = _world(n=100)
   with pytest.raises(ConfigError, match="zero rows"):
     minimality.minimal_dictionary(x, np.zeros((4, D_IN), np.float32))
+
+
+def test_codes_of_wide_inputs_are_computed_in_the_span_of_the_atoms_like_the_full_problem():
+  """d = 96 features, 18 atoms: the stage codes in the atoms' span (18 coordinates); the codes
+  are full OMP's, and each row's energy splits into its span part and the rest."""
+  from identi.infer import omp  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  x, parts = _world(n=2000, seed=3)
+  lift = np.linalg.qr(rng.normal(size=(96, D_IN)))[0].T  # (24, 96), orthonormal rows.
+  wide = x @ lift + 0.02 * rng.normal(size=(2000, 96)).astype(np.float32)
+  atoms = (_merged(parts) @ lift).astype(np.float32)
+  sp = minimality.in_span(wide, atoms, 1e-3)
+  assert sp.x.shape == (2000, 18) and sp.dictionary.shape == (18, 18)
+  np.testing.assert_allclose(np.sum(np.square(np.asarray(sp.x)), 1) + np.asarray(sp.outside),
+                             np.sum(np.square(wide), 1), rtol=1e-4)
+  for tol in (1e-3, 0.05):  # 0.05: most rows stop on energy before max_atoms.
+    got = minimality.codes(wide, atoms, dataclasses.replace(SETTINGS, tol=tol))
+    want = np.asarray(omp(wide, atoms, max_atoms=SETTINGS.max_atoms, tol=tol))
+    assert np.mean((got > 0) == (want > 0)) > 0.9999
+    np.testing.assert_allclose(got, want, atol=2e-4)
+  # Inputs no wider than the dictionary are coded as they are.
+  narrow = minimality.in_span(x, np.concatenate([_merged(parts), parts]), 1e-3)  # 30 atoms.
+  assert narrow.x.shape == x.shape and float(np.asarray(narrow.outside).max()) == 0.0
