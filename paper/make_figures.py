@@ -92,6 +92,28 @@ def scenes_concepts(out: str, smoke: bool) -> list[str]:
                            "steering_grid", "steering"), ("steering.json", "graph.json"))
 
 
+def _graph_stage(name: str, out: str, smoke: bool, stems: tuple[str, ...]) -> list[str]:
+  """Runs the capture and graph stages of configs/<name>.py into out/<name>; returns the figures
+  `stems` (PNG and PDF) and graph.json."""
+  config = load_config(os.path.join(ROOT, "configs", f"{name}.py" + (":smoke" if smoke else "")))
+  workdir = os.path.join(out, name)
+  graph.run(config, workdir)
+  return [os.path.join(workdir, f"{stem}.{ext}") for stem in stems for ext in ("png", "pdf")] + [
+      os.path.join(workdir, "graph.json")]
+
+
+def grammar_identifiable(out: str, smoke: bool) -> list[str]:
+  """The transformer subject with the identifiable recipe and a sign-aware graph: layer x level
+  MCC, learned vs true grammar graph (configs/grammar_identifiable.py)."""
+  return _graph_stage("grammar_identifiable", out, smoke, ("layer_mcc", "concept_graph"))
+
+
+def scenes_identifiable(out: str, smoke: bool) -> list[str]:
+  """The diffusion subject with the identifiable recipe and a sign-aware graph: timestep x level
+  MCC, learned vs true graph (configs/scenes_identifiable.py)."""
+  return _graph_stage("scenes_identifiable", out, smoke, ("timestep_mcc", "concept_graph"))
+
+
 def prompted_unlearning(out: str, smoke: bool) -> list[str]:
   """The prompted diffusion subject: timestep x level MCC, the sign-aware concept graph, concept
   removal under prompting (prompt x method images, removal against preservation)
@@ -128,6 +150,8 @@ FIGURES = {
     "concept_graph": concept_graph,
     "grammar_concepts": grammar_concepts,
     "scenes_concepts": scenes_concepts,
+    "grammar_identifiable": grammar_identifiable,
+    "scenes_identifiable": scenes_identifiable,
     "prompted_unlearning": prompted_unlearning,
     "minilm_wordnet": minilm_wordnet,
     "block_transplant": block_transplant.run,

@@ -12,8 +12,8 @@ the concept is missing (the scene units of the diffusion subject do). Its presen
 concept's parts as *absent* parents, which the rules of `extract_graph` (parts present -> whole
 present) cannot express. With ``sign_aware``, every unit of levels 2 and up is linked both as it
 is and negated (present where it is silent), and keeps the polarity whose learned parents have the
-larger total edge score; a negated unit then serves as a present-coding unit in the graph and as
-the lower level of the next pair. ``graph.json`` lists the negated units per level
+larger total edge score (a unit present in no sample stays as it is); a negated unit then serves
+as a present-coding unit in the graph and as the lower level of the next pair. ``graph.json`` lists the negated units per level
 (``negated``); a unit is picked from the SAE's codes alone, without the world's labels.
 """
 
@@ -159,7 +159,9 @@ def orient_units(present: list[np.ndarray], g: ml_collections.ConfigDict
     n = upper.shape[1]
     adj, scores = learn_graph([present[l - 1], np.concatenate([upper, ~upper], axis=1)], g)[0]
     total = np.where(adj, scores, 0.0).sum(axis=0)
-    flip = total[n:] > total[:n]
+    # A unit present in no sample is not negated: present everywhere, it has no "absent" samples
+    # to contrast its parents against, and every frequent lower unit would score as its parent.
+    flip = (total[n:] > total[:n]) & upper.any(axis=0)
     present[l] = np.where(flip[None, :], ~upper, upper)
     negated.append(flip)
   return present, negated

@@ -18,11 +18,12 @@ from identi import data as data_lib
 from identi import infer
 from identi.train import config as config_lib
 from identi.errors import DataError
-from identi.train import load_trained, runtime, train_and_evaluate, train_sweep
+from identi.train import load_trained, minimality, runtime, train_and_evaluate, train_sweep
 from identi.train.inference import is_imported
 
-#: Sections of the SAE training schema that experiment configs carry.
-TRAINING_SECTIONS = ("sae", "train", "checkpoint", "eval")
+#: Sections of the SAE training schema that experiment configs carry (`minimality` off by default;
+#: `identifiable_recipe` turns it on, as configs/scenes_identifiable.py does).
+TRAINING_SECTIONS = ("sae", "train", "checkpoint", "eval", "minimality")
 
 
 def add_training_sections(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -31,6 +32,15 @@ def add_training_sections(c: ml_collections.ConfigDict) -> ml_collections.Config
   for section in TRAINING_SECTIONS:
     c[section] = schema[section]
   return c
+
+
+def identifiable_sites(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A subject experiment config (in place) with the identifiable recipe at every site
+  (`identi.train.minimality.identifiable_recipe`) and a sign-aware graph; the capture is left as
+  it is (configs/scenes_identifiable.py, configs/grammar_identifiable.py)."""
+  minimality.identifiable_recipe(config)
+  config.graph.sign_aware = True
+  return config
 
 
 def sae_config(config: ml_collections.ConfigDict, num_concepts: int,

@@ -20,3 +20,16 @@ def test_sign_aware_linking_negates_absence_units_and_finds_their_parts():
   adj = graph_lib.learn_graph(present, g)[0][0]
   assert adj[:3, 0].any() and not adj[3:, 0].any()
   assert adj[3:, 1].any() and not adj[:3, 1].any()  # Negated, it links to its own parts.
+
+
+def test_a_unit_that_is_never_present_is_not_negated():
+  """Negated, a silent unit would be present everywhere, and a lower unit present everywhere
+  (a grammar's BOS) would pass as its parent (P(i | not j) has no samples)."""
+  rng = np.random.default_rng(1)
+  lower = rng.random((4000, 6)) < 0.4
+  lower[:, 5] = True
+  whole = lower[:, [0, 1, 2]].sum(axis=1) >= 2
+  upper = np.stack([whole, np.zeros(4000, bool)], axis=1)
+  present, negated = graph_lib.orient_units([lower, upper], graph_lib.graph_schema())
+  assert negated[1].tolist() == [False, False]
+  assert not present[1][:, 1].any()

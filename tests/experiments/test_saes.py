@@ -13,7 +13,7 @@ from identi import data as data_lib
 from identi import formats
 from identi.errors import DataError
 from identi.experiments.saes import train_saes
-from identi.train import load_config, load_trained
+from identi.train import load_config, load_trained, minimality
 
 
 def test_imported_sae_serves_its_site(tmp_path):
@@ -68,3 +68,27 @@ def test_sites_of_one_width_train_as_one_sweep_like_alone(tmp_path):
   os.remove(tmp_path / "alone_block_1" / "sae_block_1" / "final.json")
   train_saes(config, capture, str(tmp_path / "alone_block_1"), ["block_1", "block_2"], 4, 2.0)
   assert not os.path.exists(tmp_path / "alone_block_1" / "sweep_d16")
+
+
+@pytest.mark.parametrize("name", ["scenes_identifiable", "grammar_identifiable"])
+def test_identifiable_subject_configs_train_the_recipe_at_every_site(tmp_path, name):
+  """configs/<subject>_identifiable.py: each site's SAE is trained at twice the width, then the
+  minimality stage keeps at most sae_width x concepts atoms; the graph is sign-aware."""
+  rng = np.random.default_rng(0)
+  z = np.abs(rng.normal(size=(600, 4))) * (rng.random((600, 4)) < 0.4)
+  for site in ("a", "b"):
+    data_lib.write_shards(tmp_path / "capture" / site,
+                          (z @ rng.normal(size=(4, 16))).astype(np.float32), z=z)
+  config = load_config(os.path.join(ROOT, "configs", f"{name}.py:smoke"))
+  assert config.graph.sign_aware and config.minimality.enabled
+  config.data.num_eval = 100
+  config.train.num_steps = 20
+  saes = train_saes(config, str(tmp_path / "capture"), str(tmp_path / "w"), ["a", "b"], 4, 1.6)
+  for site, (model, variables, _) in zip(("a", "b"), saes):
+    with open(tmp_path / "w" / f"sae_{site}" / "run.json") as f:
+      assert json.load(f)["config"]["sae"]["d_sae"] == 8
+    assert minimality.report(str(tmp_path / "w" / f"sae_{site}"))[0] == {"step": "start",
+                                                                           "atoms": 16}
+    # The final SAE: d_sae = sae_width x 4 concepts latents, at most that many atoms in use.
+    assert type(model).__name__ == "JumpReLUSAE" and model.d_sae == 8
+    assert 0 < (np.abs(variables["params"]["W_dec"]).sum(1) > 0).sum() <= 8
