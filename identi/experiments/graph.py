@@ -13,8 +13,9 @@ concept's parts as *absent* parents, which the rules of `extract_graph` (parts p
 present) cannot express. With ``sign_aware``, every unit of levels 2 and up is linked both as it
 is and negated (present where it is silent), and keeps the polarity whose learned parents have the
 larger total edge score (a unit present in no sample stays as it is); a negated unit then serves
-as a present-coding unit in the graph and as the lower level of the next pair. ``graph.json`` lists the negated units per level
-(``negated``); a unit is picked from the SAE's codes alone, without the world's labels.
+as a present-coding unit in the graph and as the lower level of the next pair. ``graph.json``
+lists the negated units per level (``negated``); a unit is picked from the SAE's codes alone,
+without the world's labels.
 """
 
 from __future__ import annotations

@@ -402,5 +402,5 @@ def minimal_dictionary(x, dictionary, *, b_dec=None,
   return dictionary, report
 
 
-__all__ = ["MinimalitySettings", "Span", "codes", "in_span", "span_omp", "drop_composites", "drop_unneeded", "minimal_dictionary",
-           "seed_from_residuals", "sharpen"]
+__all__ = ["MinimalitySettings", "Span", "codes", "drop_composites", "drop_unneeded", "in_span",
+           "minimal_dictionary", "seed_from_residuals", "sharpen", "span_omp"]
