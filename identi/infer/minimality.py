@@ -115,31 +115,46 @@ class Span:
   tol: jax.Array
 
 
-def in_span(x, dictionary, tol: float) -> Span:
-  """`Span` of rows x (n, d) and atoms (n_atoms, d); a reduction only when d > n_atoms."""
+def in_span(x, dictionary, tol: float, *, basis: jax.Array | None = None) -> Span:
+  """`Span` of rows x (n, d) and atoms (n_atoms, d); a reduction only when d > n_atoms. `basis`:
+  the atoms' `span_basis`, when the caller codes several chunks over the same atoms."""
   x = jnp.asarray(x, jnp.float32)
   dictionary = jnp.asarray(dictionary, jnp.float32)
   if x.shape[1] <= dictionary.shape[0]:
     return Span(x, dictionary, jnp.zeros(x.shape[0], jnp.float32), jnp.float32(tol))
-  return _reduce(x, dictionary, jnp.float32(tol))
+  if basis is None:
+    basis = span_basis(dictionary)
+  return _reduce(x, dictionary, basis, jnp.float32(tol))
+
+
+def span_basis(dictionary) -> jax.Array | None:
+  """An orthonormal basis (d, n_atoms) of the atoms' span when d > n_atoms, else None."""
+  if dictionary.shape[1] <= dictionary.shape[0]:
+    return None
+  return jnp.linalg.qr(jnp.asarray(dictionary, jnp.float32).T)[0]
+
+
+def _coordinates(v, basis: jax.Array | None) -> jax.Array:
+  """Rows v in the basis (the rows themselves without one)."""
+  v = jnp.asarray(v, jnp.float32)
+  return v if basis is None else jnp.matmul(v, basis, precision=jax.lax.Precision.HIGHEST)
 
 
 @jax.jit
-def _reduce(x: jax.Array, dictionary: jax.Array, tol: jax.Array) -> Span:
-  basis, _ = jnp.linalg.qr(dictionary.T)  # (d, n_atoms), orthonormal columns.
-  xs = jnp.matmul(x, basis, precision=jax.lax.Precision.HIGHEST)
+def _reduce(x: jax.Array, dictionary: jax.Array, basis: jax.Array, tol: jax.Array) -> Span:
+  xs = _coordinates(x, basis)
   full = jnp.sum(jnp.square(x), -1)
   inside = jnp.sum(jnp.square(xs), -1)
   outside = jnp.maximum(full - inside, 0.0)
   # OMP stops a row when its residual in the span falls to tol * full - outside.
   row_tol = (tol * full - outside) / jnp.maximum(inside, jnp.finfo(jnp.float32).tiny)
-  return Span(xs, jnp.matmul(dictionary, basis, precision=jax.lax.Precision.HIGHEST), outside,
-              row_tol)
+  return Span(xs, _coordinates(dictionary, basis), outside, row_tol)
 
 
-def span_omp(x, dictionary, *, max_atoms: int, tol: float) -> jax.Array:
+def span_omp(x, dictionary, *, max_atoms: int, tol: float,
+             basis: jax.Array | None = None) -> jax.Array:
   """`identi.infer.omp` of centred rows x over the atoms, computed in their span (`in_span`)."""
-  sp = in_span(x, dictionary, tol)
+  sp = in_span(x, dictionary, tol, basis=basis)
   return omp(sp.x, sp.dictionary, max_atoms=max_atoms, tol=sp.tol)
 
 
@@ -149,8 +164,9 @@ def codes(x: np.ndarray, dictionary: np.ndarray, s: MinimalitySettings, *,
   `max_atoms` atoms per row (default: the settings' cap, at most the number of atoms)."""
   max_atoms = max_atoms or min(s.max_atoms, dictionary.shape[0])
   d = jnp.asarray(dictionary)
+  basis = span_basis(d)
   out = [np.asarray(span_omp(jnp.asarray(x[i:i + s.batch_size]), d, max_atoms=max_atoms,
-                             tol=s.tol))
+                             tol=s.tol, basis=basis))
          for i in range(0, x.shape[0], s.batch_size)]
   return np.concatenate(out) if out else np.zeros((0, dictionary.shape[0]), np.float32)
 
@@ -190,7 +206,7 @@ def sharpen(x: np.ndarray, dictionary: np.ndarray, c: np.ndarray,
   out = dictionary.copy()
   slots = min(s.max_atoms, dictionary.shape[0])
   # Residual energies are compared between two atoms of the span: computed in it.
-  basis = _basis(dictionary)
+  basis = span_basis(dictionary)
   d_j = _coordinates(dictionary, basis)
   kept = refused = 0
   for t in range(dictionary.shape[0]):
@@ -217,19 +233,6 @@ def sharpen(x: np.ndarray, dictionary: np.ndarray, c: np.ndarray,
     else:
       refused += 1
   return out, kept, refused
-
-
-def _basis(dictionary: np.ndarray) -> jax.Array | None:
-  """An orthonormal basis (d, n_atoms) of the atoms' span when d > n_atoms, else None."""
-  if dictionary.shape[1] <= dictionary.shape[0]:
-    return None
-  return jnp.linalg.qr(jnp.asarray(dictionary, jnp.float32).T)[0]
-
-
-def _coordinates(v, basis: jax.Array | None) -> jax.Array:
-  """Rows v in the basis (the rows themselves without one)."""
-  v = jnp.asarray(v, jnp.float32)
-  return v if basis is None else jnp.matmul(v, basis, precision=jax.lax.Precision.HIGHEST)
 
 
 def drop_composites(dictionary: np.ndarray, s: MinimalitySettings) -> np.ndarray:
@@ -276,8 +279,9 @@ def _recoding_costs(x: np.ndarray, dictionary: np.ndarray, alive: np.ndarray, c:
   atom = np.concatenate([atom, np.full(pad, -1, np.int32)])
   max_atoms = min(s.max_atoms, int(alive.sum()))
   after = []
+  basis = span_basis(dictionary)
   for i in range(0, rows.size, _RECODE_ROWS):
-    sp = in_span(x[rows[i:i + _RECODE_ROWS]], dictionary, s.tol)
+    sp = in_span(x[rows[i:i + _RECODE_ROWS]], dictionary, s.tol, basis=basis)
     after.append(np.asarray(_recode_without(sp.x, sp.dictionary,
                                             jnp.asarray(atom[i:i + _RECODE_ROWS]), sp.tol,
                                             max_atoms=max_atoms) + sp.outside))
@@ -403,4 +407,4 @@ def minimal_dictionary(x, dictionary, *, b_dec=None,
 
 
 __all__ = ["MinimalitySettings", "Span", "codes", "drop_composites", "drop_unneeded", "in_span",
-           "minimal_dictionary", "seed_from_residuals", "sharpen", "span_omp"]
+           "minimal_dictionary", "seed_from_residuals", "sharpen", "span_basis", "span_omp"]
