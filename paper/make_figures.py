@@ -65,13 +65,15 @@ def concept_graph(out: str, smoke: bool) -> list[str]:
 
 
 def _graph_and_steer(name: str, out: str, smoke: bool, stems: tuple[str, ...],
-                     files: tuple[str, ...]) -> list[str]:
-  """Runs the graph and steering stages of configs/<name>.py into out/<name>; returns the
-  figures `stems` (PNG and PDF) and the JSON `files` there."""
+                     files: tuple[str, ...], steering: bool = True) -> list[str]:
+  """Runs the graph stage (capturing and training what is missing) and, with `steering`, the
+  steering stage of configs/<name>.py into out/<name>; returns the figures `stems` (PNG and PDF)
+  and the JSON `files` there."""
   config = load_config(os.path.join(ROOT, "configs", f"{name}.py" + (":smoke" if smoke else "")))
   workdir = os.path.join(out, name)
   graph.run(config, workdir)
-  steer.run(config, workdir)
+  if steering:
+    steer.run(config, workdir)
   return [os.path.join(workdir, f"{stem}.{ext}") for stem in stems for ext in ("png", "pdf")] + [
       os.path.join(workdir, f) for f in files]
 
@@ -92,26 +94,18 @@ def scenes_concepts(out: str, smoke: bool) -> list[str]:
                            "steering_grid", "steering"), ("steering.json", "graph.json"))
 
 
-def _graph_stage(name: str, out: str, smoke: bool, stems: tuple[str, ...]) -> list[str]:
-  """Runs the capture and graph stages of configs/<name>.py into out/<name>; returns the figures
-  `stems` (PNG and PDF) and graph.json."""
-  config = load_config(os.path.join(ROOT, "configs", f"{name}.py" + (":smoke" if smoke else "")))
-  workdir = os.path.join(out, name)
-  graph.run(config, workdir)
-  return [os.path.join(workdir, f"{stem}.{ext}") for stem in stems for ext in ("png", "pdf")] + [
-      os.path.join(workdir, "graph.json")]
-
-
 def grammar_identifiable(out: str, smoke: bool) -> list[str]:
   """The transformer subject with the identifiable recipe and a sign-aware graph: layer x level
   MCC, learned vs true grammar graph (configs/grammar_identifiable.py)."""
-  return _graph_stage("grammar_identifiable", out, smoke, ("layer_mcc", "concept_graph"))
+  return _graph_and_steer("grammar_identifiable", out, smoke, ("layer_mcc", "concept_graph"),
+                          ("graph.json",), steering=False)
 
 
 def scenes_identifiable(out: str, smoke: bool) -> list[str]:
   """The diffusion subject with the identifiable recipe and a sign-aware graph: timestep x level
   MCC, learned vs true graph (configs/scenes_identifiable.py)."""
-  return _graph_stage("scenes_identifiable", out, smoke, ("timestep_mcc", "concept_graph"))
+  return _graph_and_steer("scenes_identifiable", out, smoke, ("timestep_mcc", "concept_graph"),
+                          ("graph.json",), steering=False)
 
 
 def prompted_unlearning(out: str, smoke: bool) -> list[str]:
