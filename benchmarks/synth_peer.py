@@ -95,6 +95,11 @@ REFERENCE = {"Matryoshka BatchTopK": (0.793, 0.879), "BatchTopK": (0.757, 0.732)
 #: most this many training rows (the first ones), with OMP codes of at most 2k atoms.
 REFINE_ROUNDS = 8
 REFINE_ROWS = 65536
+#: The "pruned" row: after REFINE_ROUNDS rounds that also replace duplicate atoms (cosine above
+#: DUPLICATE_COSINE with a more-used atom), the true-width most used atoms are kept and refined
+#: for PRUNED_ROUNDS more rounds.
+DUPLICATE_COSINE = 0.9
+PRUNED_ROUNDS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,11 +112,15 @@ class Method:
   side: str
   name: str
   mode: str = "encoder"
-  #: "preset": the preset's d_sae; "true": as many latents as true features (`latents`).
+  #: "preset": the preset's d_sae; "true": as many latents as true features; "double": twice
+  #: that (`latents`).
   width: str = "preset"
   #: identi only: after training, `identi.infer.refine_dictionary` rounds on the training rows;
   #: the codes are then non-negative OMP over the refined decoder (at most 2k atoms).
   refine_rounds: int = 0
+  #: identi refined rows only: replace duplicates while refining, then keep the true width's most
+  #: used atoms and refine them (`refined`).
+  prune: bool = False
 
 
 METHODS = (
@@ -134,6 +143,9 @@ METHODS = (
            "sae_batchtopk", width="true"),
     Method("identi_batchtopk_true_width_refined", "identi BatchTopK, true width, refined (MOD)",
            "identi", "sae_batchtopk", width="true", refine_rounds=REFINE_ROUNDS),
+    Method("identi_batchtopk_double_width_pruned",
+           "identi BatchTopK, 2x true width, refined, pruned to the true width", "identi",
+           "sae_batchtopk", width="double", refine_rounds=REFINE_ROUNDS, prune=True),
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_random", "OMP, random dictionary (floor)", "omp", "random"),
 )
@@ -259,8 +271,10 @@ def train_saelens(python: str, methods, preset: dict, data_dir: str, out_dir: st
 
 
 def latents(preset: dict, width: str) -> int:
-  """An SAE's width for a Method's `width`: the preset's d_sae, or the number of true features."""
-  return preset["num_features"] if width == "true" else preset["d_sae"]
+  """An SAE's width for a Method's `width`: the preset's d_sae, the number of true features, or
+  twice that."""
+  return {"true": preset["num_features"], "double": 2 * preset["num_features"]}.get(
+      width, preset["d_sae"])
 
 
 def decay_steps(preset: dict) -> int:
@@ -303,7 +317,8 @@ def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: 
         if (hashes["identi"], hashes["identi_eval"]) != (train_hash, eval_hash):
           raise RuntimeError("identi's train/eval split of the npy rows is not the generated "
                              "train/eval rows; identi.data.train_eval_split changed")
-      wd = os.path.join(workdir, f"identi_{m.name}" + ("_true_width" if m.width == "true" else ""))
+      wd = os.path.join(workdir, f"identi_{m.name}" + ("" if m.width == "preset" else
+                                                       f"_{m.width}_width"))
       shutil.rmtree(wd, ignore_errors=True)
       start = time.perf_counter()
       train_and_evaluate(config, wd)
@@ -314,7 +329,7 @@ def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: 
       train = np.load(os.path.join(data_dir, "train.npy"), mmap_mode="r")
       out[m.key] = refined(load_trained(wd)[2], train,
                            np.load(os.path.join(data_dir, "eval.npy")), preset["k"],
-                           m.refine_rounds)
+                           m.refine_rounds, preset["num_features"] if m.prune else None)
       seconds[m.key] += time.perf_counter() - start
       continue
     codes_path = os.path.join(workdir, f"codes_{m.key}.npy")
@@ -326,21 +341,28 @@ def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: 
   return out, seconds, hashes
 
 
-def refined(variables, train: np.ndarray, x: np.ndarray, k: int,
-            rounds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def refined(variables, train: np.ndarray, x: np.ndarray, k: int, rounds: int,
+            keep: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """A trained SAE's decoder (`variables` of a TopK-family SAE) refined by the method of optimal
   directions (`identi.infer.refine_dictionary`, OMP codes of at most 2k atoms, the SAE's b_dec
   fixed) on the first REFINE_ROWS rows of `train`; (codes, reconstruction, decoder) of the
-  evaluation rows x, the codes by the same OMP over the refined decoder."""
+  evaluation rows x, the codes by the same OMP over the refined decoder. With `keep`, the rounds
+  also replace duplicates (DUPLICATE_COSINE), then the `keep` most used atoms (`atom_usage`, in
+  their order) are refined for PRUNED_ROUNDS more rounds."""
   params = variables["params"]
   scale = float(variables["stats"]["input_scale"])
   b_dec = np.asarray(params["b_dec"], np.float32)
   decoder = np.asarray(params["W_dec"], np.float32)
   rows = np.asarray(train[:REFINE_ROWS], np.float32) * scale
   infer_fn = lambda xs, d: infer.omp(xs, d, max_atoms=2 * k)
-  decoder = np.asarray(infer.refine_dictionary(jnp.asarray(rows), jnp.asarray(decoder),
-                                               infer_fn=infer_fn, num_rounds=rounds,
-                                               b_dec=jnp.asarray(b_dec)))
+  refine = lambda d, n, dup=None: np.asarray(infer.refine_dictionary(
+      jnp.asarray(rows), jnp.asarray(d), infer_fn=infer_fn, num_rounds=n,
+      b_dec=jnp.asarray(b_dec), duplicate_cosine=dup))
+  decoder = refine(decoder, rounds, DUPLICATE_COSINE if keep else None)
+  if keep:
+    usage = infer.atom_usage(jnp.asarray(rows), jnp.asarray(decoder), infer_fn=infer_fn,
+                             b_dec=jnp.asarray(b_dec))
+    decoder = refine(decoder[np.sort(np.argsort(-usage, kind="stable")[:keep])], PRUNED_ROUNDS)
   codes = omp_codes(np.asarray(x, np.float32) * scale, decoder, b_dec, 2 * k)
   return codes, (codes @ decoder + b_dec) / scale, decoder
 

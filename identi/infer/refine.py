@@ -7,6 +7,15 @@ column in C) keep their old row; every updated row is rescaled to the norm its a
 refinement, so code units stay those of the input dictionary (unit rows for an SAE's W_dec stay
 unit rows). This is the method of optimal directions (Engan et al. 1999) with a fixed norm.
 
+With ``duplicate_cosine`` set, each round then replaces duplicates, K-SVD's replacement rule
+(Aharon et al. 2006): an atom whose cosine with a more-used atom (larger code energy, ties to the
+lower index) exceeds ``duplicate_cosine`` takes the direction of the residual of one of the round's
+worst-explained samples (largest residual energy, one sample per replaced atom, ties to the lower
+index), at its old norm. Two atoms on one concept split its activation between them, while
+another concept has no atom; the sample the dictionary explains worst shows one that is missing.
+`atom_usage` gives each atom's code energy, e.g. to keep the most used atoms of a dictionary
+trained wider than needed.
+
 The normal equations are accumulated over chunks of ``batch_size`` samples and solved with a dense
 (n_atoms, n_atoms) Cholesky factorisation, which suits dictionaries up to a few thousand atoms.
 """
@@ -16,6 +25,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from identi.errors import ConfigError, DataError
 from identi.infer.omp import check_positive_int, check_problem
@@ -30,6 +40,11 @@ def _normal_terms(x: jax.Array, codes: jax.Array) -> tuple[jax.Array, jax.Array]
   """C^T C and C^T X of one chunk."""
   return (jnp.matmul(codes.T, codes, precision=_HIGHEST),
           jnp.matmul(codes.T, x, precision=_HIGHEST))
+
+
+@jax.jit
+def _residual_energy(x: jax.Array, codes: jax.Array, dictionary: jax.Array) -> jax.Array:
+  return jnp.sum(jnp.square(x - jnp.matmul(codes, dictionary, precision=_HIGHEST)), axis=-1)
 
 
 @jax.jit
@@ -48,9 +63,68 @@ def _update(dictionary: jax.Array, norms: jax.Array, ctc: jax.Array, ctx: jax.Ar
   return jnp.where(ok, rescaled, dictionary)
 
 
+def _duplicates(dictionary: np.ndarray, energy: np.ndarray, max_cosine: float) -> np.ndarray:
+  """Atoms whose cosine with a more-used atom (ties: the lower index) exceeds max_cosine."""
+  unit = dictionary / np.maximum(np.linalg.norm(dictionary, axis=1, keepdims=True), 1e-30)
+  cos = unit @ unit.T
+  n = len(energy)
+  index = np.arange(n)
+  more_used = (energy[None, :] > energy[:, None]) | (
+      (energy[None, :] == energy[:, None]) & (index[None, :] < index[:, None]))
+  return ((cos > max_cosine) & more_used).any(axis=1)
+
+
+def _replace(x: jax.Array, dictionary: jax.Array, norms: jax.Array, duplicate: np.ndarray,
+             residual_energy: np.ndarray, infer_fn: "InferFn") -> jax.Array:
+  """Duplicates take the residual directions of the worst-explained samples (module docstring)."""
+  worst = np.argsort(-residual_energy, kind="stable")[:int(duplicate.sum())]
+  targets = np.flatnonzero(duplicate)[:len(worst)]
+  rows = x[jnp.asarray(worst)]
+  residual = np.asarray(rows - jnp.matmul(jnp.asarray(infer_fn(rows, dictionary), jnp.float32),
+                                          dictionary, precision=_HIGHEST))
+  length = np.linalg.norm(residual, axis=1)
+  ok = length > 0
+  out = np.array(dictionary)
+  out[targets[ok]] = residual[ok] / length[ok, None] * np.asarray(norms)[targets[ok], None]
+  return jnp.asarray(out)
+
+
+def atom_usage(x: jax.Array, dictionary: jax.Array, *, infer_fn: InferFn,
+               b_dec: jax.Array | None = None, batch_size: int = 4096) -> np.ndarray:
+  """Each atom's code energy over x (the sum of its squared codes), float64 (n_atoms,).
+
+  Args are those of `refine_dictionary`; e.g. ``np.argsort(-atom_usage(...))[:m]`` are the m most
+  used atoms.
+  """
+  x, dictionary = check_problem(x, dictionary, b_dec, owner="atom_usage")
+  batch_size = check_positive_int("batch_size", batch_size, "atom_usage")
+  _check_infer_fn(infer_fn, "atom_usage")
+  energy = np.zeros(dictionary.shape[0], np.float64)
+  for start in range(0, x.shape[0], batch_size):
+    codes = _codes(infer_fn, x[start:start + batch_size], dictionary, "atom_usage")
+    energy += np.asarray(jnp.sum(jnp.square(codes), axis=0), np.float64)
+  return energy
+
+
+def _check_infer_fn(infer_fn, owner: str) -> None:
+  if not callable(infer_fn):
+    raise ConfigError(f"{owner} infer_fn is a {type(infer_fn).__name__}, not a function: "
+                      "pass e.g. functools.partial(omp, max_atoms=8)")
+
+
+def _codes(infer_fn, chunk: jax.Array, dictionary: jax.Array, owner: str) -> jax.Array:
+  codes = jnp.asarray(infer_fn(chunk, dictionary), jnp.float32)
+  if codes.shape != (chunk.shape[0], dictionary.shape[0]):
+    raise DataError(f"{owner} infer_fn returned codes of shape {codes.shape}; it must return "
+                    f"({chunk.shape[0]}, {dictionary.shape[0]}) (batch, n_atoms): check that it "
+                    "takes (x, dictionary) and returns one code per atom")
+  return codes
+
+
 def refine_dictionary(x: jax.Array, dictionary: jax.Array, *, infer_fn: InferFn,
                       num_rounds: int, b_dec: jax.Array | None = None, ridge: float = 1e-4,
-                      batch_size: int = 4096) -> jax.Array:
+                      batch_size: int = 4096,
+                      duplicate_cosine: float | None = None) -> jax.Array:
   """Refines a dictionary by alternating inference and least squares (see the module docstring).
 
   Args:
@@ -63,6 +137,8 @@ def refine_dictionary(x: jax.Array, dictionary: jax.Array, *, infer_fn: InferFn,
     b_dec: optional (d,) offset subtracted from x (kept fixed).
     ridge: ridge weight relative to the mean code energy per atom, >= 0.
     batch_size: samples per inference chunk.
+    duplicate_cosine: if set, in (0, 1]: after each round's update, atoms above this cosine with a
+      more-used atom are replaced from the worst-explained samples (see the module docstring).
 
   Returns:
     float32 (n_atoms, d) refined dictionary with the input's row norms.
@@ -70,25 +146,32 @@ def refine_dictionary(x: jax.Array, dictionary: jax.Array, *, infer_fn: InferFn,
   x, dictionary = check_problem(x, dictionary, b_dec, owner="refine_dictionary")
   num_rounds = check_positive_int("num_rounds", num_rounds, "refine_dictionary")
   batch_size = check_positive_int("batch_size", batch_size, "refine_dictionary")
-  if not callable(infer_fn):
-    raise ConfigError(f"refine_dictionary infer_fn is a {type(infer_fn).__name__}, not a function: "
-                      "pass e.g. functools.partial(omp, max_atoms=8)")
+  _check_infer_fn(infer_fn, "refine_dictionary")
   if not isinstance(ridge, numbers.Real) or not ridge >= 0.0:
     raise ConfigError(f"refine_dictionary argument ridge={ridge!r} is invalid: pass a float >= 0, "
                       "e.g. 1e-4")
+  if duplicate_cosine is not None and (not isinstance(duplicate_cosine, numbers.Real)
+                                       or not 0.0 < duplicate_cosine <= 1.0):
+    raise ConfigError(f"refine_dictionary argument duplicate_cosine={duplicate_cosine!r} is "
+                      "invalid: pass a cosine in (0, 1], e.g. 0.9, or None")
   n_atoms = dictionary.shape[0]
   norms = jnp.linalg.norm(dictionary, axis=-1)
   for _ in range(num_rounds):
     ctc = jnp.zeros((n_atoms, n_atoms), jnp.float32)
     ctx = jnp.zeros_like(dictionary)
+    residual_energy = []
     for start in range(0, x.shape[0], batch_size):
       chunk = x[start:start + batch_size]
-      codes = jnp.asarray(infer_fn(chunk, dictionary), jnp.float32)
-      if codes.shape != (chunk.shape[0], n_atoms):
-        raise DataError(f"refine_dictionary infer_fn returned codes of shape {codes.shape}; it "
-                        f"must return ({chunk.shape[0]}, {n_atoms}) (batch, n_atoms): check that "
-                        "it takes (x, dictionary) and returns one code per atom")
+      codes = _codes(infer_fn, chunk, dictionary, "refine_dictionary")
       terms = _normal_terms(chunk, codes)
       ctc, ctx = ctc + terms[0], ctx + terms[1]
+      if duplicate_cosine is not None:
+        residual_energy.append(np.asarray(_residual_energy(chunk, codes, dictionary)))
     dictionary = _update(dictionary, norms, ctc, ctx, jnp.asarray(ridge, jnp.float32))
+    if duplicate_cosine is not None:
+      duplicate = _duplicates(np.asarray(dictionary), np.asarray(jnp.diagonal(ctc)),
+                              float(duplicate_cosine))
+      if duplicate.any():
+        dictionary = _replace(x, dictionary, norms, duplicate, np.concatenate(residual_energy),
+                              infer_fn)
   return dictionary

@@ -118,10 +118,19 @@ unit = lambda dec: dec / np.linalg.norm(dec, axis=1, keepdims=True)
 cos = lambda dec: float(np.mean(np.sum(unit(dec) * truth, 1)))
 codes, recon, decoder = synth_peer.refined(variables, x_train, x_eval, k=3, rounds=4)
 before = synth_peer.omp_codes(x_eval, noisy, np.zeros(d, np.float32), 6)
+# Twice as wide: a second noisy copy of every atom; refined with duplicates replaced, then pruned.
+noisy2 = truth + 0.35 * rng.standard_normal(truth.shape).astype(np.float32)
+wide = np.concatenate([noisy, unit(noisy2)])
+best = lambda dec: float(np.mean((unit(dec) @ truth.T).max(0)))
+variables["params"]["W_dec"] = wide
+codes2, recon2, decoder2 = synth_peer.refined(variables, x_train, x_eval, k=3, rounds=4, keep=48)
 print(json.dumps({"shapes": [list(codes.shape), list(recon.shape)],
                   "cos_before": cos(noisy), "cos_after": cos(decoder),
                   "mcc_before": metrics.mcc(z_eval, before).mcc,
-                  "mcc_after": metrics.mcc(z_eval, codes).mcc}))
+                  "mcc_after": metrics.mcc(z_eval, codes).mcc,
+                  "pruned_shapes": [list(codes2.shape), list(decoder2.shape)],
+                  "pruned_best_before": best(wide), "pruned_best_after": best(decoder2),
+                  "pruned_mcc": metrics.mcc(z_eval, codes2).mcc}))
 """
 
 
@@ -134,3 +143,7 @@ def test_refinement_moves_a_perturbed_decoder_toward_the_true_dictionary():
   assert r["shapes"] == [[2000, 48], [2000, 24]]
   assert r["cos_after"] > r["cos_before"] + 0.05
   assert r["mcc_after"] > r["mcc_before"] + 0.05
+  # The pruned path keeps the true width and ends closer to the truth than the wide start.
+  assert r["pruned_shapes"] == [[2000, 48], [48, 24]]
+  assert r["pruned_best_after"] > r["pruned_best_before"] + 0.05
+  assert r["pruned_mcc"] > r["mcc_before"] + 0.05
