@@ -55,6 +55,7 @@ from scipy.optimize import linear_sum_assignment
 
 from benchmarks.peers import saelens_env
 from identi import infer, io, metrics
+from identi.infer import minimality
 from identi.bin import cli
 from identi.errors import ConfigError
 from identi.train import build_sources, encode_file, load_config, load_trained, train_and_evaluate
@@ -95,11 +96,13 @@ REFERENCE = {"Matryoshka BatchTopK": (0.793, 0.879), "BatchTopK": (0.757, 0.732)
 #: most this many training rows (the first ones), with OMP codes of at most 2k atoms.
 REFINE_ROUNDS = 8
 REFINE_ROWS = 65536
-#: The "pruned" row: after REFINE_ROUNDS rounds that also replace duplicate atoms (cosine above
-#: DUPLICATE_COSINE with a more-used atom), the true-width most used atoms are kept and refined
-#: for PRUNED_ROUNDS more rounds.
-DUPLICATE_COSINE = 0.9
+#: The "pruned" row: `identi.infer.minimality.refined_dictionary` (REFINE_ROUNDS rounds with
+#: duplicates replaced, the true width's most used atoms kept) with PRUNED_ROUNDS polish rounds.
 PRUNED_ROUNDS = 4
+#: The identifiable recipe with the refined stage, on the rows the "pruned" row refines on.
+REFINED_STAGE = {"minimality.dictionary": "refined", "minimality.num_samples": REFINE_ROWS,
+                 "minimality.refine_rounds": REFINE_ROUNDS,
+                 "minimality.polish_rounds": PRUNED_ROUNDS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +124,9 @@ class Method:
   #: identi refined rows only: replace duplicates while refining, then keep the true width's most
   #: used atoms and refine them (`refined`).
   prune: bool = False
+  #: identi only: config overrides {dotted key: value}, e.g. REFINED_STAGE; rows with the same
+  #: config, width and overrides share one training.
+  overrides: tuple = ()
 
 
 METHODS = (
@@ -146,6 +152,12 @@ METHODS = (
     Method("identi_batchtopk_double_width_pruned",
            "identi BatchTopK, 2x true width, refined, pruned to the true width", "identi",
            "sae_batchtopk", width="double", refine_rounds=REFINE_ROUNDS, prune=True),
+    Method("identi_identifiable_refined", "identi identifiable, refined stage, true width",
+           "identi", "sae_identifiable", width="true",
+           overrides=tuple(REFINED_STAGE.items())),
+    Method("identi_identifiable_refined_minimal",
+           "identi identifiable, refined stage, true width, minimal codes", "identi",
+           "sae_identifiable", "minimal", width="true", overrides=tuple(REFINED_STAGE.items())),
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_random", "OMP, random dictionary (floor)", "omp", "random"),
 )
@@ -281,8 +293,10 @@ def decay_steps(preset: dict) -> int:
   return math.floor(preset["decay_fraction"] * preset["steps"])
 
 
-def identi_config(name: str, preset: dict, rows_path: str, width: str = "preset"):
-  """configs/<name>.py with the preset's width (or the true one), k, schedule and the npy rows."""
+def identi_config(name: str, preset: dict, rows_path: str, width: str = "preset",
+                  overrides: tuple = ()):
+  """configs/<name>.py with the preset's width (or the true one), k, schedule and the npy rows,
+  then `overrides` ((dotted key, value) pairs)."""
   p = preset
   config = load_config(os.path.join(ROOT, "configs", f"{name}.py"))
   config.sae.d_sae = latents(p, width)
@@ -298,6 +312,9 @@ def identi_config(name: str, preset: dict, rows_path: str, width: str = "preset"
   config.checkpoint.every_steps = p["steps"]
   config.data.source, config.data.path = "npy", rows_path
   config.data.num_eval, config.data.split_seed = p["eval_rows"], SPLIT_SEED
+  for key, value in overrides:
+    section, field = key.split(".")
+    config[section][field] = value
   return config
 
 
@@ -307,9 +324,9 @@ def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: 
   decoder)}, {key: seconds}, {'identi': sha256 of the rows identi trained on})."""
   out, seconds, trained, hashes = {}, {}, {}, {}
   for m in methods:
-    run_key = (m.name, m.width)
+    run_key = (m.name, m.width, m.overrides)
     if run_key not in trained:
-      config = identi_config(m.name, preset, rows_path, m.width)
+      config = identi_config(m.name, preset, rows_path, m.width, m.overrides)
       if not hashes:
         train_src, eval_src = build_sources(config)
         hashes = {"identi": sha256(train_src.get(np.arange(train_src.num_examples))),
@@ -318,7 +335,8 @@ def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: 
           raise RuntimeError("identi's train/eval split of the npy rows is not the generated "
                              "train/eval rows; identi.data.train_eval_split changed")
       wd = os.path.join(workdir, f"identi_{m.name}" + ("" if m.width == "preset" else
-                                                       f"_{m.width}_width"))
+                                                       f"_{m.width}_width")
+                        + ("_" + str(len(trained)) if m.overrides else ""))
       shutil.rmtree(wd, ignore_errors=True)
       start = time.perf_counter()
       train_and_evaluate(config, wd)
@@ -346,23 +364,24 @@ def refined(variables, train: np.ndarray, x: np.ndarray, k: int, rounds: int,
   """A trained SAE's decoder (`variables` of a TopK-family SAE) refined by the method of optimal
   directions (`identi.infer.refine_dictionary`, OMP codes of at most 2k atoms, the SAE's b_dec
   fixed) on the first REFINE_ROWS rows of `train`; (codes, reconstruction, decoder) of the
-  evaluation rows x, the codes by the same OMP over the refined decoder. With `keep`, the rounds
-  also replace duplicates (DUPLICATE_COSINE), then the `keep` most used atoms (`atom_usage`, in
-  their order) are refined for PRUNED_ROUNDS more rounds."""
+  evaluation rows x, the codes by the same OMP over the refined decoder. With `keep`,
+  `identi.infer.minimality.refined_dictionary`: the rounds also replace duplicates, then the
+  `keep` most used atoms are polished for PRUNED_ROUNDS more rounds."""
   params = variables["params"]
   scale = float(variables["stats"]["input_scale"])
   b_dec = np.asarray(params["b_dec"], np.float32)
   decoder = np.asarray(params["W_dec"], np.float32)
   rows = np.asarray(train[:REFINE_ROWS], np.float32) * scale
   infer_fn = lambda xs, d: infer.omp(xs, d, max_atoms=2 * k)
-  refine = lambda d, n, dup=None: np.asarray(infer.refine_dictionary(
-      jnp.asarray(rows), jnp.asarray(d), infer_fn=infer_fn, num_rounds=n,
-      b_dec=jnp.asarray(b_dec), duplicate_cosine=dup))
-  decoder = refine(decoder, rounds, DUPLICATE_COSINE if keep else None)
   if keep:
-    usage = infer.atom_usage(jnp.asarray(rows), jnp.asarray(decoder), infer_fn=infer_fn,
-                             b_dec=jnp.asarray(b_dec))
-    decoder = refine(decoder[np.sort(np.argsort(-usage, kind="stable")[:keep])], PRUNED_ROUNDS)
+    settings = minimality.MinimalitySettings(max_atoms=2 * k, tol=1e-4,
+                                             polish_rounds=PRUNED_ROUNDS)
+    decoder, _ = minimality.refined_dictionary(rows, decoder, keep=keep, b_dec=b_dec,
+                                               settings=settings, rounds=rounds)
+  else:
+    decoder = np.asarray(infer.refine_dictionary(jnp.asarray(rows), jnp.asarray(decoder),
+                                                 infer_fn=infer_fn, num_rounds=rounds,
+                                                 b_dec=jnp.asarray(b_dec)))
   codes = omp_codes(np.asarray(x, np.float32) * scale, decoder, b_dec, 2 * k)
   return codes, (codes @ decoder + b_dec) / scale, decoder
 

@@ -12,6 +12,11 @@ W/minimal.safetensors. `encode` gives the final codes; `--mode=minimal` non-nega
 minimal atoms; the final SAE has d_sae latents, at most one per kept atom. Results:
 docs/experiments/identify_hsm.md.
 
+Where parts almost never fire without each other (a hierarchy whose parent always fires with one
+child), `--config.minimality.dictionary=refined` builds the dictionary the other way: the wide
+decoder refined with duplicates replaced, its d_sae most used atoms kept and polished. Results:
+docs/experiments/synth_peer.md.
+
 Smoke variant for tests: --config=configs/sae_identifiable.py:smoke
 """
 

@@ -24,6 +24,12 @@ dictionary removes both defects, step by step:
    ``min_uses`` samples adds its mean direction as an atom, and steps 1-3 run again.
 5. **Polish** (`identi.infer.refine_dictionary`, the method of optimal directions).
 
+Where parts almost never fire without each other (SAELens's hierarchies: a parent fires with
+exactly one child, at 0.85-1.15 times its magnitude), the cone is too narrow for steps 1-4, and
+`refined_dictionary` is the other route: start from an SAE wider than needed, refine it by the
+method of optimal directions with duplicate atoms replaced by missing ones
+(`identi.infer.refine_dictionary`), keep the ``keep`` most used atoms and polish them.
+
 Codes throughout are non-negative OMP codes (`identi.infer.omp`) with ``max_atoms`` and ``tol``.
 Every step is deterministic given its inputs; the atoms come back with unit norm, as rows.
 
@@ -52,7 +58,7 @@ import numpy as np
 
 from identi.errors import ConfigError
 from identi.infer.omp import check_positive_int, check_problem, nnls_slots, omp
-from identi.infer.refine import refine_dictionary
+from identi.infer.refine import atom_usage, refine_dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -406,5 +412,49 @@ def minimal_dictionary(x, dictionary, *, b_dec=None,
   return dictionary, report
 
 
-__all__ = ["MinimalitySettings", "Span", "codes", "drop_composites", "drop_unneeded", "in_span",
-           "minimal_dictionary", "seed_from_residuals", "sharpen", "span_basis", "span_omp"]
+#: `refined_dictionary`: an atom above this cosine with a more-used atom is replaced.
+DUPLICATE_COSINE = 0.9
+#: `refined_dictionary`: rounds (with duplicates replaced) before the most used atoms are kept.
+REFINE_ROUNDS = 8
+
+
+def refined_dictionary(x, dictionary, *, keep: int, b_dec=None,
+                       settings: MinimalitySettings | None = None,
+                       rounds: int = REFINE_ROUNDS) -> tuple[np.ndarray, list]:
+  """A wide dictionary refined, pruned to the `keep` most used atoms, and polished.
+
+  `rounds` rounds of `identi.infer.refine_dictionary` with duplicates replaced
+  (`DUPLICATE_COSINE`), then the `keep` atoms with the most code energy (`atom_usage`, kept in
+  their order), then ``settings.polish_rounds`` rounds on those. Codes are non-negative OMP with
+  the settings' ``max_atoms`` and ``tol``. Arguments and return value as `minimal_dictionary`'s.
+  """
+  s = (settings or MinimalitySettings()).validate()
+  keep = check_positive_int("keep", keep, "refined_dictionary")
+  rounds = check_positive_int("rounds", rounds, "refined_dictionary")
+  x, dictionary = check_problem(x, dictionary, b_dec, owner="refined_dictionary")
+  dictionary = np.asarray(dictionary, np.float32)
+  dictionary = dictionary[np.linalg.norm(dictionary, axis=1) > 0]
+  if dictionary.shape[0] == 0:
+    raise ConfigError("refined_dictionary got a dictionary of zero rows only; pass a trained "
+                      "SAE's W_dec")
+  infer_fn = lambda n: functools.partial(span_omp, max_atoms=min(s.max_atoms, n), tol=s.tol)
+  report: list[dict[str, Any]] = [{"step": "start", "atoms": int(dictionary.shape[0])}]
+  atoms = refine_dictionary(x, dictionary, infer_fn=infer_fn(dictionary.shape[0]),
+                            num_rounds=rounds, batch_size=s.batch_size,
+                            duplicate_cosine=DUPLICATE_COSINE)
+  report.append({"step": "refine", "rounds": rounds, "atoms": int(atoms.shape[0])})
+  if atoms.shape[0] > keep:
+    usage = atom_usage(x, atoms, infer_fn=infer_fn(atoms.shape[0]), batch_size=s.batch_size)
+    atoms = atoms[np.sort(np.argsort(-usage, kind="stable")[:keep])]
+    report.append({"step": "keep", "atoms": keep})
+  if s.polish_rounds:
+    atoms = refine_dictionary(x, atoms, infer_fn=infer_fn(atoms.shape[0]),
+                              num_rounds=s.polish_rounds, batch_size=s.batch_size)
+    report.append({"step": "polish", "rounds": s.polish_rounds, "atoms": int(atoms.shape[0])})
+  logger.info("refined dictionary: %d atoms", atoms.shape[0])
+  return _unit_rows(np.asarray(atoms)), report
+
+
+__all__ = ["DUPLICATE_COSINE", "MinimalitySettings", "REFINE_ROUNDS", "Span", "codes",
+           "drop_composites", "drop_unneeded", "in_span", "minimal_dictionary",
+           "refined_dictionary", "seed_from_residuals", "sharpen", "span_basis", "span_omp"]

@@ -79,6 +79,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.minimality.tol = 1e-3  # OMP's relative residual energy; also the stage's cost threshold.
   c.minimality.seed_rounds = 2  # Rounds of atoms seeded from residual groups.
   c.minimality.polish_rounds = 6  # Method-of-optimal-directions rounds at the end.
+  # 'minimal': cone edges, composites and unneeded atoms dropped, seeds, polish (parts that fire
+  # alone, HSM worlds); 'refined': refine_rounds rounds with duplicates replaced, the d_sae most
+  # used atoms kept, then the polish (parts that almost never fire alone, SAELens's hierarchies).
+  c.minimality.dictionary = "minimal"
+  c.minimality.refine_rounds = 8
   # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the
   # final dictionary has d_sae latents whatever the count of concepts (1: train at d_sae).
   c.minimality.expansion = 1
@@ -115,12 +120,14 @@ _CHOICES = {
     "data.superposition.magnitude": ("lognormal", "uniform"),
     "eval.mcc_method": ("pearson", "spearman"),
     "sweep.batching": ("auto", "vmap", "loop"),
+    "minimality.dictionary": ("minimal", "refined"),
 }
 _POSITIVE = (
     "sae.d_sae", "sae.k", "sae.bandwidth", "sae.init_threshold", "sae.init_sample_size",
     "train.num_steps", "train.batch_size", "train.learning_rate", "train.log_every_steps",
     "train.dead_window_tokens", "mesh.model", "checkpoint.every_steps", "checkpoint.max_to_keep",
     "eval.batch_size", "data.num_eval", "minimality.num_samples", "minimality.expansion",
+    "minimality.refine_rounds",
 )
 _NON_NEGATIVE = (
     "sae.k_aux", "sae.aux_alpha", "sae.l1_coeff", "sae.l0_coeff", "train.warmup_steps",

@@ -3,7 +3,9 @@
 After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_stage`:
 
 1. the trained decoder's atoms become the minimal dictionary of `config.minimality.num_samples`
-   training rows (`identi.infer.minimality.minimal_dictionary`, in the SAE's scaled space);
+   training rows (`identi.infer.minimality.minimal_dictionary`, in the SAE's scaled space), or
+   with `config.minimality.dictionary = 'refined'` the decoder refined with duplicates replaced,
+   pruned to its d_sae most used atoms and polished (`identi.infer.minimality.refined_dictionary`);
 2. a JumpReLU SAE of the same width is built around it (`final_model`): W_dec's first rows are
    the minimal atoms (at most d_sae, those with the most code energy if there are more), the
    other rows are 0, and b_dec and the input scale are the trained SAE's. The encoder is fitted
@@ -93,8 +95,12 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
   scale = float(stats["input_scale"])
   b_dec = np.asarray(params["b_dec"], np.float32)
   x_c = np.asarray(x, np.float32) * scale - b_dec
-  atoms, report = minimality.minimal_dictionary(x_c, np.asarray(params["W_dec"], np.float32),
-                                                settings=s)
+  decoder = np.asarray(params["W_dec"], np.float32)
+  if config.minimality.dictionary == "refined":
+    atoms, report = minimality.refined_dictionary(x_c, decoder, keep=config.sae.d_sae, settings=s,
+                                                  rounds=config.minimality.refine_rounds)
+  else:
+    atoms, report = minimality.minimal_dictionary(x_c, decoder, settings=s)
   codes = minimality.codes(x_c, atoms, s)
   final = final_model(config, model.d_in)
   if atoms.shape[0] > final.d_sae:  # Keep the atoms with the most code energy.

@@ -118,3 +118,22 @@ def test_codes_of_wide_inputs_are_computed_in_the_span_of_the_atoms_like_the_ful
   # Inputs no wider than the dictionary are coded as they are.
   narrow = minimality.in_span(x, np.concatenate([_merged(parts), parts]), 1e-3)  # 30 atoms.
   assert narrow.x.shape == x.shape and float(np.asarray(narrow.outside).max()) == 0.0
+
+
+def test_refined_dictionary_prunes_a_wide_dictionary_to_the_parts():
+  x, parts = _world(together=0.0)  # Parts that fire on their own: no composite to undo.
+  rng = np.random.default_rng(3)
+  # Twice as wide as needed: two noisy copies of every part.
+  wide = np.concatenate([parts + 0.15 * rng.normal(size=parts.shape),
+                         parts + 0.15 * rng.normal(size=parts.shape)]).astype(np.float32)
+  s = minimality.MinimalitySettings(max_atoms=4, polish_rounds=2)
+  atoms, report = minimality.refined_dictionary(x, wide, keep=len(parts), settings=s, rounds=8)
+  assert atoms.shape == parts.shape
+  np.testing.assert_allclose(np.linalg.norm(atoms, axis=1), 1.0, rtol=1e-5)
+  assert [r["step"] for r in report] == ["start", "refine", "keep", "polish"]
+  unit = wide / np.linalg.norm(wide, axis=1, keepdims=True)
+  before, after = _best_cosines(parts, unit), _best_cosines(parts, atoms)
+  # Measured: the worst part's best atom goes from cosine 0.76 to 0.98.
+  assert after.min() > 0.95 and after.min() > before.min() + 0.15
+  with pytest.raises(ConfigError, match="keep=0"):
+    minimality.refined_dictionary(x, wide, keep=0)

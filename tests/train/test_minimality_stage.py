@@ -130,6 +130,8 @@ def test_a_run_without_its_stage_output_says_how_to_finish(trained, tmp_path):
     ({"minimality__tol": 0.0}, "minimality.tol"),
     ({"minimality__enabled": False}, "minimality.expansion"),
     ({"minimality__expansion": 0}, "minimality.expansion"),
+    ({"minimality__dictionary": "refind"}, "minimality.dictionary"),
+    ({"minimality__refine_rounds": 0}, "minimality.refine_rounds"),
 ])
 def test_impossible_settings_are_refused(overrides, match):
   with pytest.raises(ConfigError, match=match):
@@ -146,3 +148,18 @@ def test_a_sweep_runs_the_stage_for_every_seed(tmp_path):
     assert os.path.exists(minimality.path(workdir))
     _, model, _ = load_trained(workdir)
     assert type(model).__name__ == "JumpReLUSAE"
+
+
+def test_the_refined_stage_prunes_to_d_sae_and_polishes(tmp_path):
+  from identi.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  config = smoke_config("sae_identifiable", minimality__dictionary="refined",
+                        minimality__refine_rounds=2, minimality__polish_rounds=1)
+  train_and_evaluate(config, str(tmp_path))
+  report = minimality.report(str(tmp_path))
+  d_sae = config.sae.d_sae
+  assert [r["step"] for r in report] == ["start", "refine", "keep", "polish", "encoder"]
+  assert report[0]["atoms"] == 2 * d_sae and report[2]["atoms"] == d_sae
+  _, model, variables = load_trained(str(tmp_path))
+  assert model.d_sae == d_sae
+  np.testing.assert_allclose(np.linalg.norm(variables["params"]["W_dec"], axis=1), 1.0,
+                             rtol=1e-5)
