@@ -414,13 +414,10 @@ def minimal_dictionary(x, dictionary, *, b_dec=None,
 
 #: `refined_dictionary`: an atom above this cosine with a more-used atom is replaced.
 DUPLICATE_COSINE = 0.9
-#: `refined_dictionary`: rounds (with duplicates replaced) before the most used atoms are kept.
-REFINE_ROUNDS = 8
 
 
-def refined_dictionary(x, dictionary, *, keep: int, b_dec=None,
-                       settings: MinimalitySettings | None = None,
-                       rounds: int = REFINE_ROUNDS) -> tuple[np.ndarray, list]:
+def refined_dictionary(x, dictionary, *, keep: int, rounds: int, b_dec=None,
+                       settings: MinimalitySettings | None = None) -> tuple[np.ndarray, list]:
   """A wide dictionary refined, pruned to the `keep` most used atoms, and polished.
 
   `rounds` rounds of `identi.infer.refine_dictionary` with duplicates replaced
@@ -455,6 +452,6 @@ def refined_dictionary(x, dictionary, *, keep: int, b_dec=None,
   return _unit_rows(np.asarray(atoms)), report
 
 
-__all__ = ["DUPLICATE_COSINE", "MinimalitySettings", "REFINE_ROUNDS", "Span", "codes",
+__all__ = ["DUPLICATE_COSINE", "MinimalitySettings", "Span", "codes",
            "drop_composites", "drop_unneeded", "in_span", "minimal_dictionary",
            "refined_dictionary", "seed_from_residuals", "sharpen", "span_basis", "span_omp"]

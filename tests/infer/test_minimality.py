@@ -136,4 +136,4 @@ def test_refined_dictionary_prunes_a_wide_dictionary_to_the_parts():
   # Measured: the worst part's best atom goes from cosine 0.76 to 0.98.
   assert after.min() > 0.95 and after.min() > before.min() + 0.15
   with pytest.raises(ConfigError, match="keep=0"):
-    minimality.refined_dictionary(x, wide, keep=0)
+    minimality.refined_dictionary(x, wide, keep=0, rounds=1)
