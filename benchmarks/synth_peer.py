@@ -174,6 +174,10 @@ _OUTPUT = flags.DEFINE_string("output", "", "JSON output; default "
                               "method, none else.")
 
 
+def sha256_text(text: str) -> str:
+  return hashlib.sha256(text.encode()).hexdigest()
+
+
 def sha256(x: np.ndarray) -> str:
   """sha256 of float32 rows in C order (`saelens_synth.rows_sha256`)."""
   return hashlib.sha256(np.ascontiguousarray(x, np.float32).tobytes()).hexdigest()
@@ -312,9 +316,7 @@ def identi_config(name: str, preset: dict, rows_path: str, width: str = "preset"
   config.checkpoint.every_steps = p["steps"]
   config.data.source, config.data.path = "npy", rows_path
   config.data.num_eval, config.data.split_seed = p["eval_rows"], SPLIT_SEED
-  for key, value in overrides:
-    section, field = key.split(".")
-    config[section][field] = value
+  config.update_from_flattened_dict(dict(overrides))
   return config
 
 
@@ -336,7 +338,7 @@ def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: 
                              "train/eval rows; identi.data.train_eval_split changed")
       wd = os.path.join(workdir, f"identi_{m.name}" + ("" if m.width == "preset" else
                                                        f"_{m.width}_width")
-                        + ("_" + str(len(trained)) if m.overrides else ""))
+                        + (f"_{sha256_text(repr(m.overrides))[:8]}" if m.overrides else ""))
       shutil.rmtree(wd, ignore_errors=True)
       start = time.perf_counter()
       train_and_evaluate(config, wd)

@@ -75,7 +75,7 @@ def _duplicates(dictionary: np.ndarray, energy: np.ndarray, max_cosine: float) -
 
 
 def _replace(x: jax.Array, dictionary: jax.Array, norms: jax.Array, duplicate: np.ndarray,
-             residual_energy: np.ndarray, infer_fn: "InferFn") -> jax.Array:
+             residual_energy: np.ndarray, infer_fn: InferFn) -> jax.Array:
   """Duplicates take the residual directions of the worst-explained samples (module docstring)."""
   worst = np.argsort(-residual_energy, kind="stable")[:int(duplicate.sum())]
   targets = np.flatnonzero(duplicate)[:len(worst)]
