@@ -99,10 +99,11 @@ REFINE_ROWS = 65536
 #: The "pruned" row: `identi.infer.minimality.refined_dictionary` (REFINE_ROUNDS rounds with
 #: duplicates replaced, the true width's most used atoms kept) with PRUNED_ROUNDS polish rounds.
 PRUNED_ROUNDS = 4
-#: The identifiable recipe with the refined stage, on the rows the "pruned" row refines on.
-REFINED_STAGE = {"minimality.dictionary": "refined", "minimality.num_samples": REFINE_ROWS,
-                 "minimality.refine_rounds": REFINE_ROUNDS,
-                 "minimality.polish_rounds": PRUNED_ROUNDS}
+#: The identifiable recipe's stage on the rows the "pruned" row refines on, with its rounds.
+STAGE = {"minimality.num_samples": REFINE_ROWS, "minimality.refine_rounds": REFINE_ROUNDS,
+         "minimality.polish_rounds": PRUNED_ROUNDS}
+#: The same with the stage's refined dictionary only (no minimality tests first).
+REFINED_STAGE = {"minimality.dictionary": "refined", **STAGE}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +153,11 @@ METHODS = (
     Method("identi_batchtopk_double_width_pruned",
            "identi BatchTopK, 2x true width, refined, pruned to the true width", "identi",
            "sae_batchtopk", width="double", refine_rounds=REFINE_ROUNDS, prune=True),
+    Method("identi_identifiable_true_width", "identi identifiable, true width", "identi",
+           "sae_identifiable", width="true", overrides=tuple(STAGE.items())),
+    Method("identi_identifiable_true_width_minimal",
+           "identi identifiable, true width, minimal codes", "identi", "sae_identifiable",
+           "minimal", width="true", overrides=tuple(STAGE.items())),
     Method("identi_identifiable_refined", "identi identifiable, refined stage, true width",
            "identi", "sae_identifiable", width="true",
            overrides=tuple(REFINED_STAGE.items())),

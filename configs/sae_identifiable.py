@@ -8,14 +8,14 @@
 that d_sae may be the number of concepts or more), then the minimal dictionary of its decoder (atoms
 moved onto the edges of the data's cone, composites and unneeded atoms dropped, missing atoms
 seeded from residuals) and an encoder fitted to the minimal codes, stored in
-W/minimal.safetensors. `encode` gives the final codes; `--mode=minimal` non-negative OMP over the
-minimal atoms; the final SAE has d_sae latents, at most one per kept atom. Results:
-docs/experiments/identify_hsm.md.
-
-Where parts almost never fire without each other (a hierarchy whose parent always fires with one
-child), `--config.minimality.dictionary=refined` builds the dictionary the other way: the wide
-decoder refined with duplicates replaced, its d_sae most used atoms kept and polished. Results:
-docs/experiments/synth_peer.md.
+W/minimal.safetensors. Where more than d_sae atoms pass those tests (parts that almost never fire
+without each other, such as a hierarchy whose parent always fires with one child), the stage sets
+them aside, refines the trained decoder with duplicates replaced and keeps its d_sae most used
+atoms. `encode` gives the final
+codes; `--mode=minimal` non-negative OMP over the kept atoms; the final SAE has d_sae latents, at
+most one per kept atom. Results: docs/experiments/identify_hsm.md (selection),
+docs/experiments/synth_peer.md (SAELens's hierarchies).
+`--config.minimality.dictionary=refined` goes to that second route directly.
 
 Smoke variant for tests: --config=configs/sae_identifiable.py:smoke
 """

@@ -18,16 +18,18 @@ dictionary removes both defects, step by step:
 2. **Composites** (`drop_composites`). An atom that is a non-negative combination of two or
    three other atoms (cosine above ``composite_cosine``) is not minimal and is dropped.
 3. **Unneeded atoms** (`drop_unneeded`). An atom whose samples, coded again without it, lose less
-   than ``tol`` of their energy is dropped (half of such atoms per pass, cheapest first).
+   than ``tol`` of their energy is dropped (half of such atoms per pass, cheapest first). Beyond
+   `EXACT_RECODE_ATOMS` atoms a sample is coded again over its support and the `NEIGHBORS`
+   atoms nearest the removed one, so that a pass over thousands of atoms takes seconds.
 4. **Missing atoms** (`seed_from_residuals`). Samples whose residual exceeds ``seed_residual`` of
    their energy are grouped by direction (cosine above ``seed_cosine``); each group of at least
    ``min_uses`` samples adds its mean direction as an atom, and steps 1-3 run again.
 5. **Polish** (`identi.infer.refine_dictionary`, the method of optimal directions).
 
 Where parts almost never fire without each other (SAELens's hierarchies: a parent fires with
-exactly one child, at 0.85-1.15 times its magnitude), the cone is too narrow for steps 1-4, and
-`refined_dictionary` is the other route: start from an SAE wider than needed, refine it by the
-method of optimal directions with duplicate atoms replaced by missing ones
+exactly one child, at 0.85-1.15 times its magnitude), the cone is too narrow for steps 1-4: a
+wide dictionary keeps nearly all its atoms through them. `refined_dictionary` then prunes it:
+refine by the method of optimal directions with duplicate atoms replaced by missing ones
 (`identi.infer.refine_dictionary`), keep the ``keep`` most used atoms and polish them.
 
 Codes throughout are non-negative OMP codes (`identi.infer.omp`) with ``max_atoms`` and ``tol``.
@@ -258,6 +260,11 @@ def drop_composites(dictionary: np.ndarray, s: MinimalitySettings) -> np.ndarray
 #: Rows of one call of the batched recoding in `drop_unneeded` (the last call's are padded): one
 #: compiled program for every pass.
 _RECODE_ROWS = 2048
+#: `drop_unneeded` recodes a sample without an atom over all live atoms while there are at most
+#: `EXACT_RECODE_ATOMS`; beyond, over its own support and the `NEIGHBORS` live atoms nearest the
+#: removed one, so that a pass costs the same for any number of atoms.
+EXACT_RECODE_ATOMS = 1024
+NEIGHBORS = 32
 
 
 @functools.partial(jax.jit, static_argnames=("max_atoms",))
@@ -269,10 +276,36 @@ def _recode_without(x: jax.Array, dictionary: jax.Array, t: jax.Array, tol: jax.
                  -1)
 
 
+@functools.partial(jax.jit, static_argnames=("max_atoms",))
+def _recode_without_near(x: jax.Array, dictionary: jax.Array, candidates: jax.Array,
+                         t: jax.Array, tol: jax.Array, *, max_atoms: int) -> jax.Array:
+  """Residual energy of each row x[i] coded over atoms candidates[i] without atom t[i]."""
+
+  def one(xr, idx, ti, tr):
+    atoms = jnp.where((idx == ti)[:, None], 0.0, dictionary[idx])  # A zero row is never chosen.
+    c = omp(xr[None], atoms, max_atoms=max_atoms, tol=tr)[0]
+    return jnp.sum(jnp.square(xr - jnp.matmul(c, atoms, precision=jax.lax.Precision.HIGHEST)))
+
+  return jax.vmap(one)(x, candidates, t, jnp.broadcast_to(tol, x.shape[:1]))
+
+
+def nearest_atoms(dictionary: np.ndarray, alive: np.ndarray, count: int) -> np.ndarray:
+  """(n_atoms, count) indices of each atom's live atoms of highest cosine, itself excluded."""
+  unit = jnp.asarray(_unit_rows(dictionary))
+  cos = jnp.matmul(unit, unit.T, precision=jax.lax.Precision.HIGHEST)
+  cos = jnp.where(jnp.asarray(alive)[None, :] & ~jnp.eye(unit.shape[0], dtype=bool), cos, -jnp.inf)
+  return np.asarray(jax.lax.top_k(cos, min(count, unit.shape[0]))[1])
+
+
 def _recoding_costs(x: np.ndarray, dictionary: np.ndarray, alive: np.ndarray, c: np.ndarray,
                     s: MinimalitySettings) -> np.ndarray:
   """Per live atom, the energy its samples lose when coded without it, over their energy (-1 for
-  an atom no sample uses, inf for a dropped one). The samples of all atoms are coded at once."""
+  an atom no sample uses, inf for a dropped one). The samples of all atoms are coded at once.
+
+  Beyond `EXACT_RECODE_ATOMS` live atoms a sample is coded again over its own support and the
+  `NEIGHBORS` live atoms nearest the removed one (those that can take its share of the sample);
+  an atom outside that set could only lower the loss, so the estimate errs towards keeping an
+  atom."""
   cost = np.where(alive, -1.0, np.inf)
   used = {t: _rows_using(c, t, s) for t in np.flatnonzero(alive)}
   used = {t: rows for t, rows in used.items() if rows.size}
@@ -283,20 +316,29 @@ def _recoding_costs(x: np.ndarray, dictionary: np.ndarray, alive: np.ndarray, c:
   pad = -rows.size % _RECODE_ROWS
   rows = np.concatenate([rows, np.zeros(pad, rows.dtype)])
   atom = np.concatenate([atom, np.full(pad, -1, np.int32)])
-  max_atoms = min(s.max_atoms, int(alive.sum()))
+  slots = min(s.max_atoms, int(alive.sum()))
+  near = nearest_atoms(dictionary, alive, NEIGHBORS) if alive.sum() > EXACT_RECODE_ATOMS else None
   after = []
   basis = span_basis(dictionary)
   for i in range(0, rows.size, _RECODE_ROWS):
-    sp = in_span(x[rows[i:i + _RECODE_ROWS]], dictionary, s.tol, basis=basis)
-    after.append(np.asarray(_recode_without(sp.x, sp.dictionary,
-                                            jnp.asarray(atom[i:i + _RECODE_ROWS]), sp.tol,
-                                            max_atoms=max_atoms) + sp.outside))
+    r, t = rows[i:i + _RECODE_ROWS], atom[i:i + _RECODE_ROWS]
+    sp = in_span(x[r], dictionary, s.tol, basis=basis)
+    if near is None:
+      energy = _recode_without(sp.x, sp.dictionary, jnp.asarray(t), sp.tol, max_atoms=slots)
+    else:
+      support = np.asarray(jax.lax.top_k(jnp.asarray(c[r]), slots)[1])
+      candidates = np.concatenate([support, near[np.maximum(t, 0)]], 1).astype(np.int32)
+      energy = _recode_without_near(sp.x, sp.dictionary, jnp.asarray(candidates), jnp.asarray(t),
+                                    sp.tol, max_atoms=slots)
+    after.append(np.asarray(energy + sp.outside))
   after = np.concatenate(after)
+  row_energy = np.sum(np.square(x), 1)
+  row_before = np.sum(np.square(x - c[:, alive] @ dictionary[alive]), 1)
   start = 0
   for t, r in used.items():
-    energy = float(np.sum(np.square(x[r])))
-    before = float(np.sum(np.square(x[r] - c[r][:, alive] @ dictionary[alive])))
-    cost[t] = (after[start:start + r.size].sum() - before) / max(energy, 1e-12)
+    energy = float(np.sum(row_energy[r]))
+    cost[t] = (after[start:start + r.size].sum() - float(np.sum(row_before[r]))) / max(energy,
+                                                                                       1e-12)
     start += r.size
   return cost
 
@@ -452,6 +494,7 @@ def refined_dictionary(x, dictionary, *, keep: int, rounds: int, b_dec=None,
   return _unit_rows(np.asarray(atoms)), report
 
 
-__all__ = ["DUPLICATE_COSINE", "MinimalitySettings", "Span", "codes",
-           "drop_composites", "drop_unneeded", "in_span", "minimal_dictionary",
-           "refined_dictionary", "seed_from_residuals", "sharpen", "span_basis", "span_omp"]
+__all__ = ["DUPLICATE_COSINE", "EXACT_RECODE_ATOMS", "MinimalitySettings", "NEIGHBORS", "Span",
+           "codes", "drop_composites", "drop_unneeded", "in_span", "minimal_dictionary",
+           "nearest_atoms", "refined_dictionary", "seed_from_residuals", "sharpen", "span_basis",
+           "span_omp"]

@@ -79,9 +79,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.minimality.tol = 1e-3  # OMP's relative residual energy; also the stage's cost threshold.
   c.minimality.seed_rounds = 2  # Rounds of atoms seeded from residual groups.
   c.minimality.polish_rounds = 6  # Method-of-optimal-directions rounds at the end.
-  # 'minimal': cone edges, composites and unneeded atoms dropped, seeds, polish (parts that fire
-  # alone, HSM worlds); 'refined': refine_rounds rounds with duplicates replaced, the d_sae most
-  # used atoms kept, then the polish (parts that almost never fire alone, SAELens's hierarchies).
+  # 'minimal': cone edges, composites and unneeded atoms dropped, seeds, polish; if more than
+  # d_sae atoms remain (parts that almost never fire alone), the trained decoder instead:
+  # refine_rounds rounds with duplicates replaced, the d_sae most used atoms kept, polish.
+  # 'refined': that second route only.
   c.minimality.dictionary = "minimal"
   c.minimality.refine_rounds = 8
   # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the

@@ -3,12 +3,15 @@
 After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_stage`:
 
 1. the trained decoder's atoms become the minimal dictionary of `config.minimality.num_samples`
-   training rows (`identi.infer.minimality.minimal_dictionary`, in the SAE's scaled space), or
-   with `config.minimality.dictionary = 'refined'` the decoder refined with duplicates replaced,
-   pruned to its d_sae most used atoms and polished (`identi.infer.minimality.refined_dictionary`);
+   training rows (`identi.infer.minimality.minimal_dictionary`, in the SAE's scaled space). When
+   more than d_sae atoms pass its tests, they did not separate the parts (parts that almost never
+   fire apart leave the data's cone too narrow to tell them from their composites): the minimal
+   dictionary is set aside and the trained decoder is refined with duplicates replaced, pruned to
+   its d_sae most used atoms and polished (`identi.infer.minimality.refined_dictionary`,
+   `config.minimality.refine_rounds` rounds). With `config.minimality.dictionary = 'refined'` the
+   stage does only that;
 2. a JumpReLU SAE of the same width is built around it (`final_model`): W_dec's first rows are
-   the minimal atoms (at most d_sae, those with the most code energy if there are more), the
-   other rows are 0, and b_dec and the input scale are the trained SAE's. The encoder is fitted
+   the atoms (at most d_sae), the other rows are 0, and b_dec and the input scale are the trained SAE's. The encoder is fitted
    to the minimal codes (non-negative OMP over the new atoms): W_enc and b_enc by ridge
    regression of the codes on the centred inputs, and each latent's threshold at the quantile of
    its pre-activations that gives its firing rate in the minimal codes. Latents without an atom
@@ -23,6 +26,7 @@ the stage is deterministic, so the file is the same.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -96,17 +100,18 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
   b_dec = np.asarray(params["b_dec"], np.float32)
   x_c = np.asarray(x, np.float32) * scale - b_dec
   decoder = np.asarray(params["W_dec"], np.float32)
+  refine = functools.partial(minimality.refined_dictionary, keep=config.sae.d_sae, settings=s,
+                             rounds=config.minimality.refine_rounds)
   if config.minimality.dictionary == "refined":
-    atoms, report = minimality.refined_dictionary(x_c, decoder, keep=config.sae.d_sae, settings=s,
-                                                  rounds=config.minimality.refine_rounds)
+    atoms, report = refine(x_c, decoder)
   else:
     atoms, report = minimality.minimal_dictionary(x_c, decoder, settings=s)
+    if atoms.shape[0] > config.sae.d_sae:  # The tests did not separate the parts: refine.
+      atoms, more = refine(x_c, decoder)
+      report += [{"step": "minimal rejected", "atoms": int(report[-1]["atoms"])}]
+      report += [{**r, "step": f"refined {r['step']}"} for r in more]
   codes = minimality.codes(x_c, atoms, s)
   final = final_model(config, model.d_in)
-  if atoms.shape[0] > final.d_sae:  # Keep the atoms with the most code energy.
-    keep = np.sort(np.argsort(-np.sum(np.square(codes), 0), kind="stable")[:final.d_sae])
-    atoms, codes = atoms[keep], minimality.codes(x_c, atoms[keep], s)
-    report.append({"step": "cap", "atoms": int(final.d_sae)})
   m = atoms.shape[0]
   w, b = _fit_encoder(x_c, codes)
   shapes = jax.eval_shape(lambda: final.init(jax.random.key(0),

@@ -76,6 +76,23 @@ def test_composites_and_unneeded_atoms_are_dropped():
   assert lean.shape[0] == 2 * PAIRS and _best_cosines(parts, lean).min() > 0.999
 
 
+def test_beyond_exact_recoding_neighbours_drop_the_same_atoms(monkeypatch):
+  """Recoding over a sample's support and the removed atom's nearest atoms (the path of large
+  dictionaries) drops the junk and keeps every part, like recoding over all atoms."""
+  x, parts = _world(seed=2)
+  junk = np.random.default_rng(3).normal(size=(4, D_IN)).astype(np.float32) * 1e-3
+  near_parts = parts[:4] + 0.3 * parts[4:8]  # Mixtures: the parts can replace them.
+  near_parts /= np.linalg.norm(near_parts, axis=1, keepdims=True)
+  start = np.concatenate([parts, near_parts, junk])
+  exact = minimality.drop_unneeded(x, start, SETTINGS)
+  monkeypatch.setattr(minimality, "EXACT_RECODE_ATOMS", 0)
+  monkeypatch.setattr(minimality, "NEIGHBORS", 4)
+  near = minimality.drop_unneeded(x, start, SETTINGS)
+  assert near.shape[0] < start.shape[0] - junk.shape[0]  # Mixtures dropped too, not only junk.
+  assert _best_cosines(parts, near).min() > 0.999
+  np.testing.assert_array_equal(near, exact)
+
+
 def test_a_missing_part_is_seeded_from_residuals():
   x, parts = _world(seed=4)
   seeded = minimality.seed_from_residuals(x, parts[1:], SETTINGS)

@@ -163,3 +163,33 @@ def test_the_refined_stage_prunes_to_d_sae_and_polishes(tmp_path):
   assert model.d_sae == d_sae
   np.testing.assert_allclose(np.linalg.norm(variables["params"]["W_dec"], axis=1), 1.0,
                              rtol=1e-5)
+
+
+def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder():
+  """Parts that each fire alone all pass the minimality tests; with d_sae below their count the
+  stage sets the minimal dictionary aside and keeps the d_sae parts the data use most."""
+  d_in, parts_count, d_sae = 16, 8, 4
+  config = smoke_config("sae_identifiable", sae__d_sae=d_sae, minimality__refine_rounds=2,
+                        minimality__polish_rounds=1, minimality__max_atoms=4)
+  rng = np.random.default_rng(0)
+  parts = np.linalg.qr(rng.normal(size=(d_in, parts_count)))[0].T.astype(np.float32)
+  rates = np.linspace(0.4, 0.05, parts_count)  # Parts 0-3 are the most used.
+  z = (rng.random((6000, parts_count)) < rates) * rng.lognormal(0.0, 0.25, (6000, parts_count))
+  x = (z @ parts).astype(np.float32)
+  junk = 1e-3 * rng.normal(size=(2, d_in)).astype(np.float32)  # Dropped by the tests.
+  model = sae_lib.make_sae("batchtopk", d_in, parts_count + 2, k=4)
+  variables = jax.tree.map(np.asarray, model.init(jax.random.key(0), x[:1]))
+  variables["params"]["W_dec"] = np.concatenate([parts, junk])
+  variables["params"]["b_dec"] = np.zeros(d_in, np.float32)
+  variables["stats"]["input_scale"] = np.float32(1.0)
+  out, report = minimality.minimal_variables(model, variables, x, config)
+  steps = [r["step"] for r in report]
+  assert "drop_unneeded" in steps and "refined keep" in steps, steps
+  assert report[steps.index("minimal rejected")]["atoms"] == parts_count
+  assert report[steps.index("refined start")]["atoms"] == parts_count + 2  # The trained decoder.
+  assert report[steps.index("refined keep")]["atoms"] == d_sae and report[-1]["atoms"] == d_sae
+  w_dec = out["params"]["W_dec"]
+  assert w_dec.shape == (d_sae, d_in)
+  cos = w_dec @ parts.T
+  assert sorted(cos.argmax(1)) == list(range(d_sae))  # The most used parts, one atom each.
+  assert cos.max(1).min() > 0.98, cos.max(1)  # Tilted a little towards the parts left out.
