@@ -20,7 +20,8 @@ dictionary removes both defects, step by step:
 3. **Unneeded atoms** (`drop_unneeded`). An atom whose samples, coded again without it, lose less
    than ``tol`` of their energy is dropped (half of such atoms per pass, cheapest first). Beyond
    `EXACT_RECODE_ATOMS` atoms a sample is coded again over its support and the `NEIGHBORS`
-   atoms nearest the removed one, so that a pass over thousands of atoms takes seconds.
+   atoms nearest the removed one, so that recoding a sample costs the same for any number of
+   atoms.
 4. **Missing atoms** (`seed_from_residuals`). Samples whose residual exceeds ``seed_residual`` of
    their energy are grouped by direction (cosine above ``seed_cosine``); each group of at least
    ``min_uses`` samples adds its mean direction as an atom, and steps 1-3 run again.
@@ -262,7 +263,7 @@ def drop_composites(dictionary: np.ndarray, s: MinimalitySettings) -> np.ndarray
 _RECODE_ROWS = 2048
 #: `drop_unneeded` recodes a sample without an atom over all live atoms while there are at most
 #: `EXACT_RECODE_ATOMS`; beyond, over its own support and the `NEIGHBORS` live atoms nearest the
-#: removed one, so that a pass costs the same for any number of atoms.
+#: removed one, so that recoding a sample costs the same for any number of atoms.
 EXACT_RECODE_ATOMS = 1024
 NEIGHBORS = 32
 

@@ -11,10 +11,10 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
    `config.minimality.refine_rounds` rounds). With `config.minimality.dictionary = 'refined'` the
    stage does only that;
 2. a JumpReLU SAE of the same width is built around it (`final_model`): W_dec's first rows are
-   the atoms (at most d_sae), the other rows are 0, and b_dec and the input scale are the trained SAE's. The encoder is fitted
-   to the minimal codes (non-negative OMP over the new atoms): W_enc and b_enc by ridge
-   regression of the codes on the centred inputs, and each latent's threshold at the quantile of
-   its pre-activations that gives its firing rate in the minimal codes. Latents without an atom
+   the atoms (at most d_sae), the other rows are 0, and b_dec and the input scale are the trained
+   SAE's. The encoder is fitted to the minimal codes (non-negative OMP over the new atoms): W_enc
+   and b_enc by ridge regression of the codes on the centred inputs, and each latent's threshold
+   at the quantile of its pre-activations that gives its firing rate in the minimal codes. Latents without an atom
    get b_enc = -1e9 so that they never fire.
 3. the variables are written to `workdir/minimal.safetensors` (atomically, with the stage's
    report in the metadata); `identi.train.load_trained` returns that model from then on, so
