@@ -14,8 +14,8 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
    the atoms (at most d_sae), the other rows are 0, and b_dec and the input scale are the trained
    SAE's. The encoder is fitted to the minimal codes (non-negative OMP over the new atoms): W_enc
    and b_enc by ridge regression of the codes on the centred inputs, and each latent's threshold
-   at the quantile of its pre-activations that gives its firing rate in the minimal codes. Latents without an atom
-   get b_enc = -1e9 so that they never fire.
+   at the quantile of its pre-activations that gives its firing rate in the minimal codes.
+   Latents without an atom get b_enc = -1e9 so that they never fire.
 3. the variables are written to `workdir/minimal.safetensors` (atomically, with the stage's
    report in the metadata); `identi.train.load_trained` returns that model from then on, so
    `identi.bin.encode` gives the final codes and `--mode=minimal` OMP over the minimal atoms.
