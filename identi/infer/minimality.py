@@ -405,8 +405,8 @@ def _sharpen_until_fixed(x, dictionary, s, report, tag):
   return dictionary
 
 
-def minimal_dictionary(x, dictionary, *, b_dec=None,
-                       settings: MinimalitySettings | None = None) -> tuple[np.ndarray, list]:
+def minimal_dictionary(x, dictionary, *, b_dec=None, settings: MinimalitySettings | None = None,
+                       give_up_above: int | None = None) -> tuple[np.ndarray, list]:
   """The minimal dictionary of data x, starting from `dictionary` (see the module docstring).
 
   Args:
@@ -415,12 +415,17 @@ def minimal_dictionary(x, dictionary, *, b_dec=None,
     dictionary: (n_atoms, d) atoms as rows (an SAE's W_dec); zero rows are ignored.
     b_dec: optional (d,) offset subtracted from x.
     settings: `MinimalitySettings` (defaults if None).
+    give_up_above: if the first pass of the tests (sharpening, then dropping unneeded atoms)
+      leaves more atoms than this, stop there: the report ends with a "given up" step and the
+      atoms are that pass's. For a caller that sets aside a dictionary wider than it can use.
 
   Returns:
     (atoms, report): float32 (m, d) unit-norm atoms, m <= n_atoms + seeded, and one dict per
     step (what it did, atoms after it).
   """
   s = (settings or MinimalitySettings()).validate()
+  if give_up_above is not None:
+    give_up_above = check_positive_int("give_up_above", give_up_above, "minimal_dictionary")
   x, dictionary = check_problem(x, dictionary, b_dec, owner="minimal_dictionary")
   x = np.asarray(x, np.float32)
   if b_dec is not None:
@@ -434,6 +439,11 @@ def minimal_dictionary(x, dictionary, *, b_dec=None,
   dictionary = _sharpen_until_fixed(x, dictionary, s, report, "")
   dictionary = drop_unneeded(x, dictionary, s)
   report.append({"step": "drop_unneeded", "atoms": int(dictionary.shape[0])})
+  if give_up_above is not None and dictionary.shape[0] > give_up_above:
+    report.append({"step": "given up", "atoms": int(dictionary.shape[0])})
+    logger.info("minimality: %d atoms after the first pass, more than %d: given up",
+                dictionary.shape[0], give_up_above)
+    return dictionary, report
   for r in range(s.seed_rounds):
     before = dictionary.shape[0]
     dictionary = seed_from_residuals(x, dictionary, s)

@@ -8,8 +8,9 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
    fire apart leave the data's cone too narrow to tell them from their composites): the minimal
    dictionary is set aside and the trained decoder is refined with duplicates replaced, pruned to
    its d_sae most used atoms and polished (`identi.infer.minimality.refined_dictionary`,
-   `config.minimality.refine_rounds` rounds). With `config.minimality.dictionary = 'refined'` the
-   stage does only that;
+   `config.minimality.refine_rounds` rounds). When the tests' first pass already leaves more than
+   `FIRST_PASS_SLACK` x d_sae atoms, the later passes are skipped. With
+   `config.minimality.dictionary = 'refined'` the stage does only the refinement;
 2. a JumpReLU SAE of the same width is built around it (`final_model`): W_dec's first rows are
    the atoms (at most d_sae), the other rows are 0, and b_dec and the input scale are the trained
    SAE's. The encoder is fitted to the minimal codes (non-negative OMP over the new atoms): W_enc
@@ -56,6 +57,10 @@ MIN_THRESHOLD = 1e-6
 #: it has room for a pair's composite and its parts whatever the count of concepts.
 RECIPE_KIND = "batchtopk"
 RECIPE_EXPANSION = 2
+#: The stage stops the minimality tests after their first pass when that pass leaves more than
+#: this many times d_sae atoms: the later passes (seeds, polish) move the count by a few atoms,
+#: so such a dictionary would be set aside anyway (docs/decisions.md).
+FIRST_PASS_SLACK = 1.25
 
 
 def identifiable_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -105,7 +110,8 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
   if config.minimality.dictionary == "refined":
     atoms, report = refine(x_c, decoder)
   else:
-    atoms, report = minimality.minimal_dictionary(x_c, decoder, settings=s)
+    give_up = int(FIRST_PASS_SLACK * config.sae.d_sae)
+    atoms, report = minimality.minimal_dictionary(x_c, decoder, settings=s, give_up_above=give_up)
     if atoms.shape[0] > config.sae.d_sae:  # The tests did not separate the parts: refine.
       atoms, more = refine(x_c, decoder)
       report += [{"step": "minimal rejected", "atoms": int(report[-1]["atoms"])}]

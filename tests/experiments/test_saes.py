@@ -76,9 +76,9 @@ def test_identifiable_subject_configs_train_the_recipe_at_every_site(tmp_path, n
   minimality stage keeps at most sae_width x concepts atoms; the graph is sign-aware."""
   rng = np.random.default_rng(0)
   z = np.abs(rng.normal(size=(600, 4))) * (rng.random((600, 4)) < 0.4)
-  for site in ("a", "b"):
-    data_lib.write_shards(tmp_path / "capture" / site,
-                          (z @ rng.normal(size=(4, 16))).astype(np.float32), z=z)
+  x = (z @ rng.normal(size=(4, 16))).astype(np.float32)
+  for site in ("a", "b"):  # The same rows: the second site's stage reuses the first's programs.
+    data_lib.write_shards(tmp_path / "capture" / site, x, z=z)
   config = load_config(os.path.join(ROOT, "configs", f"{name}.py:smoke"))
   assert config.graph.sign_aware and config.minimality.enabled
   config.data.num_eval = 100

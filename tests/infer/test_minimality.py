@@ -56,6 +56,16 @@ def test_minimal_dictionary_recovers_the_parts_of_a_merged_dictionary():
   assert atoms.shape[0] == 2 * PAIRS, (atoms.shape, report)  # The composites are gone.
   assert report[0] == {"step": "start", "atoms": 3 * PAIRS}
   np.testing.assert_allclose(np.linalg.norm(atoms, axis=1), 1.0, atol=1e-5)
+  # Asked to give up above one atom fewer, it stops after the first pass, which is the full
+  # run's first pass; no seeds, no polish.
+  first = [r["step"] for r in report].index("drop_unneeded") + 1
+  early, early_report = minimality.minimal_dictionary(x, merged, settings=SETTINGS,
+                                                      give_up_above=2 * PAIRS - 1)
+  assert early_report[:first] == report[:first]
+  assert early_report[first:] == [{"step": "given up", "atoms": 2 * PAIRS}]
+  assert _best_cosines(parts, early).min() > 0.99 and early.shape[0] == 2 * PAIRS
+  with pytest.raises(ConfigError, match="give_up_above"):
+    minimality.minimal_dictionary(x, merged, settings=SETTINGS, give_up_above=0)
 
 
 def test_the_true_parts_are_a_fixed_point_of_sharpening():

@@ -185,7 +185,10 @@ def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder(
   out, report = minimality.minimal_variables(model, variables, x, config)
   steps = [r["step"] for r in report]
   assert "drop_unneeded" in steps and "refined keep" in steps, steps
-  assert report[steps.index("minimal rejected")]["atoms"] == parts_count
+  # 8 atoms after the first pass, more than 1.25 x 4: no seeds or polish before the rejection.
+  rejected = steps.index("minimal rejected")
+  assert steps[rejected - 2:rejected] == ["drop_unneeded", "given up"], steps
+  assert report[rejected]["atoms"] == parts_count
   assert report[steps.index("refined start")]["atoms"] == parts_count + 2  # The trained decoder.
   assert report[steps.index("refined keep")]["atoms"] == d_sae and report[-1]["atoms"] == d_sae
   w_dec = out["params"]["W_dec"]
