@@ -11,11 +11,10 @@ seeded from residuals) and an encoder fitted to the minimal codes, stored in
 W/minimal.safetensors. Where more than d_sae atoms pass those tests (parts that almost never fire
 without each other, such as a hierarchy whose parent always fires with one child), the stage sets
 them aside, refines the trained decoder with duplicates replaced and keeps its d_sae most used
-atoms. `encode` gives the final
-codes; `--mode=minimal` non-negative OMP over the kept atoms; the final SAE has d_sae latents, at
-most one per kept atom. Results: docs/experiments/identify_hsm.md (selection),
+atoms; `--config.minimality.dictionary=refined` goes to that second route directly. `encode`
+gives the final codes; `--mode=minimal` non-negative OMP over the kept atoms; the final SAE has
+d_sae latents, at most one per kept atom. Results: docs/experiments/identify_hsm.md (selection),
 docs/experiments/synth_peer.md (SAELens's hierarchies).
-`--config.minimality.dictionary=refined` goes to that second route directly.
 
 Smoke variant for tests: --config=configs/sae_identifiable.py:smoke
 """

@@ -337,9 +337,8 @@ def _recoding_costs(x: np.ndarray, dictionary: np.ndarray, alive: np.ndarray, c:
   row_before = np.sum(np.square(x - c[:, alive] @ dictionary[alive]), 1)
   start = 0
   for t, r in used.items():
-    energy = float(np.sum(row_energy[r]))
-    cost[t] = (after[start:start + r.size].sum() - float(np.sum(row_before[r]))) / max(energy,
-                                                                                       1e-12)
+    before, energy = float(np.sum(row_before[r])), float(np.sum(row_energy[r]))
+    cost[t] = (after[start:start + r.size].sum() - before) / max(energy, 1e-12)
     start += r.size
   return cost
 
