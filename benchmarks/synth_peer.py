@@ -1,13 +1,16 @@
 """SynthSAEBench-style comparison in one run: SAELens's synthetic data, SAELens's SAEs and identi's.
 
-`python -m benchmarks.synth_peer [--preset=quick] [--workdir=runs/synth_peer] [--methods=...]`
+`python -m benchmarks.synth_peer [--preset=quick] [--workdir=runs/synth_peer] [--methods=...]
+[--model_seed=42]`
 
 1. Data (peer venv, `benchmarks/peers/saelens_synth.py generate`): SAELens's `SyntheticModel`
    with SynthSAEBench-16k's recipe (hierarchy forest with mutually exclusive siblings, low-rank
    correlated firing, Zipfian firing probabilities, orthogonalised dictionary; the peer script's
    docstring lists every setting) at the preset's size, sampled once: fixed training rows, held-out
    evaluation rows with their true feature activations, and the true dictionary. Kept in
-   `--workdir` and reused while the preset's settings are unchanged.
+   `--workdir` and reused while the preset's settings are unchanged. `--model_seed` picks the
+   SyntheticModel (its dictionary, hierarchy and firing probabilities): 42 is the benchmark world;
+   other seeds are further worlds of the same recipe, each in its own data directory.
 2. SAELens (peer venv, `saelens_synth.py train`): TopK, BatchTopK, Matryoshka BatchTopK and MP-SAE
    with SynthSAEBench's SAE configs, trained by SAELens's own `SAETrainer.fit` on the training
    rows; each encodes the evaluation rows as SAELens's inference model.
@@ -65,6 +68,8 @@ PEER_SCRIPT = os.path.join(ROOT, "benchmarks", "peers", "saelens_synth.py")
 OUTPUT = os.path.join(ROOT, "benchmarks", "results", "synth_peer.json")
 #: identi's train/eval split seed; the evaluation rows are placed where this split puts its eval.
 SPLIT_SEED = 0
+#: SyntheticModelConfig.seed of the benchmark world (the peer script's default).
+MODEL_SEED = 42
 
 PRESETS = {
     # Seconds (the tests): 256 features in 32 dimensions.
@@ -177,7 +182,10 @@ _PEER_THREADS = flags.DEFINE_integer(
     "step was 3-7x slower on 2 threads than on 1).")
 _OUTPUT = flags.DEFINE_string("output", "", "JSON output; default "
                               "benchmarks/results/synth_peer.json for the quick preset with every "
-                              "method, none else.")
+                              "method on the benchmark world, none else.")
+_MODEL_SEED = flags.DEFINE_integer(
+    "model_seed", MODEL_SEED, "SyntheticModelConfig.seed: 42 is the benchmark world, other seeds "
+    "further worlds of the same recipe (data in WORKDIR/data_PRESET_seedN).")
 
 
 def sha256_text(text: str) -> str:
@@ -191,9 +199,12 @@ def sha256(x: np.ndarray) -> str:
 
 # --- data ----------------------------------------------------------------------------------
 
-def generate(python: str, preset: dict, data_dir: str, threads: int) -> dict:
-  """The preset's rows from SAELens's SyntheticModel in `data_dir` (reused if already there)."""
+def generate(python: str, preset: dict, data_dir: str, threads: int,
+             model_seed: int = MODEL_SEED) -> dict:
+  """The preset's rows from SAELens's SyntheticModel of seed `model_seed` in `data_dir` (reused
+  if already there)."""
   args = {k: preset[k] for k in ("num_features", "d_in", "train_rows", "eval_rows")}
+  args["model_seed"] = model_seed
   info_path = os.path.join(data_dir, "info.json")
   if os.path.exists(info_path):
     with open(info_path, encoding="utf-8") as f:
@@ -445,15 +456,21 @@ def selected(keys) -> tuple[list[Method], list[str]]:
   return out, skipped
 
 
-def run(preset_name: str, workdir: str, keys, peer_threads: int) -> dict:
+def data_dir_name(preset_name: str, model_seed: int) -> str:
+  """The data directory of a preset's world in the workdir (the benchmark world's has no seed)."""
+  return f"data_{preset_name}" + ("" if model_seed == MODEL_SEED else f"_seed{model_seed}")
+
+
+def run(preset_name: str, workdir: str, keys, peer_threads: int,
+        model_seed: int = MODEL_SEED) -> dict:
   """Every selected method on one data set; returns the result (the JSON)."""
   preset = PRESETS[preset_name]
   methods, skipped = selected(keys)
   workdir = os.path.abspath(workdir)
-  data_dir = os.path.join(workdir, f"data_{preset_name}")
+  data_dir = os.path.join(workdir, data_dir_name(preset_name, model_seed))
   os.makedirs(data_dir, exist_ok=True)
   python = saelens_env.ensure_env(ROOT)
-  data = generate(python, preset, data_dir, peer_threads)
+  data = generate(python, preset, data_dir, peer_threads, model_seed)
   load = lambda name, **kw: np.load(os.path.join(data_dir, f"{name}.npy"), **kw)
   train, x, z = load("train", mmap_mode="r"), load("eval"), load("eval_z")
   features, bias = load("dictionary"), load("bias")
@@ -507,7 +524,8 @@ def run(preset_name: str, workdir: str, keys, peer_threads: int) -> dict:
     raise RuntimeError(f"the two sides trained on different rows: {hashes}")
   settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in preset.items()}
   settings.update(decay_steps=decay_steps(preset), tokens=preset["steps"] * preset["batch"],
-                  omp_max_atoms=max_atoms, peer_threads=peer_threads, split_seed=SPLIT_SEED)
+                  omp_max_atoms=max_atoms, peer_threads=peer_threads, split_seed=SPLIT_SEED,
+                  model_seed=model_seed)
   data_out = {k: v for k, v in data.items() if k != "args"}
   return {
       "preset": preset_name, "settings": settings, "data": data_out,
@@ -529,9 +547,11 @@ COLUMNS = ["method", "mcc", "mcc_all_features", "mcc_decoder", "f1", "precision"
 def main(argv):
   del argv
   start = time.perf_counter()
-  result = run(_PRESET.value, _WORKDIR.value, _METHODS.value, _PEER_THREADS.value)
+  result = run(_PRESET.value, _WORKDIR.value, _METHODS.value, _PEER_THREADS.value,
+               _MODEL_SEED.value)
   result["wall_s"] = time.perf_counter() - start
-  output = _OUTPUT.value or (OUTPUT if _PRESET.value == "quick" and not _METHODS.value else "")
+  benchmark_world = _PRESET.value == "quick" and _MODEL_SEED.value == MODEL_SEED
+  output = _OUTPUT.value or (OUTPUT if benchmark_world and not _METHODS.value else "")
   if output:
     io.write_json(output, result)
   d, same = result["data"], result["identical_rows"]

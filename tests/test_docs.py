@@ -612,6 +612,8 @@ TABLES = [
           os.path.join("benchmarks", "results", "synth_peer_pruned.json"), synth_peer),
     Table("synth_peer_recipe", page("synth_peer"),
           os.path.join("benchmarks", "results", "synth_peer_recipe.json"), synth_peer),
+    Table("synth_peer_seed2", page("synth_peer"),
+          os.path.join("benchmarks", "results", "synth_peer_seed2.json"), synth_peer),
     Table("find_functions", page("find"), fig("find", "results.json"), find_functions),
     Table("find_units", page("find"), fig("find", "results.json"), find_units),
     Table("block_transplant", page("block_transplant"),

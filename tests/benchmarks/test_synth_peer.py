@@ -76,6 +76,7 @@ def test_smoke_end_to_end(tmp_path):
 
   s = result["settings"]
   assert (s["num_features"], s["d_in"], s["d_sae"], s["k"]) == (256, 32, 64, 4)
+  assert s["model_seed"] == 42
   assert result["data"]["hierarchy_features"] == 170 and result["data"]["roots"] == 2
   assert result["metric_check_max_abs_diff"] <= 1e-4
   for r in rows.values():
@@ -93,6 +94,19 @@ def test_smoke_end_to_end(tmp_path):
   assert limit["fvu"] < 0.5 * floor["fvu"]
   assert limit["mcc"] > max(rows["saelens_topk"]["mcc_all_features"],
                             rows["identi_topk"]["mcc_all_features"])
+
+  # Another model seed is another world of the same recipe, in its own data directory; the
+  # benchmark world's rows are left as they were.
+  out7 = tmp_path / "seed7.json"
+  run_module("benchmarks.synth_peer", "--preset=smoke", "--methods=omp_true", "--model_seed=7",
+             f"--workdir={tmp_path}", f"--output={out7}", timeout=120)
+  with open(out7) as f:
+    other = json.load(f)
+  assert other["settings"]["model_seed"] == 7
+  assert not np.allclose(np.load(tmp_path / "data_smoke_seed7" / "dictionary.npy"),
+                         np.load(data_dir / "dictionary.npy"))
+  assert other["identical_rows"]["sha256"] != result["identical_rows"]["sha256"]
+  assert digest(np.load(data_dir / "train.npy")) == result["identical_rows"]["sha256"]
 
 
 #: Run in a subprocess: the benchmark module defines absl flags that other benchmark modules,
