@@ -185,7 +185,7 @@ _OUTPUT = flags.DEFINE_string("output", "", "JSON output; default "
                               "method on the benchmark world, none else.")
 _MODEL_SEED = flags.DEFINE_integer(
     "model_seed", MODEL_SEED, "SyntheticModelConfig.seed: 42 is the benchmark world, other seeds "
-    "further worlds of the same recipe (data in WORKDIR/data_PRESET_seedN).")
+    "further worlds of the same recipe (data in WORKDIR/data_PRESET_seedN).", lower_bound=0)
 
 
 def sha256_text(text: str) -> str:

@@ -45,6 +45,10 @@ def test_unknown_method_is_a_one_line_error(tmp_path):
                     f"--workdir={tmp_path}", check=False)
   assert proc.returncode == 2 and "unknown methods ['lasso']" in proc.stderr
   assert "Traceback" not in proc.stderr
+  proc = run_module("benchmarks.synth_peer", "--preset=smoke", "--model_seed=-1",
+                    f"--workdir={tmp_path}", check=False)
+  assert proc.returncode != 0 and "--model_seed=-1: -1 is not a non-negative integer" in proc.stderr
+  assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.skipif(not PEER_READY, reason="the SAELens peer venv (benchmarks/peers/.venv) is not "
