@@ -13,12 +13,18 @@ answers and agents that describe them by experiment), `identi.plots` (every figu
 identi leaves matplotlib's global state alone).
 """
 
-from identi import (baselines, concepts, data, errors, experiments, generators, hooks, infer,
-                    metrics, models, sae, steer, subjects, train)
+import importlib
+
 from identi.errors import CheckpointError, ConfigError, DataError, IdentiError, NonFiniteError
-from identi.train import default_config, evaluate, load_trained, train_and_evaluate
 
 __version__ = "0.1.0"
+
+#: Sub-packages, imported on first use (PEP 562): `import identi.sae` or `identi.sae` loads only
+#: what it needs, so a binary starts without importing every sub-package and its dependencies.
+_SUBPACKAGES = ("baselines", "concepts", "data", "errors", "experiments", "generators", "hooks",
+                "infer", "metrics", "models", "sae", "steer", "subjects", "train")
+#: Names re-exported from identi.train.
+_TRAIN_NAMES = ("default_config", "evaluate", "load_trained", "train_and_evaluate")
 
 __all__ = [
     "CheckpointError", "ConfigError", "DataError", "IdentiError", "NonFiniteError", "baselines",
@@ -26,3 +32,15 @@ __all__ = [
     "hooks", "infer", "load_trained", "metrics", "models", "sae", "steer", "subjects", "train",
     "train_and_evaluate",
 ]
+
+
+def __getattr__(name: str):
+  if name in _SUBPACKAGES:
+    return importlib.import_module(f"identi.{name}")
+  if name in _TRAIN_NAMES:
+    return getattr(importlib.import_module("identi.train"), name)
+  raise AttributeError(f"module 'identi' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(set(globals()) | set(__all__))

@@ -1,5 +1,5 @@
 """Forces 8 CPU devices before JAX starts, so that sharding is tested on every machine, and
-compiles at XLA's backend optimisation level 0 (`helpers.TEST_XLA_FLAGS`).
+compiles with the fast-compiling XLA flags of `helpers.TEST_XLA_FLAGS`.
 
 Also turns on JAX's persistent compilation cache for the test run and the binaries it starts
 (environment variables, so subprocesses inherit them): many tests compile the same smoke-size

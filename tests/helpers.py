@@ -9,10 +9,11 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: XLA flags of every test process besides the device count. The tests' programs are small, so on
-#: CPU compiling them costs more than running them, and XLA's backend optimisation level 0
-#: compiles them faster. Floats can then differ in their last bits from a default-level run, so
-#: every test compares runs made under these same flags, or against floors (docs/decisions.md).
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+#: CPU compiling them costs more than running them: XLA's backend optimisation level 0 and its
+#: older loop emitters instead of the MLIR fusion emitters compile them faster. Floats can then
+#: differ in their last bits from a default run, so every test compares runs made under these
+#: same flags, or against floors (docs/decisions.md).
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 
 
 def xla_flags(devices: int) -> str:

@@ -88,6 +88,15 @@ def check_problem(x, dictionary, b_dec, *, owner: str) -> tuple[jax.Array, jax.A
   return x, jnp.asarray(dictionary, jnp.float32)
 
 
+def bucket_size(n: int) -> int:
+  """n rounded up to one of four sizes per power of two (8, 10, 12, 14, 16, 20, 24, 28, 32, ...;
+  n itself up to 8): at most 25% larger, and powers of two are kept."""
+  if n <= 8:
+    return n
+  step = 1 << (n.bit_length() - 3)
+  return -(-n // step) * step
+
+
 def check_positive_int(name: str, value, owner: str) -> int:
   """Returns `value` as int, or raises ConfigError unless it is a positive integer."""
   if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -280,5 +289,19 @@ def omp(x: jax.Array, dictionary: jax.Array, *, max_atoms: int, tol: float = 1e-
     raise DataError(f"omp exclude has shape {tuple(jnp.shape(exclude))} and dtype "
                     f"{jnp.result_type(exclude)}; it must be ({x.shape[0]},) integer atom indices "
                     "(-1: none), one per sample")
-  return _omp(x, dictionary, init, jnp.asarray(exclude, jnp.int32),
-              jnp.asarray(tol, jnp.float32), max_atoms=max_atoms)
+  exclude, tol = jnp.asarray(exclude, jnp.int32), jnp.asarray(tol, jnp.float32)
+  if any(isinstance(a, jax.core.Tracer) for a in (x, dictionary, init, exclude, tol)):
+    return _omp(x, dictionary, init, exclude, tol, max_atoms=max_atoms)
+  # Outside a trace, pad the batch and the atoms to bucket sizes (zero rows, never selected):
+  # calls of many sizes then share a few compiled programs, with the same codes bit for bit.
+  batch, rows, atoms = x.shape[0], bucket_size(x.shape[0]), bucket_size(n_atoms)
+  if (rows, atoms) == (batch, n_atoms):
+    return _omp(x, dictionary, init, exclude, tol, max_atoms=max_atoms)
+  x = jnp.pad(x, ((0, rows - batch), (0, 0)))
+  dictionary = jnp.pad(dictionary, ((0, atoms - n_atoms), (0, 0)))
+  if init is not None:
+    init = jnp.pad(init, ((0, rows - batch), (0, atoms - n_atoms)))
+  exclude = jnp.pad(exclude, (0, rows - batch), constant_values=-1)
+  if tol.ndim:
+    tol = jnp.pad(tol, (0, rows - batch))
+  return _omp(x, dictionary, init, exclude, tol, max_atoms=max_atoms)[:batch, :n_atoms]

@@ -21,7 +21,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
 import scipy.sparse
 import scipy.sparse.csgraph
 
@@ -94,6 +93,7 @@ def max_weight_assignment(weights, matcher: str = "auto") -> Assignment:
     if assignment is not None:
       return Assignment(*assignment, "sparse")
     matcher = "sparse->dense"
+  import scipy.optimize  # pylint: disable=g-import-not-at-top  (0.3 s at import: on first use)
   rows, cols = scipy.optimize.linear_sum_assignment(weights, maximize=True)
   return Assignment(rows, cols, matcher)
 

@@ -12,7 +12,7 @@ import scipy.optimize
 from helpers import planted_codes
 from identi.errors import ConfigError, DataError
 from identi.generators import sparse_superposition
-from identi.infer.omp import omp
+from identi.infer.omp import bucket_size, omp
 from identi.metrics.mcc import mcc
 
 
@@ -126,6 +126,34 @@ def test_an_excluded_atom_is_coded_as_if_it_were_a_zero_row():
   assert not out[np.arange(4, 16), exclude[4:]].any()
   np.testing.assert_allclose(out[:4], codes[:4], atol=1e-4)
   assert np.linalg.norm(out[4:] @ dictionary - x[4:]) > 0.1  # Without the biggest atom: a residual.
+
+
+def test_bucket_sizes_pad_by_at_most_a_quarter_and_keep_powers_of_two():
+  sizes = np.arange(1, 5000)
+  buckets = np.array([bucket_size(int(n)) for n in sizes])
+  assert (buckets >= sizes).all() and (buckets <= np.maximum(sizes * 1.25, 8)).all()
+  assert all(bucket_size(2 ** p) == 2 ** p for p in range(14))
+  assert len(set(buckets[(sizes > 64) & (sizes <= 4096)].tolist())) == 24  # 4 per doubling.
+
+
+def test_padded_calls_give_the_unpadded_codes_bit_for_bit():
+  # Outside a trace, omp pads the batch (37 -> 40) and the atoms (100 -> 112); under jit it
+  # codes the exact shapes. Warm start, exclusion and per-row tolerances included.
+  codes, dictionary = planted_codes(n=37, n_atoms=100, d=24, active=6, seed=8)
+  rng = np.random.default_rng(9)
+  x = codes @ dictionary + 0.02 * rng.normal(size=(37, 24)).astype(np.float32)
+  init = np.where(rng.uniform(size=codes.shape) < 0.05, 1.0, codes).astype(np.float32)
+  exclude = np.where(rng.uniform(size=37) < 0.5, np.argmax(codes, axis=1), -1).astype(np.int32)
+  tol = rng.uniform(1e-5, 1e-2, size=37).astype(np.float32)
+  kwargs = dict(max_atoms=8)
+  eager = np.asarray(omp(x, dictionary, init_support=init, exclude=exclude, tol=tol, **kwargs))
+  traced = np.asarray(jax.jit(lambda *a: omp(a[0], a[1], init_support=a[2], exclude=a[3],
+                                             tol=a[4], **kwargs))(x, dictionary, init, exclude,
+                                                                  tol))
+  assert eager.shape == (37, 100)
+  np.testing.assert_array_equal(eager, traced)
+  np.testing.assert_array_equal(np.asarray(omp(x[:33], dictionary, tol=tol[:33], **kwargs)),
+                                np.asarray(omp(x, dictionary, tol=tol, **kwargs))[:33])
 
 
 def test_demo_world_true_dictionary_reaches_the_minimal_code_ceiling():
