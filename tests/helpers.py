@@ -14,11 +14,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: differ in their last bits from a default run, so every test compares runs made under these
 #: same flags, or against floors (docs/decisions.md).
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+_NO_FUSION_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
 
 
-def xla_flags(devices: int) -> str:
-  """XLA_FLAGS for a test process with `devices` forced CPU devices."""
-  return f"--xla_force_host_platform_device_count={devices} {TEST_XLA_FLAGS}"
+def xla_flags(devices: int, *, fusion_emitters: bool = False) -> str:
+  """XLA_FLAGS for a test process with `devices` forced CPU devices; `fusion_emitters` keeps XLA's
+  default fusion emitters, for a test of a property that holds with them (docs/decisions.md)."""
+  flags = TEST_XLA_FLAGS.replace(_NO_FUSION_EMITTERS, "") if fusion_emitters else TEST_XLA_FLAGS
+  return f"--xla_force_host_platform_device_count={devices} {flags.strip()}"
 
 
 def smoke_config(name: str = "sae_topk", **overrides):
@@ -46,13 +49,13 @@ def run_module(module: str, *args: str, devices: int = 8, check: bool = True,
   return proc
 
 
-def python_json(code: str, timeout: float = 120):
+def python_json(code: str, timeout: float = 120, env: dict | None = None):
   """Runs `python -c code` from the repo root in its own process (for modules whose absl flags
-  clash with other benchmarks imported by the test process); returns the JSON of the last line
-  it prints."""
+  clash with other benchmarks imported by the test process, or for other XLA flags), with the
+  environment updated by `env`; returns the JSON of the last line it prints."""
   import json  # pylint: disable=g-import-not-at-top
   proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                        timeout=timeout, check=True)
+                        timeout=timeout, check=True, env=dict(os.environ, **(env or {})))
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

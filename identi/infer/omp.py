@@ -37,6 +37,12 @@ samples with 16 planted atoms and ``max_atoms`` = 32 (17 steps), on 2 shared CPU
 2.1 s of CPU time per batch (best wall time 7.6 s -> 3.4 s), codes equal within 1.2e-7; the score
 matmul is now most of each step. Nothing of size n_atoms x n_atoms is formed.
 
+Compiled shapes: called outside a trace, `omp` pads the batch and the atoms with zero rows to
+`bucket_size` (at most 25% more, powers of two kept) and slices the codes back. A zero atom is never
+selected and rows are coded independently, so the codes are those of the unpadded call bit for
+bit, while calls of many sizes (the chunks of a data set, a dictionary that loses atoms) share a
+few compiled programs.
+
 Warm start: with ``init_support``, step 0 puts those atoms in the slots and runs the NNLS inner loop
 from c = 0, which drops every atom whose coefficient is not positive; greedy steps follow.
 """
