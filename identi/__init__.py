@@ -21,8 +21,8 @@ __version__ = "0.1.0"
 
 #: Sub-packages, imported on first use (PEP 562): `import identi.sae` or `identi.sae` loads only
 #: what it needs, so a binary starts without importing every sub-package and its dependencies.
-_SUBPACKAGES = ("baselines", "concepts", "data", "errors", "experiments", "generators", "hooks",
-                "infer", "metrics", "models", "sae", "steer", "subjects", "train")
+_SUBPACKAGES = ("baselines", "concepts", "data", "experiments", "generators", "hooks", "infer",
+                "metrics", "models", "sae", "steer", "subjects", "train")
 #: Names re-exported from identi.train.
 _TRAIN_NAMES = ("default_config", "evaluate", "load_trained", "train_and_evaluate")
 

@@ -13,15 +13,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: older loop emitters instead of the MLIR fusion emitters compile them faster. Floats can then
 #: differ in their last bits from a default run, so every test compares runs made under these
 #: same flags, or against floors (docs/decisions.md).
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
-_NO_FUSION_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
+_OPT_LEVEL_0 = "--xla_backend_optimization_level=0"
+_LOOP_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
+TEST_XLA_FLAGS = f"{_OPT_LEVEL_0} {_LOOP_EMITTERS}"
 
 
 def xla_flags(devices: int, *, fusion_emitters: bool = False) -> str:
   """XLA_FLAGS for a test process with `devices` forced CPU devices; `fusion_emitters` keeps XLA's
   default fusion emitters, for a test of a property that holds with them (docs/decisions.md)."""
-  flags = TEST_XLA_FLAGS.replace(_NO_FUSION_EMITTERS, "") if fusion_emitters else TEST_XLA_FLAGS
-  return f"--xla_force_host_platform_device_count={devices} {flags.strip()}"
+  flags = _OPT_LEVEL_0 if fusion_emitters else TEST_XLA_FLAGS
+  return f"--xla_force_host_platform_device_count={devices} {flags}"
 
 
 def smoke_config(name: str = "sae_topk", **overrides):

@@ -296,11 +296,12 @@ def omp(x: jax.Array, dictionary: jax.Array, *, max_atoms: int, tol: float = 1e-
                     f"{jnp.result_type(exclude)}; it must be ({x.shape[0]},) integer atom indices "
                     "(-1: none), one per sample")
   exclude, tol = jnp.asarray(exclude, jnp.int32), jnp.asarray(tol, jnp.float32)
-  if any(isinstance(a, jax.core.Tracer) for a in (x, dictionary, init, exclude, tol)):
-    return _omp(x, dictionary, init, exclude, tol, max_atoms=max_atoms)
-  # Outside a trace, pad the batch and the atoms to bucket sizes (zero rows, never selected):
-  # calls of many sizes then share a few compiled programs, with the same codes bit for bit.
-  batch, rows, atoms = x.shape[0], bucket_size(x.shape[0]), bucket_size(n_atoms)
+  batch = x.shape[0]
+  rows, atoms = batch, n_atoms
+  if not any(isinstance(a, jax.core.Tracer) for a in (x, dictionary, init, exclude, tol)):
+    # Outside a trace, pad the batch and the atoms to bucket sizes (zero rows, never selected):
+    # calls of many sizes then share a few compiled programs, with the same codes bit for bit.
+    rows, atoms = bucket_size(batch), bucket_size(n_atoms)
   if (rows, atoms) == (batch, n_atoms):
     return _omp(x, dictionary, init, exclude, tol, max_atoms=max_atoms)
   x = jnp.pad(x, ((0, rows - batch), (0, 0)))
