@@ -337,10 +337,11 @@ def identi_config(name: str, preset: dict, rows_path: str, width: str = "preset"
   return config
 
 
-def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: str,
+def train_identi(methods, preset: dict, data_dir: str, rows_path: str,
                  train_hash: str, eval_hash: str) -> tuple[dict, dict, dict]:
   """identi's SAEs of `methods` (one training per config); returns ({key: (codes, recon,
-  decoder)}, {key: seconds}, {'identi': sha256 of the rows identi trained on})."""
+  decoder)}, {key: seconds}, {'identi': sha256 of the rows identi trained on}). Their workdirs and
+  codes go in the world's `data_dir`, so a run of another world or preset keeps them."""
   out, seconds, trained, hashes = {}, {}, {}, {}
   for m in methods:
     run_key = (m.name, m.width, m.overrides)
@@ -353,7 +354,7 @@ def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: 
         if (hashes["identi"], hashes["identi_eval"]) != (train_hash, eval_hash):
           raise RuntimeError("identi's train/eval split of the npy rows is not the generated "
                              "train/eval rows; identi.data.train_eval_split changed")
-      wd = os.path.join(workdir, f"identi_{m.name}" + ("" if m.width == "preset" else
+      wd = os.path.join(data_dir, f"identi_{m.name}" + ("" if m.width == "preset" else
                                                        f"_{m.width}_width")
                         + (f"_{sha256_text(repr(m.overrides))[:8]}" if m.overrides else ""))
       shutil.rmtree(wd, ignore_errors=True)
@@ -369,7 +370,7 @@ def train_identi(methods, preset: dict, data_dir: str, rows_path: str, workdir: 
                            m.refine_rounds, preset["num_features"] if m.prune else None)
       seconds[m.key] += time.perf_counter() - start
       continue
-    codes_path = os.path.join(workdir, f"codes_{m.key}.npy")
+    codes_path = os.path.join(data_dir, f"codes_{m.key}.npy")
     encode_file(wd, os.path.join(data_dir, "eval.npy"), codes_path, m.mode)
     codes = np.load(codes_path)
     _, model, variables = load_trained(wd)
@@ -494,7 +495,7 @@ def run(preset_name: str, workdir: str, keys, peer_threads: int,
   side = [m for m in methods if m.side == "identi"]
   if side:
     rows_path = identi_rows(data_dir, train, x)
-    results_identi, seconds_identi, h = train_identi(side, preset, data_dir, rows_path, workdir,
+    results_identi, seconds_identi, h = train_identi(side, preset, data_dir, rows_path,
                                                      data["train_sha256"], data["eval_sha256"])
     results.update(results_identi)
     seconds.update(seconds_identi)
