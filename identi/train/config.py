@@ -85,6 +85,11 @@ def default_config() -> ml_collections.ConfigDict:
   # 'refined': that second route only.
   c.minimality.dictionary = "minimal"
   c.minimality.refine_rounds = 8
+  # Shared ancestors (identi.infer.ancestors): the final units are the atoms' own remainders plus
+  # the directions groups of atoms share (a hierarchy's parents, absent from a dictionary of tree
+  # paths), so the final SAE may have more than d_sae latents. 'refined': where the stage took the
+  # refined route (parts that never fire apart); 'always'; 'never'.
+  c.minimality.ancestors = "refined"
   # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the
   # final dictionary has d_sae latents whatever the count of concepts (1: train at d_sae).
   c.minimality.expansion = 1
@@ -122,6 +127,7 @@ _CHOICES = {
     "eval.mcc_method": ("pearson", "spearman"),
     "sweep.batching": ("auto", "vmap", "loop"),
     "minimality.dictionary": ("minimal", "refined"),
+    "minimality.ancestors": ("never", "refined", "always"),
 }
 _POSITIVE = (
     "sae.d_sae", "sae.k", "sae.bandwidth", "sae.init_threshold", "sae.init_sample_size",

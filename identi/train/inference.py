@@ -56,8 +56,8 @@ def load_trained(workdir: str):
   target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
                         abstract_state(config, d_in))
   if config.minimality.enabled and os.path.exists(minimality.path(workdir)):
-    model = minimality.final_model(config, d_in)
-    return config, model, jax.device_put(minimality.load(minimality.path(workdir), model), repl)
+    model, variables = minimality.load(minimality.path(workdir), config, d_in)
+    return config, model, jax.device_put(variables, repl)
   model = build_model(config, d_in)
   checkpointer = Checkpointer(workdir, read_only=True)
   state, _ = checkpointer.restore_newest(target)
@@ -110,7 +110,9 @@ def encode_file(workdir: str, input_path: str, output_path: str,
 
   mode 'encoder' gives the SAE encoder's codes; 'minimal' the sparsest non-negative codes over
   the SAE's decoder (`identi.infer.minimal_codes`, OMP warm-started from the encoder, over the
-  minimal dictionary that `identi.infer.minimal_atoms` picks on the first rows). Streams:
+  minimal dictionary that `identi.infer.minimal_atoms` picks on the first rows), or, for a
+  minimality stage with shared ancestors, its OMP codes over its atoms mapped onto the units
+  (`identi.train.minimality.minimal_codes`). Streams:
   the input is memory-mapped and the output written batch by batch. Returns the output's shape.
   """
   if not output_path.endswith(".npy"):
@@ -124,11 +126,15 @@ def encode_file(workdir: str, input_path: str, output_path: str,
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     row = 0
     atoms = None
-    if mode == "minimal":  # One minimal dictionary for every batch, from a fixed sample.
+    mapped = minimality.ANCESTORS in variables
+    host = jax.device_get(variables) if mapped else None
+    if mode == "minimal" and not mapped:  # One minimal dictionary for every batch.
       sample = source.get(np.arange(min(source.num_examples, MINIMAL_ATOMS_SAMPLE)))
       atoms = infer.minimal_atoms(model, variables, sample)
     for x, codes, _, _ in encode_batches(model, variables, source, config.eval.batch_size):
-      if mode == "minimal":
+      if mode == "minimal" and mapped:
+        codes = minimality.minimal_codes(host, x, config)
+      elif mode == "minimal":
         codes = infer.minimal_codes(model, variables, x, atoms=atoms)
       out[row:row + len(codes)] = codes
       row += len(codes)

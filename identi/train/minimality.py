@@ -11,15 +11,24 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
    `config.minimality.refine_rounds` rounds). When the tests' first pass already leaves more than
    `FIRST_PASS_SLACK` x d_sae atoms, the later passes are skipped. With
    `config.minimality.dictionary = 'refined'` the stage does only the refinement;
-2. a JumpReLU SAE of the same width is built around it (`final_model`): W_dec's first rows are
-   the atoms (at most d_sae), the other rows are 0, and b_dec and the input scale are the trained
+2. on the refined route (`config.minimality.ancestors`, 'refined' by default; 'always' or
+   'never'), the atoms are tree paths of a hierarchy whose parents never fire alone; they are
+   re-expressed over their own remainders and the directions they share, the parents
+   (`identi.infer.ancestors.ancestor_map`, weighted by how many of the rows' codes use each
+   atom). The units are then those directions (m atoms + p ancestors, possibly more than d_sae)
+   and their codes the minimal codes mapped onto them; the atoms and the map are kept in the
+   variables' `ANCESTORS` collection. Without shared directions the atoms stay the units;
+3. a JumpReLU SAE of max(d_sae, units) latents is built around the units (`final_model`): W_dec's
+   first rows are the units, the other rows are 0, and b_dec and the input scale are the trained
    SAE's. The encoder is fitted to the minimal codes (non-negative OMP over the new atoms): W_enc
    and b_enc by ridge regression of the codes on the centred inputs, and each latent's threshold
    at the quantile of its pre-activations that gives its firing rate in the minimal codes.
-   Latents without an atom get b_enc = -1e9 so that they never fire.
-3. the variables are written to `workdir/minimal.safetensors` (atomically, with the stage's
-   report in the metadata); `identi.train.load_trained` returns that model from then on, so
-   `identi.bin.encode` gives the final codes and `--mode=minimal` OMP over the minimal atoms.
+   Latents without a unit get b_enc = -1e9 so that they never fire.
+4. the variables are written to `workdir/minimal.safetensors` (atomically, with the stage's
+   report in the metadata and the width in its spec); `identi.train.load_trained` returns that
+   model from then on, so `identi.bin.encode` gives the final codes and `--mode=minimal` OMP over
+   the minimal atoms (with shared ancestors: the stage's OMP codes mapped onto the units,
+   `minimal_codes`).
 
 A run that stops during the stage repeats it on resume (the checkpoint holds the trained SAE);
 the stage is deterministic, so the file is the same.
@@ -39,12 +48,16 @@ import numpy as np
 
 from identi import data as data_lib
 from identi import sae as sae_lib
-from identi.infer import minimality
+from identi.errors import CheckpointError
+from identi.infer import ancestors, minimality
 
 logger = logging.getLogger(__name__)
 
 #: The stage's output in a workdir.
 MINIMAL_WEIGHTS = "minimal.safetensors"
+#: The variables' collection of a stage with shared ancestors: the stage's atoms (m, d) and the
+#: map of their codes onto the units (m, units), `identi.infer.ancestors.AncestorMap.weights`.
+ANCESTORS = "ancestors"
 #: b_enc of latents without an atom: they never fire.
 UNUSED_BIAS = -1e9
 #: Ridge weight of the encoder fit, relative to the mean diagonal of the inputs' Gram matrix.
@@ -95,9 +108,15 @@ def _fit_encoder(x: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarr
   return coef[:-1].astype(np.float32), coef[-1].astype(np.float32)
 
 
+def _applies_ancestors(config: ml_collections.ConfigDict, refined: bool) -> bool:
+  mode = config.minimality.ancestors
+  return mode == "always" or (mode == "refined" and refined)
+
+
 def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
                       config: ml_collections.ConfigDict) -> tuple[dict[str, Any], list[dict]]:
-  """The SAE's variables rebuilt around the minimal dictionary of raw rows x (see module doc)."""
+  """The SAE's variables rebuilt around the minimal dictionary of raw rows x (see module doc).
+  With shared ancestors, the variables also hold the `ANCESTORS` collection."""
   s = settings(config)
   variables = jax.tree.map(np.asarray, variables)
   params, stats = variables["params"], variables["stats"]
@@ -107,35 +126,49 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
   decoder = np.asarray(params["W_dec"], np.float32)
   refine = functools.partial(minimality.refined_dictionary, keep=config.sae.d_sae, settings=s,
                              rounds=config.minimality.refine_rounds)
-  if config.minimality.dictionary == "refined":
+  refined = config.minimality.dictionary == "refined"
+  if refined:
     atoms, report = refine(x_c, decoder)
   else:
     give_up = int(FIRST_PASS_SLACK * config.sae.d_sae)
     atoms, report = minimality.minimal_dictionary(x_c, decoder, settings=s, give_up_above=give_up)
     if atoms.shape[0] > config.sae.d_sae:  # The tests did not separate the parts: refine.
+      refined = True
       atoms, more = refine(x_c, decoder)
       report += [{"step": "minimal rejected", "atoms": int(report[-1]["atoms"])}]
       report += [{**r, "step": f"refined {r['step']}"} for r in more]
   codes = minimality.codes(x_c, atoms, s)
-  final = final_model(config, model.d_in)
   m = atoms.shape[0]
+  extra = {}
+  units = atoms
+  if _applies_ancestors(config, refined):
+    amap = ancestors.ancestor_map(atoms, np.sum(codes > 0, axis=0))
+    if amap.num_ancestors:  # Without any, the atoms stay as they are.
+      codes, units = amap.codes(codes), amap.directions
+      extra = {ANCESTORS: {"atoms": atoms, "weights": amap.weights}}
+    report.append({"step": "ancestors", "modes": amap.modes, "ancestors": amap.num_ancestors,
+                   "atoms": m})
+    logger.info("minimality: %d shared ancestors of %d atoms", amap.num_ancestors, m)
+  n_units = units.shape[0]
+  final = final_model(config, model.d_in, max(config.sae.d_sae, n_units))
   w, b = _fit_encoder(x_c, codes)
   shapes = jax.eval_shape(lambda: final.init(jax.random.key(0),
                                              np.zeros((1, model.d_in), np.float32)))
   out = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes)
-  out["params"]["W_dec"][:m] = atoms
-  out["params"]["W_enc"][:, :m] = w
+  out["params"]["W_dec"][:n_units] = units
+  out["params"]["W_enc"][:, :n_units] = w
   out["params"]["b_enc"][:] = UNUSED_BIAS
-  out["params"]["b_enc"][:m] = b
+  out["params"]["b_enc"][:n_units] = b
   out["params"]["b_dec"][:] = b_dec
   out["stats"]["input_scale"] = np.asarray(stats["input_scale"], np.float32)
   pre = x_c @ w + b
   rate = np.mean(codes > 0, axis=0)
   threshold = np.ones(final.d_sae, np.float32)
-  threshold[:m] = [np.quantile(pre[:, j], 1.0 - rate[j]) if rate[j] > 0 else np.max(pre[:, j]) + 1
-                   for j in range(m)]
+  threshold[:n_units] = [np.quantile(pre[:, j], 1.0 - rate[j]) if rate[j] > 0
+                         else np.max(pre[:, j]) + 1 for j in range(n_units)]
   out["params"]["log_threshold"][:] = np.log(np.maximum(threshold, MIN_THRESHOLD))
-  report.append({"step": "encoder", "atoms": m,
+  out.update(extra)
+  report.append({"step": "encoder", "atoms": m, "units": n_units,
                  "minimal_l0": float(np.mean(np.sum(codes > 0, 1)))})
   return out, report
 
@@ -145,10 +178,11 @@ def final_kind(config: ml_collections.ConfigDict) -> str:
   return FINAL_KIND if config.minimality.enabled else config.sae.kind
 
 
-def final_model(config: ml_collections.ConfigDict, d_in: int):
-  """The model of a finished minimality stage: a JumpReLU SAE of the configured width."""
+def final_model(config: ml_collections.ConfigDict, d_in: int, d_sae: int | None = None):
+  """The model of a finished minimality stage: a JumpReLU SAE of `d_sae` latents (default the
+  configured width; more where the stage added shared ancestors)."""
   sae = config.sae
-  return sae_lib.make_sae(FINAL_KIND, d_in, sae.d_sae, bandwidth=sae.bandwidth,
+  return sae_lib.make_sae(FINAL_KIND, d_in, d_sae or sae.d_sae, bandwidth=sae.bandwidth,
                           init_threshold=sae.init_threshold, compute_dtype=sae.compute_dtype)
 
 
@@ -158,27 +192,57 @@ def run_stage(model, variables, train_src, config: ml_collections.ConfigDict,
   target = path(workdir)
   if os.path.exists(target):
     logger.info("minimality: reusing %s", target)
-    final = final_model(config, model.d_in)
-    return final, load(target, final)
+    return load(target, config, model.d_in)
   n = min(config.minimality.num_samples, train_src.num_examples)
   rows = data_lib.batch_indices(train_src.num_examples, n, 0, config.train.seed + 2)
   logger.info("minimality: minimal dictionary of %d atoms (at most %d kept) on %d training rows",
               model.d_sae, config.sae.d_sae, n)
   out, report = minimal_variables(model, variables, train_src.get(rows), config)
+  final = final_model(config, model.d_in, out["params"]["W_dec"].shape[0])
   if jax.process_index() == 0:
     sae_lib.save_variables(target, out, {"kind": FINAL_KIND, "d_in": model.d_in,
-                                         "d_sae": config.sae.d_sae},
+                                         "d_sae": final.d_sae},
                            {"minimality": json.dumps(report)})
-  return final_model(config, model.d_in), out
+  return final, out
 
 
-def load(target: str, model) -> dict[str, Any]:
-  """The variables of a workdir's minimal.safetensors, checked against the model."""
-  variables, _, _ = sae_lib.load_variables(target)
+def load(target: str, config: ml_collections.ConfigDict, d_in: int) -> tuple[Any, dict[str, Any]]:
+  """(model, variables) of a workdir's minimal.safetensors, checked against the config: the
+  final model has the file's width (d_sae, or more with shared ancestors)."""
+  variables, spec, _ = sae_lib.load_variables(target)
+  width = spec.get("d_sae")
+  if spec.get("kind") != FINAL_KIND or spec.get("d_in") != d_in or not isinstance(width, int) \
+      or width < config.sae.d_sae:
+    raise CheckpointError(f"{target} holds a {spec.get('kind')} SAE of d_in {spec.get('d_in')} "
+                          f"and {width} latents; this run's stage writes a {FINAL_KIND} SAE of "
+                          f"d_in {d_in} and at least {config.sae.d_sae} latents. Delete the file "
+                          "and rerun identi.bin.train with the same --workdir to redo the stage")
+  model = final_model(config, d_in, width)
   expected = jax.eval_shape(lambda: model.init(jax.random.key(0),
-                                               np.zeros((1, model.d_in), np.float32)))
+                                               np.zeros((1, d_in), np.float32)))
+  if ANCESTORS in variables:
+    amap = variables[ANCESTORS]
+    m = np.shape(amap.get("atoms", np.zeros((0, 0))))[0]
+    expected[ANCESTORS] = {
+        "atoms": jax.ShapeDtypeStruct((m, d_in), np.float32),
+        "weights": jax.ShapeDtypeStruct((m, np.shape(amap.get("weights", [[]]))[1]), np.float32)}
   sae_lib.check_variables_like(variables, expected, target)
-  return variables
+  return model, variables
+
+
+def minimal_codes(variables: dict[str, Any], x, config: ml_collections.ConfigDict) -> np.ndarray:
+  """`encode --mode=minimal` of a stage with shared ancestors: the stage's OMP codes of raw rows x
+  over its atoms, mapped onto the units (`identi.infer.ancestors.AncestorMap.codes`); (n, d_sae)
+  float32, 0 for latents without a unit."""
+  params, amap = variables["params"], variables[ANCESTORS]
+  x_c = (np.asarray(x, np.float32) * float(np.asarray(variables["stats"]["input_scale"]))
+         - np.asarray(params["b_dec"], np.float32))
+  atoms = np.asarray(amap["atoms"], np.float32)
+  weights = np.asarray(amap["weights"], np.float32)
+  units = minimality.codes(x_c, atoms, settings(config)) @ weights
+  out = np.zeros((x_c.shape[0], np.shape(params["W_dec"])[0]), np.float32)
+  out[:, :units.shape[1]] = units
+  return out
 
 
 def report(workdir: str) -> list[dict[str, Any]] | None:

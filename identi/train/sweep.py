@@ -238,7 +238,7 @@ def write_member(member: ml_collections.ConfigDict, path: str, workdir: str, ind
     model, variables = minimality.run_stage(model, variables, train_src, member, path)
   final = evaluate(model, variables, eval_src, member.eval.batch_size,
                    mcc_method=member.eval.mcc_method)
-  final.update(step=step, kind=minimality.final_kind(member), d_in=d_in, d_sae=member.sae.d_sae,
+  final.update(step=step, kind=minimality.final_kind(member), d_in=d_in, d_sae=model.d_sae,
                init_seed=init_seed(member), member=os.path.basename(path))
   if lead:
     io.write_json(os.path.join(path, runtime.FINAL_FILE), final)

@@ -260,7 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   final = evaluate(model, variables, eval_src, config.eval.batch_size,
                    mcc_method=config.eval.mcc_method)
   final.update(step=int(jax.device_get(state["step"])), kind=minimality.final_kind(config),
-               d_in=d_in, d_sae=config.sae.d_sae)
+               d_in=d_in, d_sae=model.d_sae)
   if lead:
     io.write_json(os.path.join(workdir, runtime.FINAL_FILE), final)
   return final

@@ -10,8 +10,10 @@ import pytest
 
 from helpers import ROOT, run_module, smoke_config
 from identi import data as data_lib
+from identi import io
 from identi import sae as sae_lib
 from identi.errors import CheckpointError, ConfigError
+from identi.infer import minimality as minimality_infer
 from identi.train import load_config, load_trained, minimality
 from identi.train.config import validate_config
 
@@ -132,6 +134,7 @@ def test_a_run_without_its_stage_output_says_how_to_finish(trained, tmp_path):
     ({"minimality__expansion": 0}, "minimality.expansion"),
     ({"minimality__dictionary": "refind"}, "minimality.dictionary"),
     ({"minimality__refine_rounds": 0}, "minimality.refine_rounds"),
+    ({"minimality__ancestors": "yes"}, "minimality.ancestors"),
 ])
 def test_impossible_settings_are_refused(overrides, match):
   with pytest.raises(ConfigError, match=match):
@@ -157,8 +160,11 @@ def test_the_refined_stage_prunes_to_d_sae_and_polishes(tmp_path):
   train_and_evaluate(config, str(tmp_path))
   report = minimality.report(str(tmp_path))
   d_sae = config.sae.d_sae
-  assert [r["step"] for r in report] == ["start", "refine", "keep", "polish", "encoder"]
+  # In 16 dimensions the atoms share directions only by chance: no ancestors are added.
+  assert [r["step"] for r in report] == ["start", "refine", "keep", "polish", "ancestors",
+                                         "encoder"]
   assert report[0]["atoms"] == 2 * d_sae and report[2]["atoms"] == d_sae
+  assert report[4]["ancestors"] == 0
   _, model, variables = load_trained(str(tmp_path))
   assert model.d_sae == d_sae
   np.testing.assert_allclose(np.linalg.norm(variables["params"]["W_dec"], axis=1), 1.0,
@@ -196,3 +202,60 @@ def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder(
   cos = w_dec @ parts.T
   assert sorted(cos.argmax(1)) == list(range(d_sae))  # The most used parts, one atom each.
   assert cos.max(1).min() > 0.98, cos.max(1)  # Tilted a little towards the parts left out.
+
+
+def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path):
+  """SAELens-style hierarchy (a parent fires with exactly one child): where the refined route's
+  atoms are the paths (here planted), the stage adds the shared parents as units, saves them with
+  the stage, and encode --mode=minimal codes them."""
+  from identi.train import encode_file, runtime  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  d_in, roots, leaves, n = 96, 4, 6, 4096
+  basis = np.linalg.qr(rng.normal(size=(d_in, roots * (leaves + 1))))[0].T.astype(np.float32)
+  z = np.zeros((n, roots + roots * leaves), np.float32)
+  for i in range(n):
+    for path in rng.choice(roots * leaves, size=rng.integers(1, 3), replace=False):
+      magnitude = rng.lognormal(0.0, 0.3)
+      z[i, path // leaves] += magnitude
+      z[i, roots + path] = magnitude
+  x = z @ basis
+  paths = np.repeat(basis[:roots], leaves, 0) + basis[roots:]
+  config = smoke_config("sae_identifiable", sae__d_sae=roots * leaves, sae__k=2,
+                        minimality__dictionary="refined", minimality__refine_rounds=2,
+                        minimality__polish_rounds=1, minimality__num_samples=n)
+  assert config.minimality.ancestors == "refined"  # The default.
+  model = sae_lib.make_sae("batchtopk", d_in, 2 * roots * leaves, k=2)
+  variables = jax.tree.map(np.asarray, model.init(jax.random.key(0), x[:1]))
+  variables["params"]["W_dec"] = np.concatenate([paths, paths]) / np.sqrt(2.0)
+  variables["params"]["b_dec"] = np.zeros(d_in, np.float32)
+  variables["stats"]["input_scale"] = np.float32(1.0)
+  workdir = str(tmp_path)
+  io.write_json(os.path.join(workdir, runtime.RUN_FILE), {"config": config.to_dict(), "d_in": d_in})
+  final, out = minimality.run_stage(model, variables, data_lib.ArraySource(x), config, workdir)
+  report = minimality.report(workdir)
+  step = next(r for r in report if r["step"] == "ancestors")
+  units = roots * leaves + roots
+  assert step["ancestors"] == roots and report[-1]["units"] == units, report
+  _, loaded_model, loaded = load_trained(workdir)
+  assert loaded_model.d_sae == final.d_sae == units
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(loaded), out)
+  amap = out[minimality.ANCESTORS]
+  assert amap["weights"].shape == (roots * leaves, units)
+  np.save(tmp_path / "x.npy", x[:1000])
+  encode_file(workdir, str(tmp_path / "x.npy"), str(tmp_path / "c.npy"), mode="minimal")
+  codes = np.load(tmp_path / "c.npy")
+  np.testing.assert_array_equal(codes, minimality.minimal_codes(out, x[:1000], config))
+  atom_codes = minimality_infer.codes(x[:1000], amap["atoms"], minimality.settings(config))
+  # The reconstruction is the atoms': the units re-express it.
+  np.testing.assert_allclose(codes @ out["params"]["W_dec"], atom_codes @ amap["atoms"],
+                             atol=1e-4)
+
+  def best(c):  # Each root's best correlation with a unit.
+    a, b = z[:1000, :roots] - z[:1000, :roots].mean(0), c - c.mean(0)
+    corr = (a.T @ b) / np.outer(np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0)).clip(1e-9)
+    return corr.max(1)
+
+  assert best(atom_codes).max() < 0.6, best(atom_codes)  # No atom codes a root,
+  assert best(codes).min() > 0.99, best(codes)  # the units do,
+  encoder = np.asarray(loaded_model.apply(loaded, x[:1000], method=loaded_model.encode))
+  assert best(encoder).min() > 0.9, best(encoder)  # and so does the encoder fitted to them.

@@ -1,0 +1,216 @@
+"""Shared ancestors: a dictionary of tree paths re-expressed over the directions its atoms share.
+
+Under a hierarchy whose parent fires with exactly one of its children (SAELens's synthetic
+hierarchies), an SAE or a refined dictionary does not learn the parent as an atom: it learns one
+atom per path, a leaf plus its ancestors, because a parent never fires alone. The parent is then
+absent from every code, although the codes hold it: its activity is the sum of its paths'. The
+paths of siblings share the parent's direction (cosine about 0.75 in SAELens's worlds, about 0.5
+between cousins), so the parent is the direction a group of atoms has in common.
+
+`ancestor_map` finds those directions without the truth and re-expresses the dictionary over them:
+
+1. **Shared directions.** Spherical mean-shift over the unit atoms, each weighted by its usage
+   (how many rows' codes use it), at each membership cosine of ``cosines`` (coarse groups at low
+   cosines, siblings at high ones): every atom starts a mode; a mode moves to the usage-weighted
+   mean direction of the atoms within the cosine, ``iterations`` times. Cosines below
+   ``chance_sigmas`` / sqrt(d) are skipped: random directions in d dimensions reach them (cosines
+   of random unit vectors have standard deviation 1 / sqrt(d)). Modes with at least
+   ``min_members`` atoms are kept; of modes within ``merge_cosine`` the one with more members
+   stays.
+2. **Pure directions.** A mode is the sum of its own direction and its ancestors'. Modes are
+   visited from most to fewest members; each is made orthogonal (Gram-Schmidt) to the pure
+   directions of its chain of larger modes, where the next link is the larger mode of highest
+   cosine with the current one (at least ``chain_cosine``, at most ``max_chain`` links). A mode
+   with less than ``min_pure`` of its norm left is dropped.
+3. **Decomposition.** Each atom u is the non-negative combination of at most ``max_ancestors``
+   pure directions p (those of cosine above ``min_cosine`` with it, by non-negative least
+   squares) plus its own remainder r: u = sum_k w_k p_k + r.
+4. **Codes.** Codes c over the atoms become codes over the units [own remainders r / |r|, pure
+   directions]: z = c @ weights, with weights[j, j] = |r_j| and weights[j, m + k] = w_jk. The
+   reconstruction is the same (z @ directions = c @ atoms), codes stay non-negative, and a
+   parent's code is the weighted sum of its paths' codes.
+
+Where the atoms are already the parts (no group of atoms shares a direction), no mode has enough
+members and the map is the identity. docs/decisions.md records the settings' origin and where the
+stage applies the map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+
+import numpy as np
+
+from identi.errors import ConfigError, DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class AncestorSettings:
+  """The knobs of :func:`ancestor_map` (see the module docstring)."""
+
+  cosines: tuple[float, ...] = (0.8, 0.6, 0.45, 0.3)
+  chance_sigmas: float = 3.0
+  iterations: int = 15
+  min_members: int = 3
+  merge_cosine: float = 0.98
+  chain_cosine: float = 0.3
+  max_chain: int = 7
+  min_pure: float = 0.3
+  max_ancestors: int = 4
+  min_cosine: float = 0.15
+
+  def validate(self) -> "AncestorSettings":
+    if not self.cosines or not all(isinstance(c, numbers.Real) and 0.0 < c < 1.0
+                                   for c in self.cosines):
+      raise ConfigError(f"AncestorSettings field 'cosines' is {self.cosines!r}; it must be a "
+                        "non-empty tuple of cosines in (0, 1), e.g. (0.8, 0.6, 0.45, 0.3)")
+    if not isinstance(self.chance_sigmas, numbers.Real) or self.chance_sigmas < 0:
+      raise ConfigError(f"AncestorSettings field 'chance_sigmas' is {self.chance_sigmas!r}; it "
+                        "must be a number >= 0 (0 keeps every cosine)")
+    for name in ("iterations", "min_members", "max_chain", "max_ancestors"):
+      value = getattr(self, name)
+      if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"AncestorSettings field '{name}' is {value!r}; it must be an integer "
+                          ">= 1")
+    for name in ("merge_cosine", "chain_cosine", "min_pure", "min_cosine"):
+      value = getattr(self, name)
+      if not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
+        raise ConfigError(f"AncestorSettings field '{name}' is {value!r}; it must be in (0, 1)")
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class AncestorMap:
+  """The result of :func:`ancestor_map` for m atoms of dimension d and p pure directions.
+
+  directions: float32 (m + p, d) the units' directions: rows 0..m-1 each atom's own remainder
+  (unit norm, or 0 where an atom is wholly its ancestors), rows m.. the pure directions (unit
+  norm). weights: float32 (m, m + p), codes over the atoms @ weights = codes over the units.
+  modes: the number of shared directions found before they were made pure."""
+  directions: np.ndarray
+  weights: np.ndarray
+  modes: int
+
+  @property
+  def num_ancestors(self) -> int:
+    return self.directions.shape[0] - self.weights.shape[0]
+
+  def codes(self, atom_codes) -> np.ndarray:
+    """Codes (n, m + p) over the units of codes (n, m) over the atoms."""
+    atom_codes = np.asarray(atom_codes, np.float32)
+    if atom_codes.ndim != 2 or atom_codes.shape[1] != self.weights.shape[0]:
+      raise DataError(f"AncestorMap.codes got codes of shape {atom_codes.shape}; they must be "
+                      f"(n, {self.weights.shape[0]}), one column per atom of the map")
+    return atom_codes @ self.weights
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+  return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def shared_directions(unit: np.ndarray, usage: np.ndarray,
+                      s: AncestorSettings) -> np.ndarray:
+  """Step 1: (q, d) modes of the usage-weighted unit atoms, from most to fewest members."""
+  modes, members = [], []
+  floor = s.chance_sigmas / np.sqrt(unit.shape[1])
+  for tau in [t for t in s.cosines if t >= floor]:
+    v = unit.copy()
+    for _ in range(s.iterations):
+      inside = (unit @ v.T > tau) * usage[:, None]
+      v = _unit(inside.T @ unit)
+    count = (unit @ v.T > tau).sum(0)
+    keep = count >= s.min_members
+    modes.append(v[keep])
+    members.append(count[keep])
+  if not modes or sum(m.shape[0] for m in modes) == 0:
+    return np.zeros((0, unit.shape[1]))
+  modes, members = np.concatenate(modes), np.concatenate(members)
+  kept: list[int] = []
+  for i in np.argsort(-members, kind="stable"):
+    if not kept or float(np.max(modes[kept] @ modes[i])) <= s.merge_cosine:
+      kept.append(int(i))
+  return modes[kept]
+
+
+def pure_directions(modes: np.ndarray, s: AncestorSettings) -> np.ndarray:
+  """Step 2: (p, d) the modes made orthogonal to their chains of larger modes."""
+  pure: list[np.ndarray | None] = []
+  for i in range(modes.shape[0]):
+    chain, j = [], i
+    while len(chain) < s.max_chain:
+      larger = [k for k in range(j) if pure[k] is not None]
+      if not larger:
+        break
+      cosine = modes[larger] @ modes[j]
+      if float(cosine.max()) < s.chain_cosine:
+        break
+      j = larger[int(np.argmax(cosine))]
+      chain.append(j)
+    r = modes[i].copy()
+    for k in chain:
+      r -= (r @ pure[k]) * pure[k]
+    norm = float(np.linalg.norm(r))
+    pure.append(r / norm if norm > s.min_pure else None)
+  kept = [p for p in pure if p is not None]
+  return np.stack(kept) if kept else np.zeros((0, modes.shape[1]))
+
+
+def ancestor_map(atoms, usage, settings: AncestorSettings | None = None) -> AncestorMap:
+  """The atoms re-expressed over their own remainders and the directions they share.
+
+  Args:
+    atoms: (m, d) dictionary atoms as rows (any norms; zero rows keep a zero unit).
+    usage: (m,) non-negative weights, e.g. how many rows' codes use each atom.
+    settings: `AncestorSettings` (defaults if None).
+
+  Returns:
+    `AncestorMap`; deterministic given its inputs.
+  """
+  from scipy.optimize import nnls  # Imported here: scipy.optimize is slow to import.
+
+  s = (settings or AncestorSettings()).validate()
+  atoms = np.asarray(atoms)
+  usage = np.asarray(usage)
+  if atoms.ndim != 2 or atoms.shape[0] == 0 or atoms.shape[1] == 0:
+    raise DataError(f"ancestor_map atoms have shape {atoms.shape}; they must be a non-empty "
+                    "(atoms, features) matrix, one atom per row (an SAE's W_dec)")
+  if usage.shape != (atoms.shape[0],):
+    raise DataError(f"ancestor_map usage has shape {usage.shape}; it must be ({atoms.shape[0]},), "
+                    "one weight per atom, e.g. (codes > 0).sum(0)")
+  if not (np.all(np.isfinite(atoms)) and np.all(np.isfinite(usage))):
+    raise DataError("ancestor_map got NaN or infinite atoms or usage; pass a trained dictionary "
+                    "and finite counts")
+  if np.any(usage < 0):
+    raise DataError("ancestor_map usage has negative entries; pass non-negative weights such as "
+                    "the number of rows that use each atom")
+  norms = np.linalg.norm(atoms.astype(np.float64), axis=1)
+  alive = norms > 0
+  unit = np.zeros(atoms.shape, np.float64)
+  unit[alive] = atoms[alive] / norms[alive, None]
+  modes = shared_directions(unit[alive], usage[alive].astype(np.float64), s)
+  pure = pure_directions(modes, s)
+  m, p = atoms.shape[0], pure.shape[0]
+  weights = np.zeros((m, m + p))
+  own = np.zeros(atoms.shape, np.float64)
+  for j in np.flatnonzero(alive):
+    cosine = pure @ unit[j]
+    candidates = np.argsort(-cosine, kind="stable")[:s.max_ancestors]
+    candidates = candidates[cosine[candidates] > s.min_cosine]
+    r = unit[j]
+    if candidates.size:
+      w, _ = nnls(pure[candidates].T, unit[j])
+      weights[j, m + candidates] = w
+      r = unit[j] - w @ pure[candidates]
+    norm = float(np.linalg.norm(r))
+    if norm > 1e-6:
+      weights[j, j] = norm
+      own[j] = r / norm
+  # Codes are over the atoms as given: an atom of norm n carries n times a unit atom's share.
+  weights *= norms[:, None]
+  directions = np.concatenate([own, pure]).astype(np.float32)
+  return AncestorMap(directions, weights.astype(np.float32), int(modes.shape[0]))
+
+
+__all__ = ["AncestorMap", "AncestorSettings", "ancestor_map", "pure_directions",
+           "shared_directions"]
