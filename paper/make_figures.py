@@ -101,10 +101,24 @@ def grammar_identifiable(out: str, smoke: bool) -> list[str]:
                           ("graph.json",), steering=False)
 
 
+def grammar_ancestors(out: str, smoke: bool) -> list[str]:
+  """The transformer subject with the identifiable recipe and shared ancestors at every site:
+  layer x level MCC, learned vs true grammar graph (configs/grammar_ancestors.py)."""
+  return _graph_and_steer("grammar_ancestors", out, smoke, ("layer_mcc", "concept_graph"),
+                          ("graph.json",), steering=False)
+
+
 def scenes_identifiable(out: str, smoke: bool) -> list[str]:
   """The diffusion subject with the identifiable recipe and a sign-aware graph: timestep x level
   MCC, learned vs true graph (configs/scenes_identifiable.py)."""
   return _graph_and_steer("scenes_identifiable", out, smoke, ("timestep_mcc", "concept_graph"),
+                          ("graph.json",), steering=False)
+
+
+def scenes_ancestors(out: str, smoke: bool) -> list[str]:
+  """The diffusion subject with the identifiable recipe and shared ancestors at every timestep:
+  timestep x level MCC, learned vs true graph (configs/scenes_ancestors.py)."""
+  return _graph_and_steer("scenes_ancestors", out, smoke, ("timestep_mcc", "concept_graph"),
                           ("graph.json",), steering=False)
 
 
@@ -145,7 +159,9 @@ FIGURES = {
     "grammar_concepts": grammar_concepts,
     "scenes_concepts": scenes_concepts,
     "grammar_identifiable": grammar_identifiable,
+    "grammar_ancestors": grammar_ancestors,
     "scenes_identifiable": scenes_identifiable,
+    "scenes_ancestors": scenes_ancestors,
     "prompted_unlearning": prompted_unlearning,
     "minilm_wordnet": minilm_wordnet,
     "block_transplant": block_transplant.run,
