@@ -71,7 +71,7 @@ def test_sites_of_one_width_train_as_one_sweep_like_alone(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["scenes_identifiable", "grammar_identifiable",
-                                  "grammar_ancestors"])
+                                  "scenes_ancestors", "grammar_ancestors"])
 def test_identifiable_subject_configs_train_the_recipe_at_every_site(tmp_path, name):
   """configs/<subject>_identifiable.py: each site's SAE is trained at twice the width, then the
   minimality stage keeps at most sae_width x concepts atoms; the graph is sign-aware."""
@@ -82,7 +82,7 @@ def test_identifiable_subject_configs_train_the_recipe_at_every_site(tmp_path, n
     data_lib.write_shards(tmp_path / "capture" / site, x, z=z)
   config = load_config(os.path.join(ROOT, "configs", f"{name}.py:smoke"))
   assert config.graph.sign_aware and config.minimality.enabled
-  assert config.minimality.ancestors == ("always" if name == "grammar_ancestors" else "refined")
+  assert config.minimality.ancestors == ("always" if name.endswith("_ancestors") else "refined")
   config.data.num_eval = 100
   config.train.num_steps = 20
   saes = train_saes(config, str(tmp_path / "capture"), str(tmp_path / "w"), ["a", "b"], 4, 1.6)

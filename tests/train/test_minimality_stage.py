@@ -259,3 +259,14 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path):
   assert best(codes).min() > 0.99, best(codes)  # the units do,
   encoder = np.asarray(loaded_model.apply(loaded, x[:1000], method=loaded_model.encode))
   assert best(encoder).min() > 0.9, best(encoder)  # and so does the encoder fitted to them.
+
+
+def test_a_stage_file_of_another_shape_is_refused_with_the_fix(trained):
+  workdir, final = trained
+  config = load_config(f"{ROOT}/configs/sae_identifiable.py:smoke")
+  config.sae.d_sae = final["d_sae"] + 1  # Wider than the file's SAE.
+  with pytest.raises(CheckpointError, match="Delete the file and rerun"):
+    minimality.load(minimality.path(workdir), config, final["d_in"])
+  with pytest.raises(CheckpointError, match="d_in 3"):
+    minimality.load(minimality.path(workdir), load_config(
+        f"{ROOT}/configs/sae_identifiable.py:smoke"), 3)
