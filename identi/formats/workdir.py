@@ -99,9 +99,13 @@ def export_sae(workdir: str, format_name: str, output: str,
   try:
     fmt.write(weights, tmp)
     hashes = {name: _sha256(os.path.join(tmp, name)) for name in fmt.files}
-    spec = {"kind": kind, "d_in": model.d_in, "d_sae": model.d_sae,
-            "sae": config.sae.to_dict(), "format": fmt.name, "sha256": hashes}
-    sae_lib.save_variables(os.path.join(tmp, SIDECAR_FILE), jax.device_get(variables), spec)
+    # The SAE the workdir serves (after a minimality stage: its JumpReLU at the stage's width);
+    # the stage's own arrays (its atoms and ancestor map) are not part of the SAE.
+    sae = {**config.sae.to_dict(), "kind": kind, "d_sae": model.d_sae}
+    spec = {"kind": kind, "d_in": model.d_in, "d_sae": model.d_sae, "sae": sae,
+            "format": fmt.name, "sha256": hashes}
+    sae_lib.save_variables(os.path.join(tmp, SIDECAR_FILE),
+                           jax.device_get({c: variables[c] for c in ("params", "stats")}), spec)
     _publish_dir(tmp, os.path.abspath(output))
   finally:
     if os.path.isdir(tmp):

@@ -259,6 +259,14 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path):
   assert best(codes).min() > 0.99, best(codes)  # the units do,
   encoder = np.asarray(loaded_model.apply(loaded, x[:1000], method=loaded_model.encode))
   assert best(encoder).min() > 0.9, best(encoder)  # and so does the encoder fitted to them.
+  # Exported and imported again, the wider SAE encodes exactly as the workdir does.
+  from identi.formats import export_sae, import_sae  # pylint: disable=g-import-not-at-top
+  export_sae(workdir, "saelens", str(tmp_path / "exported"))
+  record = import_sae("saelens", str(tmp_path / "exported"), str(tmp_path / "imported"))
+  assert record["exact"] and record["kind"] == minimality.FINAL_KIND and record["d_sae"] == units
+  _, imported_model, imported = load_trained(str(tmp_path / "imported"))
+  np.testing.assert_array_equal(
+      np.asarray(imported_model.apply(imported, x[:1000], method=imported_model.encode)), encoder)
 
 
 def test_a_stage_file_of_another_shape_is_refused_with_the_fix(trained):
@@ -270,3 +278,17 @@ def test_a_stage_file_of_another_shape_is_refused_with_the_fix(trained):
   with pytest.raises(CheckpointError, match="d_in 3"):
     minimality.load(minimality.path(workdir), load_config(
         f"{ROOT}/configs/sae_identifiable.py:smoke"), 3)
+
+
+def test_the_final_sae_exports_and_imports_exactly(trained, tmp_path):
+  from identi.formats import export_sae, import_sae  # pylint: disable=g-import-not-at-top
+  workdir, _ = trained
+  _, model, variables = load_trained(workdir)
+  export_sae(workdir, "saelens", str(tmp_path / "exported"))
+  record = import_sae("saelens", str(tmp_path / "exported"), str(tmp_path / "imported"))
+  assert record["exact"] and record["kind"] == minimality.FINAL_KIND
+  _, imported_model, imported = load_trained(str(tmp_path / "imported"))
+  x = np.random.default_rng(2).normal(size=(64, model.d_in)).astype(np.float32)
+  np.testing.assert_array_equal(
+      np.asarray(imported_model.apply(imported, x, method=imported_model.encode)),
+      np.asarray(model.apply(variables, x, method=model.encode)))
