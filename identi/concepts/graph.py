@@ -108,22 +108,26 @@ def _check_pair(lower, upper) -> tuple[np.ndarray, np.ndarray]:
   return lower, upper
 
 
+def _check_codes(codes) -> np.ndarray:
+  codes = np.asarray(codes)
+  if codes.ndim != 2 or 0 in codes.shape:
+    raise DataError(f"codes have shape {codes.shape}: pass a non-empty 2-D (samples, units) array")
+  if not np.issubdtype(codes.dtype, np.number) or not np.all(np.isfinite(codes)):
+    raise DataError("codes must be finite real numbers: remove or replace NaN/Inf samples first")
+  return codes.astype(np.float64)
+
+
 def presence_thresholds(codes, rel_threshold: float = 0.1) -> np.ndarray:
   """Per-unit presence thresholds: rel_threshold * the unit's 99th percentile of positive codes.
 
   Units never positive get +inf (never present). Apply them to other samples of the same units
   with ``(codes > 0) & (codes > thresholds)``.
   """
-  codes = np.asarray(codes)
-  if codes.ndim != 2 or 0 in codes.shape:
-    raise DataError(f"codes have shape {codes.shape}: pass a non-empty 2-D (samples, units) array")
-  if not np.issubdtype(codes.dtype, np.number) or not np.all(np.isfinite(codes)):
-    raise DataError("codes must be finite real numbers: remove or replace NaN/Inf samples first")
+  codes = _check_codes(codes)
   if (not isinstance(rel_threshold, numbers.Real) or isinstance(rel_threshold, bool)
       or not np.isfinite(rel_threshold) or rel_threshold < 0):
     raise ConfigError(f"rel_threshold={rel_threshold!r} is invalid: pass a finite fraction >= 0, "
                       "e.g. 0.1")
-  codes = codes.astype(np.float64)
   positive = codes > 0
   active = positive.any(axis=0)
   thresholds = np.full(codes.shape[1], np.inf)
@@ -147,6 +151,44 @@ def presence(codes, rel_threshold: float = 0.1) -> np.ndarray:
     bool (n, units) presence.
   """
   thresholds = presence_thresholds(codes, rel_threshold)
+  codes = np.asarray(codes, np.float64)
+  return (codes > 0) & (codes > thresholds)
+
+
+def split_thresholds(codes) -> np.ndarray:
+  """Per-unit presence thresholds that split each unit's positive codes into two classes.
+
+  For units whose code is graded rather than on/off: a shared-ancestor unit of
+  `identi.infer.ancestors` codes the weighted sum of its children's codes, so it is positive
+  wherever any child is, and the whole it stands for is the upper class of its code, not its
+  firing. The threshold is Otsu's: of the cuts between distinct sorted positive codes, the one
+  that maximises the between-class variance ``w0 w1 (m0 - m1)^2``. Units with fewer than two
+  distinct positive codes get 0 (present wherever positive); units never positive get +inf.
+  Apply them as `presence_thresholds`' are: ``(codes > 0) & (codes > thresholds)``.
+  """
+  codes = _check_codes(codes)
+  thresholds = np.full(codes.shape[1], np.inf)
+  for u in range(codes.shape[1]):
+    s = np.sort(codes[codes[:, u] > 0, u])
+    if s.size == 0:
+      continue
+    thresholds[u] = 0.0
+    if s.size < 2 or s[0] == s[-1]:
+      continue
+    n = s.size
+    below = np.arange(1, n)  # Cut after the first i codes, i = 1..n-1.
+    cum = np.cumsum(s)[:-1]
+    m0 = cum / below
+    m1 = (s.sum() - cum) / (n - below)
+    between = (below / n) * (1 - below / n) * (m0 - m1) ** 2
+    between[s[:-1] == s[1:]] = -1.0  # Only cuts between distinct codes.
+    thresholds[u] = s[int(np.argmax(between))]
+  return thresholds
+
+
+def split_presence(codes) -> np.ndarray:
+  """Presence bits by `split_thresholds`: the upper class of each unit's positive codes."""
+  thresholds = split_thresholds(codes)
   codes = np.asarray(codes, np.float64)
   return (codes > 0) & (codes > thresholds)
 

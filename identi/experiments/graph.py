@@ -16,6 +16,15 @@ larger total edge score (a unit present in no sample stays as it is); a negated 
 as a present-coding unit in the graph and as the lower level of the next pair. ``graph.json``
 lists the negated units per level (``negated``); a unit is picked from the SAE's codes alone,
 without the world's labels.
+
+Shared-ancestor units (``graph.ancestor_presence``). A minimality stage with shared ancestors
+(`identi.infer.ancestors`) adds units whose code is the weighted sum of their children's codes:
+such a unit is positive wherever any child is (in nearly every sample), and the whole it stands for
+is where its code is high, not where it fires. With ``'split'`` (the default) their presence is
+the upper class of a two-class split of their positive codes
+(`identi.concepts.split_presence`); ``'relative'`` treats them as every other unit
+(``graph.rel_threshold``). Which units are ancestors comes from the stage's file, not from the
+labels; ``graph.json`` lists them per level (``ancestor_units``).
 """
 
 from __future__ import annotations
@@ -29,13 +38,15 @@ import ml_collections
 import numpy as np
 
 from identi import plots
-from identi.concepts.graph import RULES, SCORES, extract_graph, presence
+from identi.concepts.graph import RULES, SCORES, extract_graph, presence, split_presence
 from identi.errors import ConfigError, DataError
 from identi.experiments.saes import level_slices, sae_codes
 from identi.metrics import edge_auroc, edge_metrics, mcc
 from identi.subjects.base import load_subject_for
+from identi.train.minimality import ancestor_units
 
 GRAPH_FILE = "graph.json"
+ANCESTOR_PRESENCE = ("split", "relative")
 
 
 def graph_schema() -> ml_collections.ConfigDict:
@@ -43,7 +54,7 @@ def graph_schema() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "codes": "minimal", "rel_threshold": 0.1, "score": "contrast", "rule": "threshold",
       "necessity": 0.5, "precision": 0.9, "max_parents": 6, "min_support": 5,
-      "sign_aware": False})
+      "sign_aware": False, "ancestor_presence": "split"})
 
 
 def validate_graph_section(g: ml_collections.ConfigDict) -> None:
@@ -57,6 +68,10 @@ def validate_graph_section(g: ml_collections.ConfigDict) -> None:
                       "in almost every sample cannot crowd the parts out) or 'necessity'")
   if g.codes not in ("encoder", "minimal"):
     raise ConfigError(f"config key 'graph.codes' is {g.codes!r}; use 'encoder' or 'minimal'")
+  if g.get("ancestor_presence", "split") not in ANCESTOR_PRESENCE:
+    raise ConfigError(f"config key 'graph.ancestor_presence' is {g.ancestor_presence!r}; use "
+                      "'split' (a shared-ancestor unit is present in the upper class of its "
+                      "codes) or 'relative' (as every other unit)")
 
 
 def learn_graph(presences, g: ml_collections.ConfigDict) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -106,13 +121,15 @@ class SiteCodes:
   names: site labels as they appear in the table (a float timestep, a layer name);
   codes: per site, the codes of its SAE on the held-out rows; z: the held-out rows' latents (all
   levels concatenated, parts first); groups: None, or an int array assigning held-out rows to
-  samples (a unit is present in a sample when present at any of its rows).
+  samples (a unit is present in a sample when present at any of its rows); ancestors: None, or
+  per site the int indices of its shared-ancestor units (module docstring).
   """
   key: str
   names: list[Any]
   codes: list[np.ndarray]
   z: list[np.ndarray]
   groups: np.ndarray | None = None
+  ancestors: list[np.ndarray] | None = None
 
 
 def site_graph(config: ml_collections.ConfigDict, sites: SiteCodes, level_sites: list[int],
@@ -128,7 +145,9 @@ def site_graph(config: ml_collections.ConfigDict, sites: SiteCodes, level_sites:
     table.append(row)
   g = config.graph
   matches = [mcc(sites.z[s][:, slices[l]], sites.codes[s]) for l, s in enumerate(level_sites)]
-  present = [presence(sites.codes[s], g.rel_threshold) for s in level_sites]
+  ancestors = [np.zeros(0, np.int64) if sites.ancestors is None else sites.ancestors[s]
+               for s in level_sites]
+  present = [unit_presence(sites.codes[s], a, g) for s, a in zip(level_sites, ancestors)]
   if sites.groups is not None:
     present = [per_group(p, sites.groups) for p in present]
   negated = [np.zeros(p.shape[1], bool) for p in present]
@@ -144,8 +163,20 @@ def site_graph(config: ml_collections.ConfigDict, sites: SiteCodes, level_sites:
                    "per_concept": m.per_concept.tolist()} for l, m in enumerate(matches)],
       "edges": edge_list(blocks), "codes": g.codes,
       "negated": [np.flatnonzero(n).tolist() for n in negated],
+      "ancestor_units": [a.tolist() for a in ancestors],
+      "ancestor_presence": g.get("ancestor_presence", "split"),
   }
   return result, blocks, matches, present
+
+
+def unit_presence(codes: np.ndarray, ancestors: np.ndarray, g: ml_collections.ConfigDict
+                  ) -> np.ndarray:
+  """Presence bits of one site's units: ``graph.rel_threshold`` of each unit's typical code, and
+  for its shared-ancestor units (int indices) the split of ``graph.ancestor_presence``."""
+  present = presence(codes, g.rel_threshold)
+  if len(ancestors) and g.get("ancestor_presence", "split") == "split":
+    present[:, ancestors] = split_presence(codes[:, ancestors])
+  return present
 
 
 def orient_units(present: list[np.ndarray], g: ml_collections.ConfigDict
@@ -178,11 +209,12 @@ def per_group(present: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 def site_codes(config, saes_and_data, key: str, names, groups=None) -> SiteCodes:
   """`SiteCodes` of trained SAEs: `saes_and_data` holds (model, variables, x, z) per site."""
-  codes, zs = [], []
+  codes, zs, ancestors = [], [], []
   for model, variables, x, z in saes_and_data:
     codes.append(sae_codes(config.graph.codes, model, variables, x))
     zs.append(z)
-  return SiteCodes(key, list(names), codes, zs, groups)
+    ancestors.append(ancestor_units(variables))
+  return SiteCodes(key, list(names), codes, zs, groups, ancestors)
 
 
 def graph_figures(result_blocks, matches, adjacency, table, num_levels: int, workdir: str,

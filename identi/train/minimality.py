@@ -230,6 +230,15 @@ def load(target: str, config: ml_collections.ConfigDict, d_in: int) -> tuple[Any
   return model, variables
 
 
+def ancestor_units(variables: dict[str, Any]) -> np.ndarray:
+  """The latents of a stage's SAE that are shared ancestors (`identi.infer.ancestors`): int
+  indices after its atoms' own units; empty without the `ANCESTORS` collection."""
+  if ANCESTORS not in variables:
+    return np.zeros(0, np.int64)
+  m, n_units = np.shape(variables[ANCESTORS]["weights"])
+  return np.arange(m, n_units)
+
+
 def minimal_codes(variables: dict[str, Any], x, config: ml_collections.ConfigDict) -> np.ndarray:
   """`encode --mode=minimal` of a stage with shared ancestors: the stage's OMP codes of raw rows x
   over its atoms, mapped onto the units (`identi.infer.ancestors.AncestorMap.codes`); (n, d_sae)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from identi.concepts import (assign_levels, edge_scores, extract_graph, learn_edges,
-                             levels_to_square, presence,
+                             levels_to_square, presence, split_presence, split_thresholds,
                              transitive_reduction)
 from identi.errors import ConfigError, DataError
 from identi.generators import HSMConfig, make_hsm, sample_hsm
@@ -167,6 +167,34 @@ def test_presence_thresholds_relative_to_each_units_scale():
   np.testing.assert_array_equal(present[:, 1], np.arange(200) < 50)
   assert not present[:, 2].any(), "a unit never positive is never present"
   np.testing.assert_array_equal(presence(codes, rel_threshold=0.0)[:, 0], np.arange(200) < 110)
+
+
+def test_split_presence_finds_the_wholes_of_graded_ancestor_codes():
+  """A shared-ancestor unit codes the sum of its children's codes: positive wherever one child
+  is, while its whole needs 2 of 3. The relative rule calls it present wherever it is positive;
+  the two-class split recovers the whole."""
+  rng = np.random.default_rng(0)
+  child = (rng.random((4000, 6)) < 0.4) * rng.uniform(0.5, 1.5, (4000, 6))
+  codes = np.stack([child[:, :3].sum(1), child[:, 3:].sum(1)], axis=1) / 3
+  whole = np.stack([(child[:, :3] > 0).sum(1) >= 2, (child[:, 3:] > 0).sum(1) >= 2], axis=1)
+
+  def f1(p, t):
+    return 2 * np.sum(p & t) / (p.sum() + t.sum())
+
+  split, relative = split_presence(codes), presence(codes)
+  assert split.dtype == np.bool_ and split.shape == codes.shape
+  for j in range(2):
+    assert f1(split[:, j], whole[:, j]) > 0.85 > 0.65 > f1(relative[:, j], whole[:, j])
+  np.testing.assert_array_equal(split, (codes > 0) & (codes > split_thresholds(codes)))
+
+
+def test_split_thresholds_of_degenerate_units_and_bad_codes():
+  codes = np.array([[0.0, 1.0, 1.0], [0.0, 1.0, 3.0], [0.0, 1.0, 2.9], [-1.0, 0.0, 1.1]])
+  np.testing.assert_array_equal(split_thresholds(codes), [np.inf, 0.0, 1.1])
+  with pytest.raises(DataError, match="finite"):
+    split_thresholds(np.array([[np.nan, 1.0]]))
+  with pytest.raises(DataError, match="2-D"):
+    split_presence(np.ones(3))
 
 
 def test_agrees_with_pc_between_levels():

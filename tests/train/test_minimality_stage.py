@@ -82,6 +82,7 @@ def test_train_runs_the_stage_and_load_trained_returns_its_variables(trained):
   assert report[0]["step"] == "start" and report[-1]["step"] == "encoder"
   atoms = report[-1]["atoms"]
   _, model, variables = load_trained(workdir)
+  assert minimality.ancestor_units(variables).size == 0  # Atoms only: no shared ancestors.
   params = jax.tree.map(np.asarray, variables["params"])
   norms = np.linalg.norm(params["W_dec"], axis=1)
   np.testing.assert_allclose(norms[:atoms], 1.0, atol=1e-5)
@@ -241,6 +242,8 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(loaded), out)
   amap = out[minimality.ANCESTORS]
   assert amap["weights"].shape == (roots * leaves, units)
+  np.testing.assert_array_equal(minimality.ancestor_units(out),
+                                np.arange(roots * leaves, units))
   np.save(tmp_path / "x.npy", x[:1000])
   encode_file(workdir, str(tmp_path / "x.npy"), str(tmp_path / "c.npy"), mode="minimal")
   codes = np.load(tmp_path / "c.npy")
