@@ -109,17 +109,12 @@ def grammar_ancestors(out: str, smoke: bool) -> list[str]:
 
 
 def scenes_identifiable(out: str, smoke: bool) -> list[str]:
-  """The diffusion subject with the identifiable recipe and a sign-aware graph: timestep x level
-  MCC, learned vs true graph (configs/scenes_identifiable.py)."""
-  return _graph_and_steer("scenes_identifiable", out, smoke, ("timestep_mcc", "concept_graph"),
-                          ("graph.json",), steering=False)
-
-
-def scenes_ancestors(out: str, smoke: bool) -> list[str]:
-  """The diffusion subject with the identifiable recipe and shared ancestors at every timestep:
-  timestep x level MCC, learned vs true graph (configs/scenes_ancestors.py)."""
-  return _graph_and_steer("scenes_ancestors", out, smoke, ("timestep_mcc", "concept_graph"),
-                          ("graph.json",), steering=False)
+  """The diffusion subject with the identifiable recipe (with shared ancestors where its stage
+  refines) and a sign-aware graph: timestep x level MCC, learned vs true graph
+  (configs/scenes_identifiable.py)."""
+  return _graph_and_steer("scenes_identifiable", out, smoke,
+                          ("timestep_mcc", "concept_graph", "concept_nodes"), ("graph.json",),
+                          steering=False)
 
 
 def prompted_unlearning(out: str, smoke: bool) -> list[str]:
@@ -161,7 +156,6 @@ FIGURES = {
     "grammar_identifiable": grammar_identifiable,
     "grammar_ancestors": grammar_ancestors,
     "scenes_identifiable": scenes_identifiable,
-    "scenes_ancestors": scenes_ancestors,
     "prompted_unlearning": prompted_unlearning,
     "minilm_wordnet": minilm_wordnet,
     "block_transplant": block_transplant.run,

@@ -71,7 +71,7 @@ def test_sites_of_one_width_train_as_one_sweep_like_alone(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["scenes_identifiable", "grammar_identifiable",
-                                  "scenes_ancestors", "grammar_ancestors"])
+                                  "grammar_ancestors"])
 def test_identifiable_subject_configs_train_the_recipe_at_every_site(tmp_path, name):
   """configs/<subject>_identifiable.py: each site's SAE is trained at twice the width, then the
   minimality stage keeps at most sae_width x concepts atoms; the graph is sign-aware."""
