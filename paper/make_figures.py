@@ -20,14 +20,21 @@ from paper.common import OUT, ROOT, SMOKE
 _ONLY = flags.DEFINE_string("only", "", "Run only this figure.")
 
 
-def _identify(name: str, config_file: str, out: str, smoke: bool, **overrides) -> list[str]:
+def _config(config_file: str, smoke: bool, **overrides):
+  """configs/<config_file> (its smoke variant with `smoke`) with dotted keys as 'sae__d_sae'
+  overridden."""
   config = load_config(os.path.join(ROOT, "configs", config_file + (":smoke" if smoke else "")))
-  for key, value in overrides.items():  # Dotted keys as 'sae__d_sae'.
+  for key, value in overrides.items():
     *parents, leaf = key.split("__")
     node = config
     for parent in parents:
       node = node[parent]
     node[leaf] = value
+  return config
+
+
+def _identify(name: str, config_file: str, out: str, smoke: bool, **overrides) -> list[str]:
+  config = _config(config_file, smoke, **overrides)
   workdir = os.path.join(out, name)
   identify.run(config, workdir)
   return [os.path.join(workdir, f"{identify.FIGURE_STEM}.{ext}") for ext in ("png", "pdf")] + [
@@ -65,11 +72,12 @@ def concept_graph(out: str, smoke: bool) -> list[str]:
 
 
 def _graph_and_steer(name: str, out: str, smoke: bool, stems: tuple[str, ...],
-                     files: tuple[str, ...], steering: bool = True) -> list[str]:
+                     files: tuple[str, ...], steering: bool = True, config_name: str = "",
+                     **overrides) -> list[str]:
   """Runs the graph stage (capturing and training what is missing) and, with `steering`, the
-  steering stage of configs/<name>.py into out/<name>; returns the figures `stems` (PNG and PDF)
-  and the JSON `files` there."""
-  config = load_config(os.path.join(ROOT, "configs", f"{name}.py" + (":smoke" if smoke else "")))
+  steering stage of configs/<config_name or name>.py (with `overrides`, as `_config`'s) into
+  out/<name>; returns the figures `stems` (PNG and PDF) and the JSON `files` there."""
+  config = _config(f"{config_name or name}.py", smoke, **overrides)
   workdir = os.path.join(out, name)
   graph.run(config, workdir)
   if steering:
@@ -117,6 +125,14 @@ def scenes_identifiable(out: str, smoke: bool) -> list[str]:
                           steering=False)
 
 
+def scenes_identifiable_seed1(out: str, smoke: bool) -> list[str]:
+  """configs/scenes_identifiable.py with the SAEs' training seed 1 (same capture): does the graph
+  of the recipe hold across seeds?"""
+  return _graph_and_steer("scenes_identifiable_seed1", out, smoke,
+                          ("timestep_mcc", "concept_graph"), ("graph.json",), steering=False,
+                          config_name="scenes_identifiable", train__seed=1)
+
+
 def prompted_unlearning(out: str, smoke: bool) -> list[str]:
   """The prompted diffusion subject: timestep x level MCC, the sign-aware concept graph, concept
   removal under prompting (prompt x method images, removal against preservation)
@@ -156,6 +172,7 @@ FIGURES = {
     "grammar_identifiable": grammar_identifiable,
     "grammar_ancestors": grammar_ancestors,
     "scenes_identifiable": scenes_identifiable,
+    "scenes_identifiable_seed1": scenes_identifiable_seed1,
     "prompted_unlearning": prompted_unlearning,
     "minilm_wordnet": minilm_wordnet,
     "block_transplant": block_transplant.run,

@@ -80,3 +80,15 @@ def test_decoder_pw_mcc_matches_atoms_up_to_order_sign_and_dropped_rows():
   other = np.concatenate([other, np.zeros((4, 8))])  # Atoms the stage dropped.
   assert decoder_pw_mcc(w, other) == pytest.approx(1.0)
   assert decoder_pw_mcc(w, np.random.default_rng(2).normal(size=(12, 8))) < 0.9
+
+
+def test_a_seed_variant_runs_its_config_with_the_override_into_its_own_workdir(tmp_path,
+                                                                              monkeypatch):
+  seen = []
+  monkeypatch.setattr(make_figures.graph, "run",
+                      lambda config, workdir: seen.append((config, workdir)))
+  paths = make_figures.FIGURES["scenes_identifiable_seed1"](str(tmp_path), True)
+  (config, workdir), = seen
+  assert workdir == str(tmp_path / "scenes_identifiable_seed1")
+  assert config.train.seed == 1 and config.minimality.enabled
+  assert os.path.join(workdir, "graph.json") in paths
