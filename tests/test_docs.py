@@ -519,6 +519,16 @@ def page(name: str) -> str:
   return os.path.join("docs", "experiments", f"{name}.md")
 
 
+def scenes_graph_tables(run: str, stem: str) -> tuple["Table", "Table"]:
+  """The timestep x level and graph tables of a scenes run's graph.json (markers stem_timesteps,
+  stem_graph on the scenes page)."""
+  at = lambda t: f"t = {number(t)}"
+  return (Table(f"{stem}_timesteps", page("scenes_concepts"), fig(run, "graph.json"),
+                level_table("timestep", at)),
+          Table(f"{stem}_graph", page("scenes_concepts"), fig(run, "graph.json"),
+                graph_pairs("timesteps", at)))
+
+
 TABLES = [
     Table("identify_world", page("identify_hsm"), fig("hsm_identifiability", "results.json"),
           identify_world),
@@ -567,22 +577,11 @@ TABLES = [
           graph_pairs("layers", lambda x: f"`{x}`")),
     Table("scenes_capture", page("scenes_concepts"), fig("scenes_concepts", "graph.json"),
           scenes_capture),
-    Table("scenes_timesteps", page("scenes_concepts"), fig("scenes_concepts", "graph.json"),
-          level_table("timestep", lambda t: f"t = {number(t)}")),
-    Table("scenes_graph", page("scenes_concepts"), fig("scenes_concepts", "graph.json"),
-          graph_pairs("timesteps", lambda t: f"t = {number(t)}")),
-    Table("scenes_identifiable_timesteps", page("scenes_concepts"),
-          fig("scenes_identifiable", "graph.json"),
-          level_table("timestep", lambda t: f"t = {number(t)}")),
-    Table("scenes_identifiable_graph", page("scenes_concepts"),
-          fig("scenes_identifiable", "graph.json"),
-          graph_pairs("timesteps", lambda t: f"t = {number(t)}")),
-    Table("scenes_identifiable_seed1_timesteps", page("scenes_concepts"),
-          fig("scenes_identifiable_seed1", "graph.json"),
-          level_table("timestep", lambda t: f"t = {number(t)}")),
-    Table("scenes_identifiable_seed1_graph", page("scenes_concepts"),
-          fig("scenes_identifiable_seed1", "graph.json"),
-          graph_pairs("timesteps", lambda t: f"t = {number(t)}")),
+    *(table
+      for run, stem in (("scenes_concepts", "scenes"),
+                        ("scenes_identifiable", "scenes_identifiable"),
+                        ("scenes_identifiable_seed1", "scenes_identifiable_seed1"))
+      for table in scenes_graph_tables(run, stem)),
     Table("scenes_steering_settings", page("scenes_concepts"),
           fig("scenes_concepts", "steering.json"), scenes_steering_settings),
     Table("scenes_steering", page("scenes_concepts"), fig("scenes_concepts", "steering.json"),
