@@ -22,7 +22,8 @@
    encoded with `identi.train.encode_file`, the function behind `identi.bin.encode`: the
    encoder's codes, or for the rows named "minimal codes" `--mode=minimal` (non-negative OMP
    over the SAE's own deduplicated decoder, warm-started from the encoder). The "true width"
-   rows (SAELens's and identi's BatchTopK) have as many latents as true features; identi's
+   rows (SAELens's four architectures, identi's BatchTopK and recipe) have as many latents as
+   true features, Matryoshka's prefixes at the preset's fractions of the width; identi's
    "refined" row refines that decoder by the method of optimal directions (`refined`).
 4. The limit: non-negative OMP (`identi.infer.omp`) with the TRUE dictionary and bias; and, as the
    floor, the same OMP with a random unit-norm dictionary.
@@ -31,7 +32,9 @@
    pairs and over all true features; SynthSAEBench's decoder-cosine MCC and per-latent
    precision / recall / F1 (`sae_lens.synthetic.evals`, re-implemented in numpy here and checked
    against SAELens's own functions on SAELens's SAEs); FVU; L0; dead latents (never active on the
-   evaluation rows); training wall time.
+   evaluation rows); training wall time. And, for each SAELens SAE, every method's activation MCC
+   on the true features that SAE is matched to (`same_features`), so that an SAE narrower than the
+   true dictionary is compared with the others on the features it picks.
 
 Adding a method is one line in `METHODS`; an identi method whose config file is missing is skipped
 with a note. Writes benchmarks/results/synth_peer.json when the quick preset runs every method
@@ -140,8 +143,13 @@ METHODS = (
     Method("saelens_batchtopk", "SAELens BatchTopK", "saelens", "batchtopk"),
     Method("saelens_matryoshka", "SAELens Matryoshka BatchTopK", "saelens", "matryoshka"),
     Method("saelens_mp", "SAELens MP-SAE", "saelens", "mp"),
+    Method("saelens_topk_true_width", "SAELens TopK, true width", "saelens", "topk",
+           width="true"),
     Method("saelens_batchtopk_true_width", "SAELens BatchTopK, true width", "saelens",
            "batchtopk", width="true"),
+    Method("saelens_matryoshka_true_width", "SAELens Matryoshka BatchTopK, true width", "saelens",
+           "matryoshka", width="true"),
+    Method("saelens_mp_true_width", "SAELens MP-SAE, true width", "saelens", "mp", width="true"),
     Method("identi_topk", "identi TopK", "identi", "sae_topk"),
     Method("identi_batchtopk", "identi BatchTopK", "identi", "sae_batchtopk"),
     Method("identi_matryoshka", "identi Matryoshka BatchTopK", "identi", "sae_matryoshka"),
@@ -268,8 +276,9 @@ def classification(codes: np.ndarray, z: np.ndarray, cos: np.ndarray) -> dict:
 
 
 def scores(x: np.ndarray, z: np.ndarray, features: np.ndarray, codes: np.ndarray,
-           recon: np.ndarray, decoder: np.ndarray) -> dict:
-  """Every metric of one method on the evaluation rows (see the module docstring)."""
+           recon: np.ndarray, decoder: np.ndarray) -> tuple[dict, metrics.MCCResult]:
+  """Every metric of one method on the evaluation rows (see the module docstring), and its
+  activation MCC's per-feature result."""
   act = metrics.mcc(z, codes, fit_fraction=0.5)
   matched = act.matching >= 0
   cos = cosines(decoder, features)
@@ -277,7 +286,22 @@ def scores(x: np.ndarray, z: np.ndarray, features: np.ndarray, codes: np.ndarray
   return {"mcc": float(act.per_concept[matched].mean()), "mcc_all_features": act.mcc,
           "mcc_decoder": decoder_mcc(cos), **classification(codes, z, cos),
           "fvu": float(metrics.fvu(x, recon)), "l0": float(active.sum(1).mean()),
-          "dead": int((~active.any(0)).sum()), "latents": int(codes.shape[1])}
+          "dead": int((~active.any(0)).sum()), "latents": int(codes.shape[1])}, act
+
+
+def same_features(methods, acts: dict) -> list[dict]:
+  """Every method's activation MCC over the true features each SAELens SAE is matched to: for
+  each SAELens row, its matched MCC beside every row's mean per-feature MCC on those same
+  features (an unmatched feature counting 0), so methods of different widths compare on one set
+  of features."""
+  out = []
+  for a in methods:
+    if a.side != "saelens":
+      continue
+    picked = acts[a.key].matching >= 0
+    out.append({"features_of": a.key, "features": int(picked.sum()),
+                "mcc": {m.key: float(acts[m.key].per_concept[picked].mean()) for m in methods}})
+  return out
 
 
 # --- the three sides -----------------------------------------------------------------------
@@ -293,7 +317,7 @@ def train_saelens(python: str, methods, preset: dict, data_dir: str, out_dir: st
       python, PEER_SCRIPT, "train", f"--train={f('train')}", f"--eval={f('eval')}",
       f"--eval_z={f('eval_z')}", f"--dictionary={f('dictionary')}", f"--output_dir={out_dir}",
       f"--archs={','.join(m.name for m in methods)}", f"--d_sae={width}", f"--k={p['k']}",
-      f"--matryoshka_widths={','.join(map(str, p['matryoshka_widths']))}",
+      f"--matryoshka_widths={','.join(map(str, matryoshka_widths(p, methods[0].width)))}",
       f"--steps={p['steps']}", f"--batch={p['batch']}", f"--lr={p['lr']!r}",
       f"--warmup={p['warmup']}", f"--decay={decay_steps(p)}", f"--threads={threads}"])
   out = {}
@@ -310,6 +334,13 @@ def latents(preset: dict, width: str) -> int:
       width, preset["d_sae"])
 
 
+def matryoshka_widths(preset: dict, width: str) -> list[int]:
+  """The Matryoshka inner widths of an SAE of `width`: the preset's, at the same fractions of the
+  SAE's width (16, 64, 256 of 512 become 64, 256, 1,024 of 2,048)."""
+  scale = latents(preset, width) // preset["d_sae"]
+  return [w * scale for w in preset["matryoshka_widths"]]
+
+
 def decay_steps(preset: dict) -> int:
   return math.floor(preset["decay_fraction"] * preset["steps"])
 
@@ -324,7 +355,7 @@ def identi_config(name: str, preset: dict, rows_path: str, width: str = "preset"
   if "k" in config.sae:
     config.sae.k = p["k"]
   if config.sae.get("kind") == "matryoshka":
-    config.sae.matryoshka_widths = ",".join(map(str, p["matryoshka_widths"]))
+    config.sae.matryoshka_widths = ",".join(map(str, matryoshka_widths(p, width)))
   t = config.train
   t.num_steps, t.batch_size, t.learning_rate = p["steps"], p["batch"], p["lr"]
   t.warmup_steps, t.decay_fraction = p["warmup"], p["decay_fraction"]
@@ -505,11 +536,11 @@ def run(preset_name: str, workdir: str, keys, peer_threads: int,
                                      max_atoms)
   results.update(omp_results)
 
-  rows, check = [], {}
+  rows, check, acts = [], {}, {}
   for m in methods:
     codes, recon, decoder = results[m.key]
-    row = {"key": m.key, "method": m.label, "side": m.side, "codes": m.mode,
-           **scores(x, z, features, codes, recon, decoder),
+    row_scores, acts[m.key] = scores(x, z, features, codes, recon, decoder)
+    row = {"key": m.key, "method": m.label, "side": m.side, "codes": m.mode, **row_scores,
            "train_s": seconds.get(m.key), "omp_s": omp_seconds.get(m.key)}
     if m.side == "saelens":
       own = peer_archs[m.key]
@@ -531,7 +562,8 @@ def run(preset_name: str, workdir: str, keys, peer_threads: int,
   return {
       "preset": preset_name, "settings": settings, "data": data_out,
       "identical_rows": {"sha256": data["train_sha256"], "sides": sorted(hashes)},
-      "rows": rows, "metric_check_max_abs_diff": worst,
+      "rows": rows, "same_features": same_features(methods, acts),
+      "metric_check_max_abs_diff": worst,
       "reference_synthsaebench_16k_l0_25": {k: {"mcc_decoder": v[0], "f1": v[1]}
                                             for k, v in REFERENCE.items()},
       "versions": {"jax": jax.__version__,
@@ -562,7 +594,18 @@ def main(argv):
             f"{same['sha256'][:16]}... ({', '.join(same['sides'])}); {result['wall_s']:.0f} s")
   if output:
     footer += f"\nresults: {os.path.relpath(output, ROOT) if output == OUTPUT else output}"
-  cli.print_tables([(result["rows"], COLUMNS)], footer)
+  cli.print_tables([(result["rows"], COLUMNS), same_features_table(result)], footer)
+
+
+def same_features_table(result: dict) -> tuple[list[dict], list[str]]:
+  """The printed table of `same_features`: a row per SAELens SAE narrower than the true
+  dictionary (a wider one is matched to every feature: its row is the all-features column), a
+  column per method (by key)."""
+  keys = [r["key"] for r in result["rows"]]
+  rows = [{"features of": s["features_of"], "features": s["features"], **s["mcc"]}
+          for s in result["same_features"]
+          if s["features"] < result["settings"]["num_features"]]
+  return rows, ["features of", "features"] + keys
 
 
 if __name__ == "__main__":

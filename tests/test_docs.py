@@ -481,6 +481,20 @@ def synth_peer(d: dict) -> tuple[list[str], Rows]:
   return header, rows
 
 
+def synth_peer_same_features(d: dict) -> tuple[list[str], Rows]:
+  """Each narrower SAELens SAE's matched MCC beside the best SAELens SAE at the true width and
+  every other side's MCC on the same true features."""
+  label = {r["key"]: r["method"] for r in d["rows"]}
+  wide = max((r for r in d["rows"] if r["side"] == "saelens"
+              and r["latents"] >= d["settings"]["num_features"]),
+             key=lambda r: r["mcc_all_features"])
+  others = [wide["key"]] + [r["key"] for r in d["rows"] if r["side"] != "saelens"]
+  rows = [[label[s["features_of"]], count(s["features"]), f3(s["mcc"][s["features_of"]])]
+          + [f3(s["mcc"][k]) for k in others]
+          for s in d["same_features"] if s["features"] < d["settings"]["num_features"]]
+  return ["features of", "features", "that SAE"] + [label[k] for k in others], rows
+
+
 def find_functions(d: dict) -> tuple[list[str], Rows]:
   def nmse(r, key):
     return "-" if key not in r else (f"{r[key]:.2g}" if math.isfinite(r[key]) else "inf")
@@ -622,6 +636,9 @@ TABLES = [
           os.path.join("benchmarks", "results", "synth_peer_pruned.json"), synth_peer),
     Table("synth_peer_recipe", page("synth_peer"),
           os.path.join("benchmarks", "results", "synth_peer_recipe.json"), synth_peer),
+    Table("synth_peer_same_features", page("synth_peer"),
+          os.path.join("benchmarks", "results", "synth_peer_recipe.json"),
+          synth_peer_same_features),
     Table("synth_peer_seed2", page("synth_peer"),
           os.path.join("benchmarks", "results", "synth_peer_seed2.json"), synth_peer),
     Table("find_functions", page("find"), fig("find", "results.json"), find_functions),

@@ -40,6 +40,47 @@ def test_benchmark_imports_no_torch():
   assert "identi_matryoshka" in proc.stdout and "omp_true" in proc.stdout
 
 
+#: Run in a subprocess like REFINEMENT_CHECK below (absl flags).
+SAME_FEATURES_CHECK = """
+import json
+import numpy as np
+from benchmarks import synth_peer
+from identi import metrics
+
+rng = np.random.default_rng(0)
+z = rng.random((4000, 6)) * (rng.random((4000, 6)) < 0.3)
+narrow = z[:, :2] + 0.3 * rng.standard_normal((4000, 2))  # Features 0 and 1, noisily.
+wide = np.concatenate([z[:, 2:] , z[:, :2] + 0.01 * rng.standard_normal((4000, 2))], 1)
+methods = [synth_peer.Method("narrow", "narrow", "saelens", "topk"),
+           synth_peer.Method("wide", "wide", "identi", "sae_topk", width="true")]
+acts = {"narrow": metrics.mcc(z, narrow, fit_fraction=0.5), "wide": metrics.mcc(z, wide, fit_fraction=0.5)}
+preset = synth_peer.PRESETS["quick"]
+print(json.dumps({"same": synth_peer.same_features(methods, acts),
+                  "per_concept": {k: a.per_concept.tolist() for k, a in acts.items()},
+                  "widths": {w: synth_peer.matryoshka_widths(preset, w)
+                             for w in ("preset", "true", "double")}}))
+"""
+
+
+def test_same_features_and_matryoshka_widths():
+  """The same-features comparison scores every method on the features a SAELens SAE is matched
+  to; Matryoshka prefixes keep their fractions of the width."""
+  proc = subprocess.run([sys.executable, "-c", SAME_FEATURES_CHECK], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120, check=True)
+  r = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert r["widths"] == {"preset": [16, 64, 256], "true": [64, 256, 1024],
+                         "double": [128, 512, 2048]}
+  (same,) = r["same"]  # One SAELens row.
+  assert same["features_of"] == "narrow" and same["features"] == 2
+  narrow, wide = (np.array(r["per_concept"][k]) for k in ("narrow", "wide"))
+  assert np.all(narrow[2:] == 0) and np.all(narrow[:2] > 0.3)
+  assert same["mcc"]["narrow"] == pytest.approx(narrow[:2].mean())
+  # The wide method is scored on features 0 and 1 only, where it is nearly exact; over all six
+  # features it would count the others too.
+  assert same["mcc"]["wide"] == pytest.approx(wide[:2].mean()) and wide[:2].min() > 0.99
+  assert same["mcc"]["wide"] > same["mcc"]["narrow"] + 0.1
+
+
 def test_unknown_method_is_a_one_line_error(tmp_path):
   proc = run_module("benchmarks.synth_peer", "--preset=smoke", "--methods=omp_true,lasso",
                     f"--workdir={tmp_path}", check=False)
