@@ -594,7 +594,8 @@ def main(argv):
             f"{same['sha256'][:16]}... ({', '.join(same['sides'])}); {result['wall_s']:.0f} s")
   if output:
     footer += f"\nresults: {os.path.relpath(output, ROOT) if output == OUTPUT else output}"
-  cli.print_tables([(result["rows"], COLUMNS), same_features_table(result)], footer)
+  same = same_features_table(result)
+  cli.print_tables([(result["rows"], COLUMNS)] + ([same] if same[0] else []), footer)
 
 
 def same_features_table(result: dict) -> tuple[list[dict], list[str]]:

@@ -98,7 +98,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
     return "-" if v is None else str(v)
 
   cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-  widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+  widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
   line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))
   return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
 

@@ -50,10 +50,11 @@ from identi import metrics
 rng = np.random.default_rng(0)
 z = rng.random((4000, 6)) * (rng.random((4000, 6)) < 0.3)
 narrow = z[:, :2] + 0.3 * rng.standard_normal((4000, 2))  # Features 0 and 1, noisily.
-wide = np.concatenate([z[:, 2:] , z[:, :2] + 0.01 * rng.standard_normal((4000, 2))], 1)
+wide = np.concatenate([z[:, 2:], z[:, :2] + 0.01 * rng.standard_normal((4000, 2))], 1)
 methods = [synth_peer.Method("narrow", "narrow", "saelens", "topk"),
            synth_peer.Method("wide", "wide", "identi", "sae_topk", width="true")]
-acts = {"narrow": metrics.mcc(z, narrow, fit_fraction=0.5), "wide": metrics.mcc(z, wide, fit_fraction=0.5)}
+acts = {"narrow": metrics.mcc(z, narrow, fit_fraction=0.5),
+        "wide": metrics.mcc(z, wide, fit_fraction=0.5)}
 preset = synth_peer.PRESETS["quick"]
 print(json.dumps({"same": synth_peer.same_features(methods, acts),
                   "per_concept": {k: a.per_concept.tolist() for k, a in acts.items()},
@@ -139,6 +140,13 @@ def test_smoke_end_to_end(tmp_path):
   assert limit["fvu"] < 0.5 * floor["fvu"]
   assert limit["mcc"] > max(rows["saelens_topk"]["mcc_all_features"],
                             rows["identi_topk"]["mcc_all_features"])
+  # Every row scored on the features SAELens's SAE is matched to: its own entry is its matched
+  # MCC, and the limit is also scored on exactly those features.
+  (same,) = result["same_features"]
+  assert same["features_of"] == "saelens_topk" and same["features"] <= 64
+  assert set(same["mcc"]) == set(rows)
+  assert same["mcc"]["saelens_topk"] == pytest.approx(rows["saelens_topk"]["mcc"])
+  assert same["mcc"]["omp_true"] > same["mcc"]["saelens_topk"]
 
   # Another model seed is another world of the same recipe, in its own data directory; the
   # benchmark world's rows are left as they were.
