@@ -76,8 +76,8 @@ def test_same_features_and_matryoshka_widths():
   narrow, wide = (np.array(r["per_concept"][k]) for k in ("narrow", "wide"))
   assert np.all(narrow[2:] == 0) and np.all(narrow[:2] > 0.3)
   assert same["mcc"]["narrow"] == pytest.approx(narrow[:2].mean())
-  # The wide method is scored on features 0 and 1 only, where it is nearly exact; over all six
-  # features it would count the others too.
+  # The wide method is scored on features 0 and 1 only, the narrow one's, where it is nearly
+  # exact.
   assert same["mcc"]["wide"] == pytest.approx(wide[:2].mean()) and wide[:2].min() > 0.99
   assert same["mcc"]["wide"] > same["mcc"]["narrow"] + 0.1
 
