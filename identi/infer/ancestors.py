@@ -9,14 +9,21 @@ between cousins), so the parent is the direction a group of atoms has in common.
 
 `ancestor_map` finds those directions without the truth and re-expresses the dictionary over them:
 
-1. **Shared directions.** Spherical mean-shift over the unit atoms, each weighted by its usage
-   (how many rows' codes use it), at each membership cosine of ``cosines`` (coarse groups at low
-   cosines, siblings at high ones): every atom starts a mode; a mode moves to the usage-weighted
-   mean direction of the atoms within the cosine, ``iterations`` times. Cosines below
-   ``chance_sigmas`` / sqrt(d) are skipped: random directions in d dimensions reach them (cosines
-   of random unit vectors have standard deviation 1 / sqrt(d)). Modes with at least
-   ``min_members`` atoms are kept; of modes within ``merge_cosine`` the one with more members
-   stays.
+1. **Shared directions**, by the grouping `AncestorSettings.grouping` names (`GROUPINGS`).
+   Cosines below ``chance_sigmas`` / sqrt(d) never make a group: random directions in d
+   dimensions reach them (cosines of random unit vectors have standard deviation 1 / sqrt(d)).
+   Groups with at least ``min_members`` atoms are kept; of modes within ``merge_cosine`` the one
+   with more members stays.
+   - ``'mean_shift'`` (the default): spherical mean-shift over the unit atoms, each weighted by
+     its usage (how many rows' codes use it), at each membership cosine of ``cosines`` (coarse
+     groups at low cosines, siblings at high ones): every atom starts a mode; a mode moves to the
+     usage-weighted mean direction of the atoms within the cosine, ``iterations`` times.
+   - ``'linkage'``: average-linkage clustering of the unit atoms by cosine (every atom weighs the
+     same); each merge of the dendrogram is a group, its mode the mean direction of its members,
+     if the average cosine between the two groups it merges is at least ``gap`` above the
+     average cosine at which it merges into the next larger group. Without that gap a binary dendrogram splits a set of
+     equally close siblings into partial groups that no concept stands for. It needs no cosine
+     grid, so it also finds parents whose children share less than the grid's lowest cosine.
 2. **Pure directions.** A mode is the sum of its own direction and its ancestors'. Modes are
    visited from most to fewest members; each is made orthogonal (Gram-Schmidt) to the pure
    directions of its chain of larger modes, where the next link is the larger mode of highest
@@ -59,6 +66,8 @@ class AncestorSettings:
   min_pure: float = 0.3
   max_ancestors: int = 4
   min_cosine: float = 0.15
+  grouping: str = "mean_shift"
+  gap: float = 0.05
 
   def validate(self) -> "AncestorSettings":
     if not self.cosines or not all(isinstance(c, numbers.Real) and 0.0 < c < 1.0
@@ -73,7 +82,10 @@ class AncestorSettings:
       if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"AncestorSettings field '{name}' is {value!r}; it must be an integer "
                           ">= 1")
-    for name in ("merge_cosine", "chain_cosine", "min_pure", "min_cosine"):
+    if self.grouping not in GROUPINGS:
+      raise ConfigError(f"AncestorSettings field 'grouping' is {self.grouping!r}; use one of "
+                        f"{sorted(GROUPINGS)}")
+    for name in ("merge_cosine", "chain_cosine", "min_pure", "min_cosine", "gap"):
       value = getattr(self, name)
       if not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
         raise ConfigError(f"AncestorSettings field '{name}' is {value!r}; it must be in (0, 1)")
@@ -109,9 +121,22 @@ def _unit(v: np.ndarray) -> np.ndarray:
   return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-def shared_directions(unit: np.ndarray, usage: np.ndarray,
-                      s: AncestorSettings) -> np.ndarray:
-  """Step 1: (q, d) modes of the usage-weighted unit atoms, from most to fewest members."""
+def _largest_first(modes: list[np.ndarray], members: list[int], unit: np.ndarray,
+                   s: AncestorSettings) -> np.ndarray:
+  """(q, d) the modes from most to fewest members, without those within `merge_cosine` of a mode
+  with more members."""
+  if not modes:
+    return np.zeros((0, unit.shape[1]))
+  stacked = np.stack(modes)
+  kept: list[int] = []
+  for i in np.argsort(-np.asarray(members), kind="stable"):
+    if not kept or float(np.max(stacked[kept] @ stacked[i])) <= s.merge_cosine:
+      kept.append(int(i))
+  return stacked[kept]
+
+
+def mean_shift_modes(unit: np.ndarray, usage: np.ndarray, s: AncestorSettings) -> np.ndarray:
+  """Step 1 by spherical mean-shift at each membership cosine (grouping ``'mean_shift'``)."""
   modes, members = [], []
   floor = s.chance_sigmas / np.sqrt(unit.shape[1])
   for tau in [t for t in s.cosines if t >= floor]:
@@ -121,16 +146,45 @@ def shared_directions(unit: np.ndarray, usage: np.ndarray,
       v = _unit(inside.T @ unit)
     count = (unit @ v.T > tau).sum(0)
     keep = count >= s.min_members
-    modes.append(v[keep])
-    members.append(count[keep])
-  if not modes or sum(m.shape[0] for m in modes) == 0:
+    modes.extend(v[keep])
+    members.extend(count[keep].tolist())
+  return _largest_first(modes, members, unit, s)
+
+
+def linkage_modes(unit: np.ndarray, usage: np.ndarray, s: AncestorSettings) -> np.ndarray:
+  """Step 1 by average-linkage clustering (grouping ``'linkage'``); `usage` is not used."""
+  from scipy.cluster.hierarchy import linkage  # Imported here, as scipy.optimize below.
+
+  del usage  # Every atom weighs the same: a group is a set of atoms, however often each fires.
+  n = unit.shape[0]
+  if n < max(2, s.min_members):
     return np.zeros((0, unit.shape[1]))
-  modes, members = np.concatenate(modes), np.concatenate(members)
-  kept: list[int] = []
-  for i in np.argsort(-members, kind="stable"):
-    if not kept or float(np.max(modes[kept] @ modes[i])) <= s.merge_cosine:
-      kept.append(int(i))
-  return modes[kept]
+  merges = linkage(unit, method="average", metric="cosine")
+  similarity = 1.0 - merges[:, 2]  # The average cosine between the two merged groups.
+  joins = np.full(n + merges.shape[0], -np.inf)  # The similarity at which a node is merged.
+  for t, (a, b) in enumerate(merges[:, :2].astype(int)):
+    joins[a] = joins[b] = similarity[t]
+  floor = s.chance_sigmas / np.sqrt(unit.shape[1])
+  groups: list[list[int]] = [[i] for i in range(n)]
+  modes, members = [], []
+  for t, (a, b) in enumerate(merges[:, :2].astype(int)):
+    group = groups[a] + groups[b]
+    groups.append(group)
+    if (len(group) >= s.min_members and similarity[t] >= floor
+        and similarity[t] - joins[n + t] >= s.gap):
+      modes.append(_unit(unit[group].mean(0)))
+      members.append(len(group))
+  return _largest_first(modes, members, unit, s)
+
+
+#: Step 1's groupings by name (`AncestorSettings.grouping`).
+GROUPINGS = {"mean_shift": mean_shift_modes, "linkage": linkage_modes}
+
+
+def shared_directions(unit: np.ndarray, usage: np.ndarray,
+                      s: AncestorSettings) -> np.ndarray:
+  """Step 1: (q, d) modes of the unit atoms, from most to fewest members, by `s.grouping`."""
+  return GROUPINGS[s.grouping](unit, usage, s)
 
 
 def pure_directions(modes: np.ndarray, s: AncestorSettings) -> np.ndarray:
@@ -212,5 +266,5 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None) -> Ance
   return AncestorMap(directions, weights.astype(np.float32), int(modes.shape[0]))
 
 
-__all__ = ["AncestorMap", "AncestorSettings", "ancestor_map", "pure_directions",
-           "shared_directions"]
+__all__ = ["GROUPINGS", "AncestorMap", "AncestorSettings", "ancestor_map", "linkage_modes",
+           "mean_shift_modes", "pure_directions", "shared_directions"]

@@ -7,14 +7,17 @@ from identi.errors import ConfigError, DataError
 from identi.infer import ancestors
 
 
-def _hierarchy(seed=0, d=96, roots=4, leaves=6, n=4000):
+def _hierarchy(seed=0, d=96, roots=4, leaves=6, n=4000, parent=1.0, noise=0.0):
   """Orthonormal roots and leaves; each row fires one path (a root with exactly one of its
-  children, as in SAELens's hierarchies) or two. Returns (path atoms, codes over them, the roots'
-  activity (n, roots), the root directions)."""
+  children, as in SAELens's hierarchies) or two. A path atom is parent x root + leaf (+ noise of
+  norm about `noise`): siblings' cosine is 0.5 at parent 1. Returns (path atoms, codes over them,
+  the roots' activity (n, roots), the root directions)."""
   rng = np.random.default_rng(seed)
   basis = np.linalg.qr(rng.normal(size=(d, roots * (leaves + 1))))[0].T
   root_dirs, leaf_dirs = basis[:roots], basis[roots:].reshape(roots, leaves, d)
-  atoms = np.stack([root_dirs[r] + leaf_dirs[r, l] for r in range(roots) for l in range(leaves)])
+  atoms = np.stack([parent * root_dirs[r] + leaf_dirs[r, l] for r in range(roots)
+                    for l in range(leaves)])
+  atoms += noise * rng.normal(size=atoms.shape) / np.sqrt(d)
   atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
   codes = np.zeros((n, roots * leaves))
   for i in range(n):
@@ -41,6 +44,32 @@ def test_the_parents_of_a_dictionary_of_paths_are_found_and_coded():
   assert _corr(root_activity, codes).max(1).max() < 0.6
   unit_codes = amap.codes(codes)
   assert _corr(root_activity, unit_codes).max(1).min() > 0.99
+
+
+@pytest.mark.parametrize("parent,noise", [(1.0, 0.0), (1.0, 0.3), (0.7, 0.0)])
+def test_linkage_finds_each_parent_once(parent, noise):
+  """Siblings equally close (noise 0) or not: the gap keeps the partial groups of a binary
+  dendrogram out (of six worlds with noise, one gains one extra group). At parent 0.7 the
+  siblings' cosine (0.33) is below every membership cosine of the mean-shift grid that clears
+  the chance floor, so only linkage finds the parents."""
+  linkage = ancestors.AncestorSettings(grouping="linkage")
+  extra = 0
+  for seed in range(6):
+    atoms, codes, root_activity, root_dirs = _hierarchy(seed=seed, parent=parent, noise=noise)
+    usage = (codes > 0).sum(0)
+    amap = ancestors.ancestor_map(atoms, usage, linkage)
+    extra += amap.num_ancestors - root_dirs.shape[0]
+    cos = np.abs(amap.directions[atoms.shape[0]:] @ root_dirs.T)
+    assert set(cos.argmax(1)) == set(range(root_dirs.shape[0])), seed
+    assert _corr(root_activity, amap.codes(codes)).max(1).min() > 0.99, seed
+    np.testing.assert_allclose(amap.codes(codes) @ amap.directions, codes @ atoms, atol=1e-4)
+    if parent < 1.0:
+      assert ancestors.ancestor_map(atoms, usage).num_ancestors == 0  # mean-shift: none
+    # Without the gap, sets of equally close siblings split into partial groups of their own.
+    if noise == 0.0:
+      loose = ancestors.AncestorSettings(grouping="linkage", gap=1e-9)
+      assert ancestors.ancestor_map(atoms, usage, loose).num_ancestors > root_dirs.shape[0]
+  assert 0 <= extra <= (1 if noise else 0)
 
 
 def test_the_map_keeps_the_reconstruction_and_non_negative_codes():
@@ -96,7 +125,8 @@ def test_bad_inputs_are_named(atoms, usage, match):
 
 @pytest.mark.parametrize("field,value", [("cosines", ()), ("cosines", (0.5, 1.5)),
                                          ("iterations", 0), ("merge_cosine", 1.0),
-                                         ("chance_sigmas", -1.0)])
+                                         ("chance_sigmas", -1.0), ("grouping", "kmeans"),
+                                         ("gap", 0.0)])
 def test_impossible_settings_are_refused(field, value):
   with pytest.raises(ConfigError, match=field):
     ancestors.ancestor_map(np.eye(4), np.ones(4), ancestors.AncestorSettings(**{field: value}))
