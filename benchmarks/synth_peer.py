@@ -112,6 +112,8 @@ STAGE = {"minimality.num_samples": REFINE_ROWS, "minimality.refine_rounds": REFI
          "minimality.polish_rounds": PRUNED_ROUNDS}
 #: The same with the stage's refined dictionary only (no minimality tests first).
 REFINED_STAGE = {"minimality.dictionary": "refined", **STAGE}
+#: The recipe's stage with the shared ancestors grouped by average linkage.
+LINKAGE_STAGE = {**STAGE, "minimality.ancestor_grouping": "linkage"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +179,11 @@ METHODS = (
     Method("identi_identifiable_refined_minimal",
            "identi identifiable, refined stage, true width, minimal codes", "identi",
            "sae_identifiable", "minimal", width="true", overrides=tuple(REFINED_STAGE.items())),
+    Method("identi_identifiable_linkage", "identi identifiable, true width, linkage ancestors",
+           "identi", "sae_identifiable", width="true", overrides=tuple(LINKAGE_STAGE.items())),
+    Method("identi_identifiable_linkage_minimal",
+           "identi identifiable, true width, linkage ancestors, minimal codes", "identi",
+           "sae_identifiable", "minimal", width="true", overrides=tuple(LINKAGE_STAGE.items())),
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_random", "OMP, random dictionary (floor)", "omp", "random"),
 )

@@ -14,6 +14,7 @@ from typing import Any
 import ml_collections
 
 from identi.errors import ConfigError
+from identi.infer import ancestors
 
 SAE_KINDS = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka", "mp")
 DATA_SOURCES = ("superposition", "npy")
@@ -90,6 +91,9 @@ def default_config() -> ml_collections.ConfigDict:
   # paths), so the final SAE may have more than d_sae latents. 'refined': where the stage took the
   # refined route (parts that never fire apart); 'always'; 'never'.
   c.minimality.ancestors = "refined"
+  # How the shared directions are found (identi.infer.ancestors.GROUPINGS): 'mean_shift' or
+  # 'linkage' (docs/decisions.md compares them).
+  c.minimality.ancestor_grouping = "mean_shift"
   # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the
   # final dictionary has d_sae latents whatever the count of concepts (1: train at d_sae).
   c.minimality.expansion = 1
@@ -128,6 +132,7 @@ _CHOICES = {
     "sweep.batching": ("auto", "vmap", "loop"),
     "minimality.dictionary": ("minimal", "refined"),
     "minimality.ancestors": ("never", "refined", "always"),
+    "minimality.ancestor_grouping": tuple(ancestors.GROUPINGS),
 }
 _POSITIVE = (
     "sae.d_sae", "sae.k", "sae.bandwidth", "sae.init_threshold", "sae.init_sample_size",

@@ -142,7 +142,8 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
   extra = {}
   units = atoms
   if _applies_ancestors(config, refined):
-    amap = ancestors.ancestor_map(atoms, np.sum(codes > 0, axis=0))
+    amap = ancestors.ancestor_map(atoms, np.sum(codes > 0, axis=0), ancestors.AncestorSettings(
+        grouping=config.minimality.ancestor_grouping))
     if amap.num_ancestors:  # Without any, the atoms stay as they are.
       codes, units = amap.codes(codes), amap.directions
       extra = {ANCESTORS: {"atoms": atoms, "weights": amap.weights}}

@@ -13,6 +13,7 @@ from identi import data as data_lib
 from identi import io
 from identi import sae as sae_lib
 from identi.errors import CheckpointError, ConfigError
+from identi.infer import ancestors
 from identi.infer import minimality as minimality_infer
 from identi.train import load_config, load_trained, minimality
 from identi.train.config import validate_config
@@ -205,10 +206,12 @@ def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder(
   assert cos.max(1).min() > 0.98, cos.max(1)  # Tilted a little towards the parts left out.
 
 
-def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path):
+@pytest.mark.parametrize("grouping,parent", [("mean_shift", 1.0), ("linkage", 0.7)])
+def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, grouping, parent):
   """SAELens-style hierarchy (a parent fires with exactly one child): where the refined route's
   atoms are the paths (here planted), the stage adds the shared parents as units, saves them with
-  the stage, and encode --mode=minimal codes them."""
+  the stage, and encode --mode=minimal codes them. With parents of weight 0.7 (siblings' cosine
+  0.33) only `minimality.ancestor_grouping = 'linkage'` finds them."""
   from identi.train import encode_file, runtime  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   d_in, roots, leaves, n = 96, 4, 6, 4096
@@ -219,11 +222,13 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path):
       magnitude = rng.lognormal(0.0, 0.3)
       z[i, path // leaves] += magnitude
       z[i, roots + path] = magnitude
+  basis[:roots] *= parent
   x = z @ basis
   paths = np.repeat(basis[:roots], leaves, 0) + basis[roots:]
   config = smoke_config("sae_identifiable", sae__d_sae=roots * leaves, sae__k=2,
                         minimality__dictionary="refined", minimality__refine_rounds=2,
-                        minimality__polish_rounds=1, minimality__num_samples=n)
+                        minimality__polish_rounds=1, minimality__num_samples=n,
+                        minimality__ancestor_grouping=grouping)
   assert config.minimality.ancestors == "refined"  # The default.
   model = sae_lib.make_sae("batchtopk", d_in, 2 * roots * leaves, k=2)
   variables = jax.tree.map(np.asarray, model.init(jax.random.key(0), x[:1]))
@@ -242,6 +247,8 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(loaded), out)
   amap = out[minimality.ANCESTORS]
   assert amap["weights"].shape == (roots * leaves, units)
+  if grouping == "linkage":  # The default grouping finds none of these parents.
+    assert ancestors.ancestor_map(amap["atoms"], np.ones(roots * leaves)).num_ancestors == 0
   np.testing.assert_array_equal(minimality.ancestor_units(out),
                                 np.arange(roots * leaves, units))
   np.save(tmp_path / "x.npy", x[:1000])
