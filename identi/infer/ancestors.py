@@ -21,9 +21,10 @@ between cousins), so the parent is the direction a group of atoms has in common.
    - ``'linkage'``: average-linkage clustering of the unit atoms by cosine (every atom weighs the
      same); each merge of the dendrogram is a group, its mode the mean direction of its members,
      if the average cosine between the two groups it merges is at least ``gap`` above the
-     average cosine at which it merges into the next larger group. Without that gap a binary dendrogram splits a set of
-     equally close siblings into partial groups that no concept stands for. It needs no cosine
-     grid, so it also finds parents whose children share less than the grid's lowest cosine.
+     average cosine at which it merges into the next larger group. Without that gap a binary
+     dendrogram splits a set of equally close siblings into partial groups that no concept stands
+     for. It needs no cosine grid, so it also finds parents whose children share less than the
+     grid's lowest cosine.
 2. **Pure directions.** A mode is the sum of its own direction and its ancestors'. Modes are
    visited from most to fewest members; each is made orthogonal (Gram-Schmidt) to the pure
    directions of its chain of larger modes, where the next link is the larger mode of highest
