@@ -114,6 +114,8 @@ STAGE = {"minimality.num_samples": REFINE_ROWS, "minimality.refine_rounds": REFI
 REFINED_STAGE = {"minimality.dictionary": "refined", **STAGE}
 #: The recipe's stage with the shared ancestors grouped by average linkage.
 LINKAGE_STAGE = {**STAGE, "minimality.ancestor_grouping": "linkage"}
+#: The recipe's stage with the shared ancestors of both groupings.
+UNION_STAGE = {**STAGE, "minimality.ancestor_grouping": "union"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +186,11 @@ METHODS = (
     Method("identi_identifiable_linkage_minimal",
            "identi identifiable, true width, linkage ancestors, minimal codes", "identi",
            "sae_identifiable", "minimal", width="true", overrides=tuple(LINKAGE_STAGE.items())),
+    Method("identi_identifiable_union", "identi identifiable, true width, union ancestors",
+           "identi", "sae_identifiable", width="true", overrides=tuple(UNION_STAGE.items())),
+    Method("identi_identifiable_union_minimal",
+           "identi identifiable, true width, union ancestors, minimal codes", "identi",
+           "sae_identifiable", "minimal", width="true", overrides=tuple(UNION_STAGE.items())),
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_random", "OMP, random dictionary (floor)", "omp", "random"),
 )

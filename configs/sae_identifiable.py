@@ -14,10 +14,10 @@ them aside, refines the trained decoder with duplicates replaced and keeps its d
 atoms; `--config.minimality.dictionary=refined` goes to that second route directly. On that
 route the kept atoms are tree paths of a hierarchy, and the stage adds the directions they share
 (the parents) as units (`--config.minimality.ancestors`: refined, always, never;
-`--config.minimality.ancestor_grouping`: mean_shift, linkage). `encode` gives the final codes;
-`--mode=minimal` non-negative OMP over the kept atoms (mapped onto the units with ancestors); the
-final SAE has d_sae latents, at most one per kept atom, plus one per ancestor. Results:
-docs/experiments/identify_hsm.md (selection), docs/experiments/synth_peer.md (SAELens's
+`--config.minimality.ancestor_grouping`: mean_shift, linkage, union). `encode` gives the final
+codes; `--mode=minimal` non-negative OMP over the kept atoms (mapped onto the units with
+ancestors); the final SAE has d_sae latents, at most one per kept atom, plus one per ancestor.
+Results: docs/experiments/identify_hsm.md (selection), docs/experiments/synth_peer.md (SAELens's
 hierarchies).
 
 Smoke variant for tests: --config=configs/sae_identifiable.py:smoke

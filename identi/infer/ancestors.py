@@ -25,6 +25,8 @@ between cousins), so the parent is the direction a group of atoms has in common.
      dendrogram splits a set of equally close siblings into partial groups that no concept stands
      for. It needs no cosine grid, so it also finds parents whose children share less than the
      grid's lowest cosine.
+   - ``'union'``: the modes of both, together from most to fewest members (where both find a
+     group, its two modes are within ``merge_cosine`` and the one with more members stays).
 2. **Pure directions.** A mode is the sum of its own direction and its ancestors'. Modes are
    visited from most to fewest members; each is made orthogonal (Gram-Schmidt) to the pure
    directions of its chain of larger modes, where the next link is the larger mode of highest
@@ -136,8 +138,9 @@ def _largest_first(modes: list[np.ndarray], members: list[int], unit: np.ndarray
   return stacked[kept]
 
 
-def mean_shift_modes(unit: np.ndarray, usage: np.ndarray, s: AncestorSettings) -> np.ndarray:
-  """Step 1 by spherical mean-shift at each membership cosine (grouping ``'mean_shift'``)."""
+def _mean_shift_groups(unit: np.ndarray, usage: np.ndarray,
+                       s: AncestorSettings) -> tuple[list[np.ndarray], list[int]]:
+  """The mean-shift's modes and their member counts, before `_largest_first`."""
   modes, members = [], []
   floor = s.chance_sigmas / np.sqrt(unit.shape[1])
   for tau in [t for t in s.cosines if t >= floor]:
@@ -149,17 +152,16 @@ def mean_shift_modes(unit: np.ndarray, usage: np.ndarray, s: AncestorSettings) -
     keep = count >= s.min_members
     modes.extend(v[keep])
     members.extend(count[keep].tolist())
-  return _largest_first(modes, members, unit, s)
+  return modes, members
 
 
-def linkage_modes(unit: np.ndarray, usage: np.ndarray, s: AncestorSettings) -> np.ndarray:
-  """Step 1 by average-linkage clustering (grouping ``'linkage'``); `usage` is not used."""
+def _linkage_groups(unit: np.ndarray, s: AncestorSettings) -> tuple[list[np.ndarray], list[int]]:
+  """The linkage's groups' mean directions and their sizes, before `_largest_first`."""
   from scipy.cluster.hierarchy import linkage  # Imported here, as scipy.optimize below.
 
-  del usage  # Every atom weighs the same: a group is a set of atoms, however often each fires.
   n = unit.shape[0]
   if n < max(2, s.min_members):
-    return np.zeros((0, unit.shape[1]))
+    return [], []
   merges = linkage(unit, method="average", metric="cosine")
   similarity = 1.0 - merges[:, 2]  # The average cosine between the two merged groups.
   joins = np.full(n + merges.shape[0], -np.inf)  # The similarity at which a node is merged.
@@ -175,11 +177,30 @@ def linkage_modes(unit: np.ndarray, usage: np.ndarray, s: AncestorSettings) -> n
         and similarity[t] - joins[n + t] >= s.gap):
       modes.append(_unit(unit[group].mean(0)))
       members.append(len(group))
-  return _largest_first(modes, members, unit, s)
+  return modes, members
+
+
+def mean_shift_modes(unit: np.ndarray, usage: np.ndarray, s: AncestorSettings) -> np.ndarray:
+  """Step 1 by spherical mean-shift at each membership cosine (grouping ``'mean_shift'``)."""
+  return _largest_first(*_mean_shift_groups(unit, usage, s), unit, s)
+
+
+def linkage_modes(unit: np.ndarray, usage: np.ndarray, s: AncestorSettings) -> np.ndarray:
+  """Step 1 by average-linkage clustering (grouping ``'linkage'``); `usage` is not used."""
+  del usage  # Every atom weighs the same: a group is a set of atoms, however often each fires.
+  return _largest_first(*_linkage_groups(unit, s), unit, s)
+
+
+def union_modes(unit: np.ndarray, usage: np.ndarray, s: AncestorSettings) -> np.ndarray:
+  """Step 1 by both (grouping ``'union'``): the mean-shift's modes and the linkage's groups,
+  together from most to fewest members, of modes within `merge_cosine` the one with more."""
+  ms_modes, ms_members = _mean_shift_groups(unit, usage, s)
+  lk_modes, lk_members = _linkage_groups(unit, s)
+  return _largest_first(ms_modes + lk_modes, ms_members + lk_members, unit, s)
 
 
 #: Step 1's groupings by name (`AncestorSettings.grouping`).
-GROUPINGS = {"mean_shift": mean_shift_modes, "linkage": linkage_modes}
+GROUPINGS = {"mean_shift": mean_shift_modes, "linkage": linkage_modes, "union": union_modes}
 
 
 def shared_directions(unit: np.ndarray, usage: np.ndarray,
@@ -268,4 +289,4 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None) -> Ance
 
 
 __all__ = ["GROUPINGS", "AncestorMap", "AncestorSettings", "ancestor_map", "linkage_modes",
-           "mean_shift_modes", "pure_directions", "shared_directions"]
+           "mean_shift_modes", "pure_directions", "shared_directions", "union_modes"]

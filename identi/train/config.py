@@ -91,8 +91,8 @@ def default_config() -> ml_collections.ConfigDict:
   # paths), so the final SAE may have more than d_sae latents. 'refined': where the stage took the
   # refined route (parts that never fire apart); 'always'; 'never'.
   c.minimality.ancestors = "refined"
-  # How the shared directions are found (identi.infer.ancestors.GROUPINGS): 'mean_shift' or
-  # 'linkage' (docs/decisions.md compares them).
+  # How the shared directions are found (identi.infer.ancestors.GROUPINGS): 'mean_shift',
+  # 'linkage' or 'union' (docs/decisions.md compares them).
   c.minimality.ancestor_grouping = "mean_shift"
   # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the
   # final dictionary has d_sae latents whatever the count of concepts (1: train at d_sae).

@@ -46,13 +46,15 @@ def test_the_parents_of_a_dictionary_of_paths_are_found_and_coded():
   assert _corr(root_activity, unit_codes).max(1).min() > 0.99
 
 
+@pytest.mark.parametrize("grouping", ["linkage", "union"])
 @pytest.mark.parametrize("parent,noise", [(1.0, 0.0), (1.0, 0.3), (0.7, 0.0)])
-def test_linkage_finds_each_parent_once(parent, noise):
+def test_linkage_finds_each_parent_once(grouping, parent, noise):
   """Siblings equally close (noise 0) or not: the gap keeps the partial groups of a binary
   dendrogram out (of six worlds with noise, one gains one extra group). At parent 0.7 the
   siblings' cosine (0.33) is below every membership cosine of the mean-shift grid that clears
-  the chance floor, so only linkage finds the parents."""
-  linkage = ancestors.AncestorSettings(grouping="linkage")
+  the chance floor, so only linkage finds the parents; the union of both groupings finds each
+  parent once too (where both find it, their modes are within `merge_cosine`)."""
+  linkage = ancestors.AncestorSettings(grouping=grouping)
   extra = 0
   for seed in range(6):
     atoms, codes, root_activity, root_dirs = _hierarchy(seed=seed, parent=parent, noise=noise)
@@ -67,7 +69,7 @@ def test_linkage_finds_each_parent_once(parent, noise):
       assert ancestors.ancestor_map(atoms, usage).num_ancestors == 0  # mean-shift: none
     # Without the gap, sets of equally close siblings split into partial groups of their own.
     if noise == 0.0:
-      loose = ancestors.AncestorSettings(grouping="linkage", gap=1e-9)
+      loose = ancestors.AncestorSettings(grouping=grouping, gap=1e-9)
       assert ancestors.ancestor_map(atoms, usage, loose).num_ancestors > root_dirs.shape[0]
   assert 0 <= extra <= (1 if noise else 0)
 
