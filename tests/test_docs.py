@@ -639,7 +639,9 @@ TABLES = [
       for name, same in (("synth_peer_recipe", "synth_peer_same_features"),
                          ("synth_peer_seed2", "synth_peer_seed2_same_features"),
                          ("synth_peer_linkage", "synth_peer_linkage_same_features"),
-                         ("synth_peer_seed2_linkage", "synth_peer_seed2_linkage_same_features"))
+                         ("synth_peer_seed2_linkage", "synth_peer_seed2_linkage_same_features"),
+                         ("synth_peer_union", "synth_peer_union_same_features"),
+                         ("synth_peer_seed2_union", "synth_peer_seed2_union_same_features"))
       for table_id, build in ((name, synth_peer), (same, synth_peer_same_features))],
     Table("find_functions", page("find"), fig("find", "results.json"), find_functions),
     Table("find_units", page("find"), fig("find", "results.json"), find_units),
