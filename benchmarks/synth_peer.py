@@ -112,10 +112,9 @@ STAGE = {"minimality.num_samples": REFINE_ROWS, "minimality.refine_rounds": REFI
          "minimality.polish_rounds": PRUNED_ROUNDS}
 #: The same with the stage's refined dictionary only (no minimality tests first).
 REFINED_STAGE = {"minimality.dictionary": "refined", **STAGE}
-#: The recipe's stage with the shared ancestors grouped by average linkage.
-LINKAGE_STAGE = {**STAGE, "minimality.ancestor_grouping": "linkage"}
-#: The recipe's stage with the shared ancestors of both groupings.
-UNION_STAGE = {**STAGE, "minimality.ancestor_grouping": "union"}
+#: The groupings of the shared ancestors besides the stage's default with rows of their own
+#: (`identi.infer.ancestors.GROUPINGS`): average linkage, and the modes of both.
+GROUPING_ROWS = ("linkage", "union")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,16 +180,12 @@ METHODS = (
     Method("identi_identifiable_refined_minimal",
            "identi identifiable, refined stage, true width, minimal codes", "identi",
            "sae_identifiable", "minimal", width="true", overrides=tuple(REFINED_STAGE.items())),
-    Method("identi_identifiable_linkage", "identi identifiable, true width, linkage ancestors",
-           "identi", "sae_identifiable", width="true", overrides=tuple(LINKAGE_STAGE.items())),
-    Method("identi_identifiable_linkage_minimal",
-           "identi identifiable, true width, linkage ancestors, minimal codes", "identi",
-           "sae_identifiable", "minimal", width="true", overrides=tuple(LINKAGE_STAGE.items())),
-    Method("identi_identifiable_union", "identi identifiable, true width, union ancestors",
-           "identi", "sae_identifiable", width="true", overrides=tuple(UNION_STAGE.items())),
-    Method("identi_identifiable_union_minimal",
-           "identi identifiable, true width, union ancestors, minimal codes", "identi",
-           "sae_identifiable", "minimal", width="true", overrides=tuple(UNION_STAGE.items())),
+    *[Method(f"identi_identifiable_{grouping}{suffix}",
+             f"identi identifiable, true width, {grouping} ancestors{label}", "identi",
+             "sae_identifiable", mode, width="true",
+             overrides=tuple({**STAGE, "minimality.ancestor_grouping": grouping}.items()))
+      for grouping in GROUPING_ROWS
+      for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_random", "OMP, random dictionary (floor)", "omp", "random"),
 )

@@ -48,18 +48,18 @@ def test_the_parents_of_a_dictionary_of_paths_are_found_and_coded():
 
 @pytest.mark.parametrize("grouping", ["linkage", "union"])
 @pytest.mark.parametrize("parent,noise", [(1.0, 0.0), (1.0, 0.3), (0.7, 0.0)])
-def test_linkage_finds_each_parent_once(grouping, parent, noise):
+def test_the_linkage_groupings_find_each_parent_once(grouping, parent, noise):
   """Siblings equally close (noise 0) or not: the gap keeps the partial groups of a binary
   dendrogram out (of six worlds with noise, one gains one extra group). At parent 0.7 the
   siblings' cosine (0.33) is below every membership cosine of the mean-shift grid that clears
   the chance floor, so only linkage finds the parents; the union of both groupings finds each
   parent once too (where both find it, their modes are within `merge_cosine`)."""
-  linkage = ancestors.AncestorSettings(grouping=grouping)
+  settings = ancestors.AncestorSettings(grouping=grouping)
   extra = 0
   for seed in range(6):
     atoms, codes, root_activity, root_dirs = _hierarchy(seed=seed, parent=parent, noise=noise)
     usage = (codes > 0).sum(0)
-    amap = ancestors.ancestor_map(atoms, usage, linkage)
+    amap = ancestors.ancestor_map(atoms, usage, settings)
     extra += amap.num_ancestors - root_dirs.shape[0]
     cos = np.abs(amap.directions[atoms.shape[0]:] @ root_dirs.T)
     assert set(cos.argmax(1)) == set(range(root_dirs.shape[0])), seed
