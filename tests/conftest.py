@@ -13,6 +13,10 @@ program again with a warning. Entries are keyed by the program, the compile opti
 version, so a hit is the executable a fresh compile would build; set JAX_COMPILATION_CACHE_DIR to
 move it.
 
+Under pytest-xdist with more than one worker, NumPy's and SciPy's OpenBLAS run one thread per
+process (OPENBLAS_NUM_THREADS, before NumPy loads): the workers already fill the cores, and two
+workers' BLAS threads each waiting for a core cost about a tenth of the run (docs/decisions.md).
+
 The test process keeps freed memory for reuse as identi's binaries do (`identi.allocator`), before
 JAX starts its threads. Shared helpers live in tests/helpers.py; the session fixtures below run
 each expensive pipeline once.
@@ -20,6 +24,9 @@ each expensive pipeline once.
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+  os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from helpers import xla_flags  # noqa: E402  (imports no JAX)
 

@@ -535,6 +535,8 @@ class MiniLMWordNet:
       codes = np.asarray(model.apply(variables, x, method="encode"))
       matching = np.asarray(graph["matches"][level - 1]["matching"])
       matched = set(int(u) for m in graph["matches"] for u in m["matching"])
+      # Every concept's ablations (its unit's and its control's) run as one batched job.
+      planned, jobs = [], []
       for c, name in enumerate(names):
         target = report[member_of[lemma[report]] == c]
         fit = rows["fit_lemma"][member_of[lemma[rows["fit_lemma"]]] == c]
@@ -548,11 +550,18 @@ class MiniLMWordNet:
         gap = np.abs((codes[target][:, pool] > 0).mean(0) - rate)
         near = np.flatnonzero(gap == gap.min())
         control = int(pool[int(rng.choice(near))])
+        planned.append((name, target, centroid, rate))
+        jobs += [(target, unit), (target, control)]
+      if not jobs:
+        continue
+      ablated = np.split(
+          self.ablate(model, variables, labels, np.concatenate([t for t, _ in jobs]),
+                      np.concatenate([np.full(len(t), u) for t, u in jobs]), layers[li]),
+          np.cumsum([len(t) for t, _ in jobs])[:-1])
+      for i, (name, target, centroid, rate) in enumerate(planned):
         base = emb[target] @ centroid
-        deltas = {}
-        for kind, u in (("unit", unit), ("random", control)):
-          e = self.ablate(model, variables, labels, target, u, layers[li])
-          deltas[kind] = float(np.mean(e @ centroid - base))
+        deltas = {kind: float(np.mean(ablated[2 * i + j] @ centroid - base))
+                  for j, kind in enumerate(("unit", "random"))}
         results.append({"level": LEVEL_NAMES[level - 1], "concept": name,
                         "layer": layers[li], "rows": int(len(target)),
                         "firing_rate": float(rate), "delta_unit": deltas["unit"],
@@ -571,16 +580,18 @@ class MiniLMWordNet:
     out["figure"] = plots.ablation_bars(results, os.path.join(workdir, "ablation"))[0]
     return out
 
-  def ablate(self, model, variables, labels, rows, unit, layer) -> np.ndarray:
-    """Sentence embeddings of capture rows `rows` with `unit` ablated at `layer`."""
+  def ablate(self, model, variables, labels, rows, units, layer) -> np.ndarray:
+    """Sentence embeddings of capture rows `rows` with SAE unit `units` (one for all rows, or one
+    per row) ablated at `layer`."""
     size = self.config.patching.batch_size
     sae_vars = jax.tree.map(jnp.asarray, variables)
+    units = np.broadcast_to(np.asarray(units, np.int32), (len(rows),))
     out = []
     for _, idx, n in batches(len(rows), size):
       r = rows[idx]
       e = ablated_embedding(self.model, self.params, model, sae_vars, labels["ids"][r],
-                            labels["mask"][r], labels["position"][r],
-                            jnp.full((size,), unit, jnp.int32), layer=layer)
+                            labels["mask"][r], labels["position"][r], jnp.asarray(units[idx]),
+                            layer=layer)
       out.append(np.asarray(e)[:n])
     return np.concatenate(out)
 
