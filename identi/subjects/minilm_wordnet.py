@@ -554,14 +554,14 @@ class MiniLMWordNet:
         jobs += [(target, unit), (target, control)]
       if not jobs:
         continue
-      ablated = np.split(
+      ablated = iter(np.split(
           self.ablate(model, variables, labels, np.concatenate([t for t, _ in jobs]),
                       np.concatenate([np.full(len(t), u) for t, u in jobs]), layers[li]),
-          np.cumsum([len(t) for t, _ in jobs])[:-1])
-      for i, (name, target, centroid, rate) in enumerate(planned):
+          np.cumsum([len(t) for t, _ in jobs])[:-1]))
+      for name, target, centroid, rate in planned:  # jobs holds (unit, control) per concept.
         base = emb[target] @ centroid
-        deltas = {kind: float(np.mean(ablated[2 * i + j] @ centroid - base))
-                  for j, kind in enumerate(("unit", "random"))}
+        deltas = {kind: float(np.mean(next(ablated) @ centroid - base))
+                  for kind in ("unit", "random")}
         results.append({"level": LEVEL_NAMES[level - 1], "concept": name,
                         "layer": layers[li], "rows": int(len(target)),
                         "firing_rate": float(rate), "delta_unit": deltas["unit"],
