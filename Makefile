@@ -37,7 +37,7 @@ test: $(STAMP) chromium wordnet bytecode
 # (docs/decisions.md, test suite). Only changed files are compiled again; Python ignores a .pyc
 # whose source has changed since.
 bytecode: $(STAMP)
-	$(PY) -m compileall -q identi paper configs benchmarks/*.py benchmarks/peers/*.py >/dev/null
+	$(PY) -m compileall -q identi paper configs benchmarks/*.py benchmarks/peers/*.py
 
 # The dashboard tests load pages in headless Chromium (Debian package chromium).
 chromium:
