@@ -40,6 +40,12 @@ between cousins), so the parent is the direction a group of atoms has in common.
    reconstruction is the same (z @ directions = c @ atoms), codes stay non-negative, and a
    parent's code is the weighted sum of its paths' codes.
 
+**Row profiles** (`row_profiles`, passed as `profiles`): steps 1-3 may read, in place of each
+atom, the mean of the rows that use it minus the mean of the others. A dictionary does not always
+learn whole paths: an atom may be a leaf with little of its parents, whose share another atom on
+the same rows carries. The rows still hold the whole path wherever the atom fires, so the
+profiles of one parent's atoms share its direction even where the atoms do not.
+
 Where the atoms are already the parts (no group of atoms shares a direction), no mode has enough
 members and the map is the identity. docs/decisions.md records the settings' origin and where the
 stage applies the map.
@@ -232,13 +238,44 @@ def pure_directions(modes: np.ndarray, s: AncestorSettings) -> np.ndarray:
   return np.stack(kept) if kept else np.zeros((0, modes.shape[1]))
 
 
-def ancestor_map(atoms, usage, settings: AncestorSettings | None = None) -> AncestorMap:
+def row_profiles(x, codes) -> np.ndarray:
+  """(m, d) each atom's row profile: the mean of the rows x (n, d) whose codes (n, m) use the atom
+  minus the mean of the other rows (0 for an atom that no row or every row uses).
+
+  Under a hierarchy a parent fires on every row where any path below it fires, so an atom's
+  profile holds the atom's whole path, ancestors included, however the dictionary splits that
+  path among atoms (a leaf's atom may carry none of its parent, which another atom on the same
+  rows carries). `ancestor_map(..., profiles=row_profiles(x, codes))` groups atoms by their
+  profiles."""
+  x = np.asarray(x, np.float64)
+  codes = np.asarray(codes)
+  if x.ndim != 2 or codes.ndim != 2 or codes.shape[0] != x.shape[0]:
+    raise DataError(f"row_profiles got rows of shape {x.shape} and codes of shape {codes.shape}; "
+                    "pass (n, d) rows and their (n, m) codes, one row of codes per row")
+  if not (np.all(np.isfinite(x)) and np.all(np.isfinite(codes))):
+    raise DataError("row_profiles got NaN or infinite rows or codes; pass finite arrays")
+  fires = (codes > 0).astype(np.float64)
+  count = fires.sum(0)
+  total = x.sum(0)
+  inside = fires.T @ x
+  rest = np.maximum(x.shape[0] - count, 1)[:, None]
+  out = inside / np.maximum(count, 1)[:, None] - (total[None, :] - inside) / rest
+  out[(count == 0) | (count == x.shape[0])] = 0.0
+  return out
+
+
+def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
+                 profiles=None) -> AncestorMap:
   """The atoms re-expressed over their own remainders and the directions they share.
 
   Args:
     atoms: (m, d) dictionary atoms as rows (any norms; zero rows keep a zero unit).
     usage: (m,) non-negative weights, e.g. how many rows' codes use each atom.
     settings: `AncestorSettings` (defaults if None).
+    profiles: optional (m, d) vectors that steps 1-3 read in place of the atoms (`row_profiles`):
+      the groups, the pure directions and each atom's weights on them come from its profile; its
+      own remainder is still the atom minus those weighted directions, so codes @ weights @
+      directions still equals codes @ atoms. An atom with a zero profile keeps no ancestor.
 
   Returns:
     `AncestorMap`; deterministic given its inputs.
@@ -264,18 +301,31 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None) -> Ance
   alive = norms > 0
   unit = np.zeros(atoms.shape, np.float64)
   unit[alive] = atoms[alive] / norms[alive, None]
-  modes = shared_directions(unit[alive], usage[alive].astype(np.float64), s)
+  read = unit  # What steps 1-3 read: the unit atoms, or their unit profiles.
+  if profiles is not None:
+    profiles = np.asarray(profiles, np.float64)
+    if profiles.shape != atoms.shape or not np.all(np.isfinite(profiles)):
+      raise DataError(f"ancestor_map profiles have shape {profiles.shape}; they must be finite "
+                      f"and {atoms.shape}, one per atom, e.g. row_profiles(x, codes)")
+    p_norms = np.linalg.norm(profiles, axis=1)
+    read = np.zeros(atoms.shape, np.float64)
+    has = alive & (p_norms > 0)
+    read[has] = profiles[has] / p_norms[has, None]
+    alive_read = has
+  else:
+    alive_read = alive
+  modes = shared_directions(read[alive_read], usage[alive_read].astype(np.float64), s)
   pure = pure_directions(modes, s)
   m, p = atoms.shape[0], pure.shape[0]
   weights = np.zeros((m, m + p))
   own = np.zeros(atoms.shape, np.float64)
   for j in np.flatnonzero(alive):
-    cosine = pure @ unit[j]
+    r = unit[j]
+    cosine = pure @ read[j]
     candidates = np.argsort(-cosine, kind="stable")[:s.max_ancestors]
     candidates = candidates[cosine[candidates] > s.min_cosine]
-    r = unit[j]
-    if candidates.size:
-      w, _ = nnls(pure[candidates].T, unit[j])
+    if alive_read[j] and candidates.size:
+      w, _ = nnls(pure[candidates].T, read[j])
       weights[j, m + candidates] = w
       r = unit[j] - w @ pure[candidates]
     norm = float(np.linalg.norm(r))
@@ -289,4 +339,5 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None) -> Ance
 
 
 __all__ = ["GROUPINGS", "AncestorMap", "AncestorSettings", "ancestor_map", "linkage_modes",
-           "mean_shift_modes", "pure_directions", "shared_directions", "union_modes"]
+           "mean_shift_modes", "pure_directions", "row_profiles", "shared_directions",
+           "union_modes"]

@@ -94,6 +94,9 @@ def default_config() -> ml_collections.ConfigDict:
   # How the shared directions are found (identi.infer.ancestors.GROUPINGS): 'mean_shift',
   # 'linkage' or 'union' (docs/decisions.md compares them).
   c.minimality.ancestor_grouping = "mean_shift"
+  # What the grouping reads for each atom: 'atoms' (its direction) or 'profiles' (the mean of the
+  # rows whose codes use it minus the mean of the others, identi.infer.ancestors.row_profiles).
+  c.minimality.ancestor_input = "atoms"
   # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the
   # final dictionary has d_sae latents whatever the count of concepts (1: train at d_sae).
   c.minimality.expansion = 1
@@ -133,6 +136,7 @@ _CHOICES = {
     "minimality.dictionary": ("minimal", "refined"),
     "minimality.ancestors": ("never", "refined", "always"),
     "minimality.ancestor_grouping": tuple(ancestors.GROUPINGS),
+    "minimality.ancestor_input": ("atoms", "profiles"),
 }
 _POSITIVE = (
     "sae.d_sae", "sae.k", "sae.bandwidth", "sae.init_threshold", "sae.init_sample_size",

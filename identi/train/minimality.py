@@ -15,7 +15,8 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
    'never'), the atoms are tree paths of a hierarchy whose parents never fire alone; they are
    re-expressed over their own remainders and the directions they share, the parents
    (`identi.infer.ancestors.ancestor_map`, weighted by how many of the rows' codes use each
-   atom). The units are then those directions (m atoms + p ancestors, possibly more than d_sae)
+   atom; with `config.minimality.ancestor_input = 'profiles'` grouped by the atoms' row profiles,
+   `identi.infer.ancestors.row_profiles`). The units are then those directions (m atoms + p ancestors, possibly more than d_sae)
    and their codes the minimal codes mapped onto them; the atoms and the map are kept in the
    variables' `ANCESTORS` collection. Without shared directions the atoms stay the units;
 3. a JumpReLU SAE of max(d_sae, units) latents is built around the units (`final_model`): W_dec's
@@ -142,8 +143,10 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
   extra = {}
   units = atoms
   if _applies_ancestors(config, refined):
+    profiles = (ancestors.row_profiles(x_c, codes)
+                if config.minimality.ancestor_input == "profiles" else None)
     amap = ancestors.ancestor_map(atoms, np.sum(codes > 0, axis=0), ancestors.AncestorSettings(
-        grouping=config.minimality.ancestor_grouping))
+        grouping=config.minimality.ancestor_grouping), profiles=profiles)
     if amap.num_ancestors:  # Without any, the atoms stay as they are.
       codes, units = amap.codes(codes), amap.directions
       extra = {ANCESTORS: {"atoms": atoms, "weights": amap.weights}}

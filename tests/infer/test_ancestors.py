@@ -74,6 +74,53 @@ def test_the_linkage_groupings_find_each_parent_once(grouping, parent, noise):
   assert 0 <= extra <= (1 if noise else 0)
 
 
+def test_row_profiles_are_each_atoms_rows_against_the_rest():
+  x = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0], [7.0, 6.0]])
+  codes = np.array([[1.0, 0.0, 2.0], [0.5, 0.0, 1.0], [0.0, 0.0, 3.0], [0.0, 0.0, 0.5]])
+  profiles = ancestors.row_profiles(x, codes)
+  np.testing.assert_allclose(profiles[0], [2.0, 1.0] - np.array([6.0, 5.0]))
+  np.testing.assert_array_equal(profiles[1:], 0.0)  # Never used; used by every row.
+  with pytest.raises(DataError, match="one row of codes per row"):
+    ancestors.row_profiles(x, codes[:3])
+  with pytest.raises(DataError, match="NaN"):
+    ancestors.row_profiles(np.full((4, 2), np.nan), codes)
+
+
+def test_profiles_find_parents_the_atoms_hardly_carry():
+  """Each row fires a root with one of its leaves, but each atom is its leaf with at most 0.3 of
+  the root (siblings' cosine below 0.09, under the chance floor): the atoms share no direction.
+  Their row profiles hold the whole path, so grouping the profiles finds the roots; the codes and
+  the reconstruction stay the atoms'."""
+  rng = np.random.default_rng(5)
+  d, roots, leaves, n = 128, 4, 6, 6000
+  basis = np.linalg.qr(rng.normal(size=(d, roots * (leaves + 1))))[0].T
+  root_dirs, leaf_dirs = basis[:roots], basis[roots:].reshape(roots * leaves, d)
+  share = rng.uniform(0.0, 0.3, roots * leaves)
+  atoms = leaf_dirs + share[:, None] * np.repeat(root_dirs, leaves, 0)
+  atoms = (atoms / np.linalg.norm(atoms, axis=1, keepdims=True)).astype(np.float32)
+  codes = np.zeros((n, roots * leaves), np.float32)
+  x = np.zeros((n, d))
+  for i in range(n):
+    for root in np.flatnonzero(rng.random(roots) < 0.15):  # Roots fire independently,
+      path = root * leaves + rng.integers(leaves)  # each with one of its leaves.
+      codes[i, path] = rng.lognormal(0.0, 0.1)
+      x[i] += rng.lognormal(0.0, 0.1) * root_dirs[root] + codes[i, path] * leaf_dirs[path]
+  root_activity = (codes.reshape(n, roots, leaves) > 0).any(-1).astype(np.float64)
+  usage = (codes > 0).sum(0)
+  for grouping in ("mean_shift", "linkage"):
+    settings = ancestors.AncestorSettings(grouping=grouping)
+    assert ancestors.ancestor_map(atoms, usage, settings).num_ancestors == 0
+    amap = ancestors.ancestor_map(atoms, usage, settings,
+                                  profiles=ancestors.row_profiles(x, codes))
+    assert amap.num_ancestors == roots, grouping
+    cos = np.abs(amap.directions[atoms.shape[0]:] @ root_dirs.T)
+    assert sorted(cos.argmax(1)) == list(range(roots)) and cos.max(1).min() > 0.85, cos
+    assert _corr(root_activity, amap.codes(codes)).max(1).min() > 0.95, grouping
+    np.testing.assert_allclose(amap.codes(codes) @ amap.directions, codes @ atoms, atol=1e-4)
+  with pytest.raises(DataError, match="profiles have shape"):
+    ancestors.ancestor_map(atoms, usage, profiles=np.ones((3, d)))
+
+
 def test_the_map_keeps_the_reconstruction_and_non_negative_codes():
   atoms, codes, _, _ = _hierarchy(seed=1)
   atoms = atoms * np.linspace(0.5, 2.0, atoms.shape[0])[:, None].astype(np.float32)  # Any norms.

@@ -206,12 +206,16 @@ def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder(
   assert cos.max(1).min() > 0.98, cos.max(1)  # Tilted a little towards the parts left out.
 
 
-@pytest.mark.parametrize("grouping,parent", [("mean_shift", 1.0), ("linkage", 0.7)])
-def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, grouping, parent):
+@pytest.mark.parametrize("grouping,parent,ancestor_input", [("mean_shift", 1.0, "atoms"),
+                                                            ("linkage", 0.7, "atoms"),
+                                                            ("mean_shift", 1.0, "profiles")])
+def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, grouping, parent,
+                                                                ancestor_input):
   """SAELens-style hierarchy (a parent fires with exactly one child): where the refined route's
   atoms are the paths (here planted), the stage adds the shared parents as units, saves them with
   the stage, and encode --mode=minimal codes them. With parents of weight 0.7 (siblings' cosine
-  0.33) only `minimality.ancestor_grouping = 'linkage'` finds them."""
+  0.33) only `minimality.ancestor_grouping = 'linkage'` finds them. Grouped by the atoms' row
+  profiles (`minimality.ancestor_input = 'profiles'`) the stage finds the same parents."""
   from identi.train import encode_file, runtime  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   d_in, roots, leaves, n = 96, 4, 6, 4096
@@ -228,7 +232,8 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
   config = smoke_config("sae_identifiable", sae__d_sae=roots * leaves, sae__k=2,
                         minimality__dictionary="refined", minimality__refine_rounds=2,
                         minimality__polish_rounds=1, minimality__num_samples=n,
-                        minimality__ancestor_grouping=grouping)
+                        minimality__ancestor_grouping=grouping,
+                        minimality__ancestor_input=ancestor_input)
   assert config.minimality.ancestors == "refined"  # The default.
   model = sae_lib.make_sae("batchtopk", d_in, 2 * roots * leaves, k=2)
   variables = jax.tree.map(np.asarray, model.init(jax.random.key(0), x[:1]))
