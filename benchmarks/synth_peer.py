@@ -25,8 +25,10 @@
    rows (SAELens's four architectures, identi's BatchTopK and recipe) have as many latents as
    true features, Matryoshka's prefixes at the preset's fractions of the width; identi's
    "refined" row refines that decoder by the method of optimal directions (`refined`).
-4. The limit: non-negative OMP (`identi.infer.omp`) with the TRUE dictionary and bias; and, as the
-   floor, the same OMP with a random unit-norm dictionary.
+4. The limit: non-negative OMP (`identi.infer.omp`) with the TRUE dictionary and bias; the
+   hierarchy-aware limit, which also knows the TRUE tree (`path_codes`: OMP over root-to-feature
+   paths, then non-negative least squares on the picked paths' features); and, as the floor, the
+   same OMP with a random unit-norm dictionary.
 5. Scores on the evaluation rows: activation MCC held out (`identi.metrics.mcc`: Pearson, matching
    fitted on the first half of the rows and scored on the second), averaged over the matched
    pairs and over all true features; SynthSAEBench's decoder-cosine MCC and per-latent
@@ -115,13 +117,16 @@ REFINED_STAGE = {"minimality.dictionary": "refined", **STAGE}
 #: The groupings of the shared ancestors besides the stage's default with rows of their own
 #: (`identi.infer.ancestors.GROUPINGS`): average linkage, and the modes of both.
 GROUPING_ROWS = ("linkage", "union")
+#: The union's groups read from the atoms' row profiles (`identi.infer.ancestors.row_profiles`).
+PROFILES_STAGE = {**STAGE, "minimality.ancestor_grouping": "union",
+                  "minimality.ancestor_input": "profiles"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
   """A row of the table: `side` 'saelens' (`name` an architecture of the peer script), 'identi'
   (`name` a configs/<name>.py, encoded with identi.bin.encode's `mode`) or 'omp' (`name`
-  'true' or 'random', the dictionary)."""
+  'true', 'random' or 'tree', the dictionary; see `run_omp`)."""
   key: str
   label: str
   side: str
@@ -186,7 +191,13 @@ METHODS = (
              overrides=tuple({**STAGE, "minimality.ancestor_grouping": grouping}.items()))
       for grouping in GROUPING_ROWS
       for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
+    *[Method(f"identi_identifiable_union_profiles{suffix}",
+             f"identi identifiable, true width, union ancestors of row profiles{label}", "identi",
+             "sae_identifiable", mode, width="true", overrides=tuple(PROFILES_STAGE.items()))
+      for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
+    Method("omp_tree", "OMP over the true tree's paths, then NNLS (hierarchy-aware limit)", "omp",
+           "tree"),
     Method("omp_random", "OMP, random dictionary (floor)", "omp", "random"),
 )
 
@@ -218,8 +229,8 @@ def sha256(x: np.ndarray) -> str:
 
 def generate(python: str, preset: dict, data_dir: str, threads: int,
              model_seed: int = MODEL_SEED) -> dict:
-  """The preset's rows from SAELens's SyntheticModel of seed `model_seed` in `data_dir` (reused
-  if already there)."""
+  """The preset's rows and hierarchy from SAELens's SyntheticModel of seed `model_seed` in
+  `data_dir` (reused if already there)."""
   args = {k: preset[k] for k in ("num_features", "d_in", "train_rows", "eval_rows")}
   args["model_seed"] = model_seed
   info_path = os.path.join(data_dir, "info.json")
@@ -227,6 +238,13 @@ def generate(python: str, preset: dict, data_dir: str, threads: int,
     with open(info_path, encoding="utf-8") as f:
       info = json.load(f)
     if info.get("args") == args:
+      if not os.path.exists(os.path.join(data_dir, "parent.npy")):  # Rows of an older run.
+        tree = saelens_env.run_json(
+            [python, PEER_SCRIPT, "tree", f"--output_dir={data_dir}", f"--threads={threads}"]
+            + [f"--{k}={args[k]}" for k in ("num_features", "d_in", "model_seed")])
+        if tree["dictionary_sha256"] != sha256(np.load(os.path.join(data_dir, "dictionary.npy"))):
+          raise RuntimeError(f"SAELens's model of seed {model_seed} no longer has the dictionary "
+                             f"in {data_dir}; delete the directory and rerun")
       return info
   info = saelens_env.run_json([python, PEER_SCRIPT, "generate", f"--output_dir={data_dir}",
                                f"--threads={threads}"] + [f"--{k}={v}" for k, v in args.items()])
@@ -460,17 +478,62 @@ def omp_codes(x: np.ndarray, dictionary: np.ndarray, bias: np.ndarray, max_atoms
   return np.concatenate(out)
 
 
-def run_omp(methods, x, features, bias, max_atoms: int) -> tuple[dict, dict]:
-  """The limit (true dictionary) and the floor (random unit-norm dictionary)."""
+def tree_paths(parent: np.ndarray) -> list[np.ndarray]:
+  """For each feature, the features of its path: itself and its ancestors (`parent`: each
+  feature's parent, -1 for none)."""
+  paths = []
+  for j in range(len(parent)):
+    path = [j]
+    while parent[path[-1]] >= 0:
+      path.append(int(parent[path[-1]]))
+      if len(path) > len(parent):
+        raise ValueError("parent.npy has a cycle; regenerate the data directory")
+    paths.append(np.asarray(path))
+  return paths
+
+
+def path_codes(x: np.ndarray, features: np.ndarray, bias: np.ndarray, parent: np.ndarray,
+               max_atoms: int) -> np.ndarray:
+  """The hierarchy-aware limit: codes over the true features that use the true tree.
+
+  Under a hierarchy a child fires only with its parent, so a row's features in a tree form one
+  path from a root down. Non-negative OMP (at most `max_atoms`) picks paths, each atom the sum of
+  its features' unit directions; the features of the picked paths are then fitted to the row by
+  non-negative least squares. It is the reference for a method that may recover the trees;
+  `omp_true`, which picks features one by one, the one for a method that knows only the
+  dictionary."""
+  from scipy.optimize import nnls  # pylint: disable=g-import-not-at-top
+
+  unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+  paths = tree_paths(parent)
+  path_atoms = np.stack([unit[p].sum(0) for p in paths]).astype(np.float32)
+  picked = omp_codes(x, path_atoms, bias, max_atoms) > 0
+  residual = np.asarray(x, np.float64) - bias
+  codes = np.zeros((len(x), len(features)), np.float32)
+  for i in range(len(x)):
+    support = np.unique(np.concatenate([paths[j] for j in np.flatnonzero(picked[i])] or
+                                       [np.zeros(0, np.int64)]))
+    if support.size:
+      codes[i, support], _ = nnls(features[support].T.astype(np.float64), residual[i])
+  return codes
+
+
+def run_omp(methods, x, features, bias, parent, max_atoms: int) -> tuple[dict, dict]:
+  """The limit (true dictionary), the hierarchy-aware limit (true dictionary and tree,
+  `path_codes`) and the floor (random unit-norm dictionary)."""
   out, seconds = {}, {}
   for m in methods:
-    if m.name == "true":
+    start = time.perf_counter()
+    if m.name == "tree":
+      codes = path_codes(x, features, bias, parent, max_atoms)
       dictionary = features
     else:
-      g = np.random.default_rng(0).standard_normal(features.shape).astype(np.float32)
-      dictionary = g / np.linalg.norm(g, axis=1, keepdims=True)
-    start = time.perf_counter()
-    codes = omp_codes(x, dictionary, bias, max_atoms)
+      if m.name == "true":
+        dictionary = features
+      else:
+        g = np.random.default_rng(0).standard_normal(features.shape).astype(np.float32)
+        dictionary = g / np.linalg.norm(g, axis=1, keepdims=True)
+      codes = omp_codes(x, dictionary, bias, max_atoms)
     seconds[m.key] = time.perf_counter() - start
     out[m.key] = (codes, codes @ dictionary + bias, dictionary)
   return out, seconds
@@ -542,7 +605,7 @@ def run(preset_name: str, workdir: str, keys, peer_threads: int,
     hashes["identi"] = h["identi"]
   max_atoms = min(preset["d_in"], 2 * math.ceil(data["true_l0"]))
   omp_results, omp_seconds = run_omp([m for m in methods if m.side == "omp"], x, features, bias,
-                                     max_atoms)
+                                     load("parent"), max_atoms)
   results.update(omp_results)
 
   rows, check, acts = [], {}, {}

@@ -482,13 +482,13 @@ def synth_peer(d: dict) -> tuple[list[str], Rows]:
 
 
 def synth_peer_same_features(d: dict) -> tuple[list[str], Rows]:
-  """Each narrower SAELens SAE's matched MCC beside the best SAELens SAE at the true width and
-  every other side's MCC on the same true features."""
+  """Each narrower SAELens SAE's matched MCC beside the best SAELens SAE at the true width (where
+  the run has one) and every other side's MCC on the same true features."""
   label = {r["key"]: r["method"] for r in d["rows"]}
-  wide = max((r for r in d["rows"] if r["side"] == "saelens"
-              and r["latents"] >= d["settings"]["num_features"]),
-             key=lambda r: r["mcc_all_features"])
-  others = [wide["key"]] + [r["key"] for r in d["rows"] if r["side"] != "saelens"]
+  wide = [r for r in d["rows"] if r["side"] == "saelens"
+          and r["latents"] >= d["settings"]["num_features"]]
+  others = ([max(wide, key=lambda r: r["mcc_all_features"])["key"]] if wide else []) + [
+      r["key"] for r in d["rows"] if r["side"] != "saelens"]
   rows = [[label[s["features_of"]], count(s["features"]), f3(s["mcc"][s["features_of"]])]
           + [f3(s["mcc"][k]) for k in others]
           for s in d["same_features"] if s["features"] < d["settings"]["num_features"]]
@@ -649,7 +649,11 @@ TABLES = [
                          ("synth_peer_linkage", "synth_peer_linkage_same_features"),
                          ("synth_peer_seed2_linkage", "synth_peer_seed2_linkage_same_features"),
                          ("synth_peer_union", "synth_peer_union_same_features"),
-                         ("synth_peer_seed2_union", "synth_peer_seed2_union_same_features"))
+                         ("synth_peer_seed2_union", "synth_peer_seed2_union_same_features"),
+                         ("synth_peer_tree", "synth_peer_tree_same_features"),
+                         ("synth_peer_seed2_tree", "synth_peer_seed2_tree_same_features"),
+                         ("synth_peer_profiles", "synth_peer_profiles_same_features"),
+                         ("synth_peer_seed2_profiles", "synth_peer_seed2_profiles_same_features"))
       for table_id, build in ((name, synth_peer), (same, synth_peer_same_features))],
     Table("find_functions", page("find"), fig("find", "results.json"), find_functions),
     Table("find_units", page("find"), fig("find", "results.json"), find_units),

@@ -8,7 +8,9 @@ scale 0.1; orthogonalised dictionary, 100 steps at lr 3e-4; magnitudes with mean
 4 and folded-normal standard deviations; bias norm 0.5; model seed 42) and samples from it with
 `SyntheticModel.sample_with_features`: the evaluation rows first, then the training rows. It
 writes train.npy and eval.npy (activations), eval_z.npy (the evaluation rows' true feature
-activations), dictionary.npy (the true feature vectors, n_features x d_in) and bias.npy.
+activations), dictionary.npy (the true feature vectors, n_features x d_in), bias.npy and
+parent.npy (each feature's parent feature in the hierarchy, -1 for none). `tree` builds the same
+model and writes only parent.npy.
 
 `train` trains SAELens SAEs with SAELens's own trainer (`SAETrainer.fit`: its forward passes and
 losses, AuxK, dead-latent bookkeeping, clipping, Adam, its learning-rate schedule) on the rows of
@@ -21,8 +23,9 @@ BatchTopK threshold into a JumpReLU threshold), loaded back with `SAE.load_from_
 and `--dictionary` it also scores each SAE with SAELens's own `mean_correlation_coefficient` and
 `compute_classification_metrics`, so that the benchmark can check its numpy versions against them.
 
-Both commands print one JSON line (with the sha256 of the training rows). torch is imported after
-argument parsing, so that `--help` works without it.
+Every command prints one JSON line (`generate` and `train` with the sha256 of the training rows,
+`tree` with that of the dictionary). torch is imported after argument parsing, so that `--help`
+works without it.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ def parse_args(argv=None) -> argparse.Namespace:
   g.add_argument("--seed", type=int, default=0, help="torch seed of the sampling.")
   g.add_argument("--chunk", type=int, default=8192, help="Rows sampled per call.")
   g.add_argument("--threads", type=int, default=2, help="torch intra-op threads.")
+  h = sub.add_parser("tree", help="Write only the model's hierarchy (parent.npy).")
+  for name in ("--output_dir", "--num_features", "--d_in"):
+    h.add_argument(name, required=True, type=str if name == "--output_dir" else int)
+  h.add_argument("--model_seed", type=int, default=42, help="SyntheticModelConfig.seed.")
+  h.add_argument("--threads", type=int, default=2, help="torch intra-op threads.")
   t = sub.add_parser("train", help="Train SAELens SAEs with SAETrainer.fit on --train.")
   t.add_argument("--train", required=True, help="float32 (n, d_in) .npy training rows.")
   t.add_argument("--eval", required=True, help="float32 (m, d_in) .npy rows to encode.")
@@ -79,7 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
-def generate(args) -> dict:
+def build_model(args):
+  """SAELens's `SyntheticModel` of the recipe above at `args`' size and model seed; (model,
+  config, roots, build seconds)."""
   import torch  # pylint: disable=g-import-not-at-top
   from sae_lens.synthetic import (  # pylint: disable=g-import-not-at-top
       FoldedNormalMagnitudeConfig, HierarchyConfig, LinearMagnitudeConfig,
@@ -102,7 +112,42 @@ def generate(args) -> dict:
       bias=0.5, seed=args.model_seed)
   t0 = time.perf_counter()
   model = SyntheticModel(config, device="cpu")
-  build_s = time.perf_counter() - t0
+  return model, config, roots, time.perf_counter() - t0
+
+
+def tree_parents(hierarchy, num_features: int) -> np.ndarray:
+  """(num_features,) int64: each feature's nearest ancestor that is a feature in SAELens's
+  `Hierarchy` (nodes without a feature index are passed through), -1 for roots and for features
+  outside every tree."""
+  parent = np.full(num_features, -1, np.int64)
+  stack = [(node, -1) for node in ([] if hierarchy is None else hierarchy.roots)]
+  while stack:
+    node, above = stack.pop()
+    if node.feature_index is not None:
+      parent[node.feature_index] = above
+      above = node.feature_index
+    stack.extend((child, above) for child in node.children)
+  return parent
+
+
+def save_tree(model, args) -> None:
+  np.save(os.path.join(args.output_dir, "parent.npy"),
+          tree_parents(model.hierarchy, args.num_features))
+
+
+def tree(args) -> dict:
+  """Only the model's hierarchy, as parent.npy, for rows generated before it was written."""
+  model, _, _, build_s = build_model(args)
+  os.makedirs(args.output_dir, exist_ok=True)
+  save_tree(model, args)
+  return {"dictionary_sha256": rows_sha256(model.feature_dict.feature_vectors.detach().numpy()),
+          "build_s": build_s}
+
+
+def generate(args) -> dict:
+  import torch  # pylint: disable=g-import-not-at-top
+
+  model, config, roots, build_s = build_model(args)
   torch.manual_seed(args.seed)
   t0 = time.perf_counter()
   xs, zs = [], []
@@ -122,6 +167,7 @@ def generate(args) -> dict:
             "bias": model.feature_dict.bias.detach().numpy()}
   for name, a in arrays.items():
     np.save(os.path.join(args.output_dir, f"{name}.npy"), np.ascontiguousarray(a, np.float32))
+  save_tree(model, args)
   in_trees = 0 if model.hierarchy is None else len(model.hierarchy.feature_indices_used)
   fired = (z_eval > 0)
   import sae_lens  # pylint: disable=g-import-not-at-top
@@ -222,7 +268,7 @@ def train(args) -> dict:
 
 def main(argv=None) -> None:
   args = parse_args(argv)
-  result = generate(args) if args.command == "generate" else train(args)
+  result = {"generate": generate, "tree": tree, "train": train}[args.command](args)
   print(json.dumps(result))
 
 

@@ -24,7 +24,9 @@ def test_peer_script_help_needs_no_torch():
                         ("train", ("--train", "--eval", "--output_dir", "--archs", "--d_sae",
                                    "--k", "--matryoshka_widths", "--steps", "--batch", "--lr",
                                    "--warmup", "--decay", "--threads", "--eval_z",
-                                   "--dictionary"))):
+                                   "--dictionary")),
+                        ("tree", ("--output_dir", "--num_features", "--d_in", "--model_seed",
+                                  "--threads"))):
     proc = subprocess.run([sys.executable, "benchmarks/peers/saelens_synth.py", command, "--help"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     for arg in args:
@@ -98,13 +100,13 @@ def test_unknown_method_is_a_one_line_error(tmp_path):
 def test_smoke_end_to_end(tmp_path):
   out = tmp_path / "synth_peer.json"
   proc = run_module("benchmarks.synth_peer", "--preset=smoke",
-                    "--methods=saelens_topk,identi_topk,omp_true,omp_random",
+                    "--methods=saelens_topk,identi_topk,omp_true,omp_tree,omp_random",
                     f"--workdir={tmp_path}", f"--output={out}", timeout=240)
   assert "OMP, true dictionary (limit)" in proc.stdout
   with open(out) as f:
     result = json.load(f)
   rows = {r["key"]: r for r in result["rows"]}
-  assert list(rows) == ["saelens_topk", "identi_topk", "omp_true", "omp_random"]
+  assert list(rows) == ["saelens_topk", "identi_topk", "omp_true", "omp_tree", "omp_random"]
 
   # Identical rows on both sides: the benchmark compared the hashes; check them again here, on the
   # files, through identi's own train/eval split of the rows identi trained on.
@@ -140,6 +142,13 @@ def test_smoke_end_to_end(tmp_path):
   assert limit["fvu"] < 0.5 * floor["fvu"]
   assert limit["mcc"] > max(rows["saelens_topk"]["mcc_all_features"],
                             rows["identi_topk"]["mcc_all_features"])
+  # Knowing the tree as well, the hierarchy-aware limit ranks above OMP with the dictionary alone;
+  # the hierarchy it used is SAELens's: every firing child's parent fires on the same row.
+  assert rows["omp_tree"]["mcc"] > limit["mcc"] + 0.1
+  parent, z = np.load(data_dir / "parent.npy"), np.load(data_dir / "eval_z.npy")
+  assert (parent >= 0).sum() == 170 - 2  # Every tree feature but the two roots.
+  child = np.flatnonzero(parent >= 0)
+  assert np.all(z[:, parent[child]][z[:, child] > 0] > 0)
   # Every row scored on the features SAELens's SAE is matched to: its own entry is its matched
   # MCC, and the limit is also scored on exactly those features.
   (same,) = result["same_features"]
@@ -160,6 +169,68 @@ def test_smoke_end_to_end(tmp_path):
                          np.load(data_dir / "dictionary.npy"))
   assert other["identical_rows"]["sha256"] != result["identical_rows"]["sha256"]
   assert digest(np.load(data_dir / "train.npy")) == result["identical_rows"]["sha256"]
+
+  # Rows generated before parent.npy was written get it from the same model, checked against the
+  # stored dictionary.
+  os.remove(data_dir / "parent.npy")
+  run_module("benchmarks.synth_peer", "--preset=smoke", "--methods=omp_tree",
+             f"--workdir={tmp_path}", f"--output={tmp_path / 'again.json'}", timeout=120)
+  assert np.array_equal(np.load(data_dir / "parent.npy"), parent)
+
+
+#: Run in a subprocess like REFINEMENT_CHECK below (absl flags): a toy forest of 3 roots, each
+#: with 3 children of 3 children, in 16 dimensions; each row fires one path down 1 or 2 trees.
+PATH_CODES_CHECK = """
+import json
+import numpy as np
+from benchmarks import synth_peer
+from identi import metrics
+
+rng = np.random.default_rng(0)
+parent = [-1, -1, -1]
+for level in range(2):
+  start = len(parent) - 3 ** (level + 1)
+  for p in range(start, len(parent)):
+    parent += [p] * 3
+parent = np.asarray(parent)
+n_features, d, n = len(parent), 16, 3000
+features = rng.standard_normal((n_features, d)).astype(np.float32)
+features /= np.linalg.norm(features, axis=1, keepdims=True)
+z = np.zeros((n, n_features), np.float32)
+children = {p: np.flatnonzero(parent == p) for p in range(n_features)}
+for i in range(n):
+  for root in rng.choice(3, rng.integers(1, 3), replace=False):
+    node = root
+    while True:
+      z[i, node] = rng.uniform(1.0, 1.5)
+      if not children[node].size:
+        break
+      node = rng.choice(children[node])
+x = z @ features
+bias = np.zeros(d, np.float32)
+flat = synth_peer.omp_codes(x, features, bias, 8)
+tree = synth_peer.path_codes(x, features, bias, parent, 8)
+try:
+  synth_peer.tree_paths(np.array([1, 0]))
+  cycle = ""
+except ValueError as e:
+  cycle = str(e)
+print(json.dumps({"flat": metrics.mcc(z, flat).mcc, "tree": metrics.mcc(z, tree).mcc,
+                  "paths": [p.tolist() for p in synth_peer.tree_paths(parent)[-2:]],
+                  "roots": [p.tolist() for p in synth_peer.tree_paths(parent)[:3]],
+                  "cycle": cycle}))
+"""
+
+
+def test_path_codes_use_the_tree():
+  """The hierarchy-aware limit picks whole root-to-feature paths: where OMP with the true
+  dictionary alone confuses the 39 features in 16 dimensions, it recovers them."""
+  proc = subprocess.run([sys.executable, "-c", PATH_CODES_CHECK], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120, check=True)
+  r = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert r["paths"] == [[37, 11, 2], [38, 11, 2]] and r["roots"] == [[0], [1], [2]]
+  assert "cycle" in r["cycle"]
+  assert r["tree"] > 0.99 and r["tree"] > r["flat"] + 0.1
 
 
 #: Run in a subprocess: the benchmark module defines absl flags that other benchmark modules,
