@@ -523,17 +523,13 @@ def run_omp(methods, x, features, bias, parent, max_atoms: int) -> tuple[dict, d
   `path_codes`) and the floor (random unit-norm dictionary)."""
   out, seconds = {}, {}
   for m in methods:
+    dictionary = features
+    if m.name == "random":
+      g = np.random.default_rng(0).standard_normal(features.shape).astype(np.float32)
+      dictionary = g / np.linalg.norm(g, axis=1, keepdims=True)
     start = time.perf_counter()
-    if m.name == "tree":
-      codes = path_codes(x, features, bias, parent, max_atoms)
-      dictionary = features
-    else:
-      if m.name == "true":
-        dictionary = features
-      else:
-        g = np.random.default_rng(0).standard_normal(features.shape).astype(np.float32)
-        dictionary = g / np.linalg.norm(g, axis=1, keepdims=True)
-      codes = omp_codes(x, dictionary, bias, max_atoms)
+    codes = (path_codes(x, features, bias, parent, max_atoms) if m.name == "tree"
+             else omp_codes(x, dictionary, bias, max_atoms))
     seconds[m.key] = time.perf_counter() - start
     out[m.key] = (codes, codes @ dictionary + bias, dictionary)
   return out, seconds
