@@ -510,11 +510,9 @@ def path_codes(x: np.ndarray, features: np.ndarray, bias: np.ndarray, parent: np
   picked = omp_codes(x, path_atoms, bias, max_atoms) > 0
   residual = np.asarray(x, np.float64) - bias
   codes = np.zeros((len(x), len(features)), np.float32)
-  for i in range(len(x)):
-    support = np.unique(np.concatenate([paths[j] for j in np.flatnonzero(picked[i])] or
-                                       [np.zeros(0, np.int64)]))
-    if support.size:
-      codes[i, support], _ = nnls(features[support].T.astype(np.float64), residual[i])
+  for i in np.flatnonzero(picked.any(1)):
+    support = np.unique(np.concatenate([paths[j] for j in np.flatnonzero(picked[i])]))
+    codes[i, support], _ = nnls(features[support].T.astype(np.float64), residual[i])
   return codes
 
 

@@ -63,8 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   g.add_argument("--chunk", type=int, default=8192, help="Rows sampled per call.")
   g.add_argument("--threads", type=int, default=2, help="torch intra-op threads.")
   h = sub.add_parser("tree", help="Write only the model's hierarchy (parent.npy).")
-  for name in ("--output_dir", "--num_features", "--d_in"):
-    h.add_argument(name, required=True, type=str if name == "--output_dir" else int)
+  h.add_argument("--output_dir", required=True)
+  h.add_argument("--num_features", type=int, required=True)
+  h.add_argument("--d_in", type=int, required=True)
   h.add_argument("--model_seed", type=int, default=42, help="SyntheticModelConfig.seed.")
   h.add_argument("--threads", type=int, default=2, help="torch intra-op threads.")
   t = sub.add_parser("train", help="Train SAELens SAEs with SAETrainer.fit on --train.")

@@ -301,20 +301,17 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
   alive = norms > 0
   unit = np.zeros(atoms.shape, np.float64)
   unit[alive] = atoms[alive] / norms[alive, None]
-  read = unit  # What steps 1-3 read: the unit atoms, or their unit profiles.
+  read, readable = unit, alive  # What steps 1-3 read: the unit atoms, or their unit profiles.
   if profiles is not None:
     profiles = np.asarray(profiles, np.float64)
     if profiles.shape != atoms.shape or not np.all(np.isfinite(profiles)):
       raise DataError(f"ancestor_map profiles have shape {profiles.shape}; they must be finite "
                       f"and {atoms.shape}, one per atom, e.g. row_profiles(x, codes)")
     p_norms = np.linalg.norm(profiles, axis=1)
+    readable = alive & (p_norms > 0)
     read = np.zeros(atoms.shape, np.float64)
-    has = alive & (p_norms > 0)
-    read[has] = profiles[has] / p_norms[has, None]
-    alive_read = has
-  else:
-    alive_read = alive
-  modes = shared_directions(read[alive_read], usage[alive_read].astype(np.float64), s)
+    read[readable] = profiles[readable] / p_norms[readable, None]
+  modes = shared_directions(read[readable], usage[readable].astype(np.float64), s)
   pure = pure_directions(modes, s)
   m, p = atoms.shape[0], pure.shape[0]
   weights = np.zeros((m, m + p))
@@ -324,7 +321,7 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
     cosine = pure @ read[j]
     candidates = np.argsort(-cosine, kind="stable")[:s.max_ancestors]
     candidates = candidates[cosine[candidates] > s.min_cosine]
-    if alive_read[j] and candidates.size:
+    if readable[j] and candidates.size:
       w, _ = nnls(pure[candidates].T, read[j])
       weights[j, m + candidates] = w
       r = unit[j] - w @ pure[candidates]
