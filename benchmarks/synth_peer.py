@@ -120,6 +120,9 @@ GROUPING_ROWS = ("linkage", "union")
 #: The union's groups read from the atoms' row profiles (`identi.infer.ancestors.row_profiles`).
 PROFILES_STAGE = {**STAGE, "minimality.ancestor_grouping": "union",
                   "minimality.ancestor_input": "profiles"}
+#: The same with each row's codes re-fitted on the units it uses and the atoms' own remainders
+#: taken from the atoms (`identi.infer.ancestors.support_fit`).
+FITTED_STAGE = {**PROFILES_STAGE, "minimality.ancestor_codes": "fitted"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +197,11 @@ METHODS = (
     *[Method(f"identi_identifiable_union_profiles{suffix}",
              f"identi identifiable, true width, union ancestors of row profiles{label}", "identi",
              "sae_identifiable", mode, width="true", overrides=tuple(PROFILES_STAGE.items()))
+      for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
+    *[Method(f"identi_identifiable_union_profiles_fitted{suffix}",
+             "identi identifiable, true width, union ancestors of row profiles, fitted codes"
+             f"{label}", "identi", "sae_identifiable", mode, width="true",
+             overrides=tuple(FITTED_STAGE.items()))
       for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_tree", "OMP over the true tree's paths, then NNLS (hierarchy-aware limit)", "omp",

@@ -46,6 +46,13 @@ learn whole paths: an atom may be a leaf with little of its parents, whose share
 the same rows carries. The rows still hold the whole path wherever the atom fires, so the
 profiles of one parent's atoms share its direction even where the atoms do not.
 
+**Fitted codes** (`support_fit`): spread codes tie a parent's magnitude to its paths' codes,
+while under SAELens's hierarchies a parent's magnitude varies on its own. Re-fitting each row on
+the units its spread codes use (non-negative least squares) gives each unit its own magnitude.
+With profiles, `ancestor_map(..., exact=False)` takes each atom's own remainder from the atom
+itself (what it carries of its ancestors removed) rather than from its profile's weights: the
+remainders are nearer the parts, and the fit, not the fixed proportions, reconstructs the rows.
+
 Where the atoms are already the parts (no group of atoms shares a direction), no mode has enough
 members and the map is the identity. docs/decisions.md records the settings' origin and where the
 stage applies the map.
@@ -54,11 +61,15 @@ stage applies the map.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError, DataError
+from identi.infer.omp import bucket_size, check_positive_int, nnls_slots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,7 +276,7 @@ def row_profiles(x, codes) -> np.ndarray:
 
 
 def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
-                 profiles=None) -> AncestorMap:
+                 profiles=None, exact: bool = True) -> AncestorMap:
   """The atoms re-expressed over their own remainders and the directions they share.
 
   Args:
@@ -276,6 +287,11 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
       the groups, the pure directions and each atom's weights on them come from its profile; its
       own remainder is still the atom minus those weighted directions, so codes @ weights @
       directions still equals codes @ atoms. An atom with a zero profile keeps no ancestor.
+    exact: with profiles, False makes each atom's own remainder the atom minus what the atom
+      itself carries of its ancestors (non-negative least squares of the atom on them) while the
+      codes are still shared out by the profiles' weights: the remainders are closer to the
+      parts, but codes @ weights no longer reconstruct codes @ atoms, so re-fit the codes to the
+      rows (`support_fit`). Without profiles both give the same map.
 
   Returns:
     `AncestorMap`; deterministic given its inputs.
@@ -324,6 +340,8 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
     if readable[j] and candidates.size:
       w, _ = nnls(pure[candidates].T, read[j])
       weights[j, m + candidates] = w
+      if not exact and profiles is not None:  # What the atom itself carries of its ancestors.
+        w, _ = nnls(pure[candidates].T, unit[j])
       r = unit[j] - w @ pure[candidates]
     norm = float(np.linalg.norm(r))
     if norm > 1e-6:
@@ -335,6 +353,53 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
   return AncestorMap(directions, weights.astype(np.float32), int(modes.shape[0]))
 
 
+@functools.partial(jax.jit, static_argnames=("slots",))
+def _support_fit(x: jax.Array, directions: jax.Array, codes: jax.Array, *,
+                 slots: int) -> jax.Array:
+  values, idx = jax.lax.top_k(codes, slots)
+  passive = values > 0
+
+  def one(atoms, row, p, v):  # The codes are a feasible start: > 0 on the support.
+    p, coef = nnls_slots(atoms, row, p, jnp.where(p, v, 0.0))
+    return jnp.where(p, coef, 0.0)
+
+  coef = jax.vmap(one)(directions[idx], x, passive, values)
+  return jnp.zeros_like(codes).at[jnp.arange(codes.shape[0])[:, None], idx].set(coef)
+
+
+def support_fit(x, directions, codes, *, batch_size: int = 1024) -> np.ndarray:
+  """Codes (n, u) re-fitted to the rows x (n, d): each row's non-negative least squares on the
+  units (`directions`, (u, d)) its `codes` (n, u) use, started from those codes.
+
+  `AncestorMap.codes` shares an atom's code out over its units in fixed proportions, so a
+  parent's code is tied to its children's; fitting the units a row uses to the row itself gives
+  each unit its own magnitude. The fit is the inner loop of Lawson and Hanson's method from those
+  codes (`identi.infer.omp.nnls_slots`): a row's support can only shrink and its error can only
+  fall. Deterministic, whatever `batch_size`; rows without codes stay 0."""
+  x = np.asarray(x, np.float32)
+  directions = np.asarray(directions, np.float32)
+  codes = np.asarray(codes, np.float32)
+  if (x.ndim != 2 or directions.ndim != 2 or codes.ndim != 2 or x.shape[1] != directions.shape[1]
+      or codes.shape != (x.shape[0], directions.shape[0])):
+    raise DataError(f"support_fit got rows {x.shape}, directions {directions.shape} and codes "
+                    f"{codes.shape}; pass rows (n, d), unit directions (u, d) and codes (n, u) "
+                    "over those units, e.g. AncestorMap.codes(...) and AncestorMap.directions")
+  if not all(np.all(np.isfinite(a)) for a in (x, directions, codes)) or np.any(codes < 0):
+    raise DataError("support_fit got NaN, infinite or negative values; pass finite rows and "
+                    "directions and non-negative codes")
+  batch_size = check_positive_int("batch_size", batch_size, "support_fit")
+  out = np.zeros_like(codes)
+  d = jnp.asarray(directions)
+  for i in range(0, x.shape[0], batch_size):
+    c = codes[i:i + batch_size]
+    used = int(np.max(np.sum(c > 0, axis=1), initial=0))
+    if used:  # One compiled shape per bucket of the largest support.
+      slots = min(bucket_size(used), c.shape[1])
+      out[i:i + batch_size] = np.asarray(_support_fit(jnp.asarray(x[i:i + batch_size]), d,
+                                                      jnp.asarray(c), slots=slots))
+  return out
+
+
 __all__ = ["GROUPINGS", "AncestorMap", "AncestorSettings", "ancestor_map", "linkage_modes",
            "mean_shift_modes", "pure_directions", "row_profiles", "shared_directions",
-           "union_modes"]
+           "support_fit", "union_modes"]

@@ -97,6 +97,11 @@ def default_config() -> ml_collections.ConfigDict:
   # What the grouping reads for each atom: 'atoms' (its direction) or 'profiles' (the mean of the
   # rows whose codes use it minus the mean of the others, identi.infer.ancestors.row_profiles).
   c.minimality.ancestor_input = "atoms"
+  # The codes over the units: 'spread' (each atom's code shared out over its units in fixed
+  # proportions) or 'fitted' (each row then re-fitted on the units it uses by non-negative least
+  # squares, identi.infer.ancestors.support_fit; with profiles, each atom's own remainder is then
+  # taken from the atom itself, ancestor_map(..., exact=False)).
+  c.minimality.ancestor_codes = "spread"
   # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the
   # final dictionary has d_sae latents whatever the count of concepts (1: train at d_sae).
   c.minimality.expansion = 1
@@ -137,6 +142,7 @@ _CHOICES = {
     "minimality.ancestors": ("never", "refined", "always"),
     "minimality.ancestor_grouping": tuple(ancestors.GROUPINGS),
     "minimality.ancestor_input": ("atoms", "profiles"),
+    "minimality.ancestor_codes": ("spread", "fitted"),
 }
 _POSITIVE = (
     "sae.d_sae", "sae.k", "sae.bandwidth", "sae.init_threshold", "sae.init_sample_size",

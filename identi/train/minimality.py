@@ -16,9 +16,12 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
    re-expressed over their own remainders and the directions they share, the parents
    (`identi.infer.ancestors.ancestor_map`, weighted by how many of the rows' codes use each
    atom; with `config.minimality.ancestor_input = 'profiles'` grouped by the atoms' row profiles,
-   `identi.infer.ancestors.row_profiles`). The units are then those directions (m atoms + p ancestors, possibly more than d_sae)
-   and their codes the minimal codes mapped onto them; the atoms and the map are kept in the
-   variables' `ANCESTORS` collection. Without shared directions the atoms stay the units;
+   `identi.infer.ancestors.row_profiles`). The units are then those directions (m atoms + p
+   ancestors, possibly more than d_sae) and their codes the minimal codes mapped onto them
+   (`unit_codes`; with `config.minimality.ancestor_codes = 'fitted'` each row is then re-fitted
+   on the units it uses, and with profiles each atom's own remainder comes from the atom itself);
+   the atoms and the map are kept in the variables' `ANCESTORS` collection. Without shared
+   directions the atoms stay the units;
 3. a JumpReLU SAE of max(d_sae, units) latents is built around the units (`final_model`): W_dec's
    first rows are the units, the other rows are 0, and b_dec and the input scale are the trained
    SAE's. The encoder is fitted to the minimal codes (non-negative OMP over the new atoms): W_enc
@@ -28,8 +31,8 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
 4. the variables are written to `workdir/minimal.safetensors` (atomically, with the stage's
    report in the metadata and the width in its spec); `identi.train.load_trained` returns that
    model from then on, so `identi.bin.encode` gives the final codes and `--mode=minimal` OMP over
-   the minimal atoms (with shared ancestors: the stage's OMP codes mapped onto the units,
-   `minimal_codes`).
+   the minimal atoms (with shared ancestors: the stage's OMP codes mapped onto the units the same
+   way, `minimal_codes`).
 
 A run that stops during the stage repeats it on resume (the checkpoint holds the trained SAE);
 the stage is deterministic, so the file is the same.
@@ -146,9 +149,11 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
     profiles = (ancestors.row_profiles(x_c, codes)
                 if config.minimality.ancestor_input == "profiles" else None)
     amap = ancestors.ancestor_map(atoms, np.sum(codes > 0, axis=0), ancestors.AncestorSettings(
-        grouping=config.minimality.ancestor_grouping), profiles=profiles)
+        grouping=config.minimality.ancestor_grouping), profiles=profiles,
+        exact=config.minimality.ancestor_codes == "spread")
     if amap.num_ancestors:  # Without any, the atoms stay as they are.
-      codes, units = amap.codes(codes), amap.directions
+      units = amap.directions
+      codes = unit_codes(x_c, codes, amap.weights, units, config)
       extra = {ANCESTORS: {"atoms": atoms, "weights": amap.weights}}
     report.append({"step": "ancestors", "modes": amap.modes, "ancestors": amap.num_ancestors,
                    "atoms": m})
@@ -243,16 +248,29 @@ def ancestor_units(variables: dict[str, Any]) -> np.ndarray:
   return np.arange(m, n_units)
 
 
+def unit_codes(x_c: np.ndarray, atom_codes: np.ndarray, weights: np.ndarray,
+               directions: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
+  """Codes over the units of the stage's codes over its atoms: spread by the map's weights and,
+  with `config.minimality.ancestor_codes = 'fitted'`, re-fitted to the centred rows x_c on the
+  units each row uses (`identi.infer.ancestors.support_fit`)."""
+  codes = np.asarray(atom_codes, np.float32) @ weights
+  if config.minimality.ancestor_codes == "fitted":
+    codes = ancestors.support_fit(x_c, directions, codes)
+  return codes
+
+
 def minimal_codes(variables: dict[str, Any], x, config: ml_collections.ConfigDict) -> np.ndarray:
   """`encode --mode=minimal` of a stage with shared ancestors: the stage's OMP codes of raw rows x
-  over its atoms, mapped onto the units (`identi.infer.ancestors.AncestorMap.codes`); (n, d_sae)
+  over its atoms, mapped onto the units (`unit_codes`); (n, d_sae)
   float32, 0 for latents without a unit."""
   params, amap = variables["params"], variables[ANCESTORS]
   x_c = (np.asarray(x, np.float32) * float(np.asarray(variables["stats"]["input_scale"]))
          - np.asarray(params["b_dec"], np.float32))
   atoms = np.asarray(amap["atoms"], np.float32)
   weights = np.asarray(amap["weights"], np.float32)
-  units = minimality.codes(x_c, atoms, settings(config)) @ weights
+  directions = np.asarray(params["W_dec"], np.float32)[:weights.shape[1]]
+  units = unit_codes(x_c, minimality.codes(x_c, atoms, settings(config)), weights, directions,
+                     config)
   out = np.zeros((x_c.shape[0], np.shape(params["W_dec"])[0]), np.float32)
   out[:, :units.shape[1]] = units
   return out

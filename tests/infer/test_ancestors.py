@@ -86,13 +86,11 @@ def test_row_profiles_are_each_atoms_rows_against_the_rest():
     ancestors.row_profiles(np.full((4, 2), np.nan), codes)
 
 
-def test_profiles_find_parents_the_atoms_hardly_carry():
+def _leaves_with_little_root(seed=5, d=128, roots=4, leaves=6, n=6000):
   """Each row fires a root with one of its leaves, but each atom is its leaf with at most 0.3 of
-  the root (siblings' cosine below 0.09, under the chance floor): the atoms share no direction.
-  Their row profiles hold the whole path, so grouping the profiles finds the roots; the codes and
-  the reconstruction stay the atoms'."""
-  rng = np.random.default_rng(5)
-  d, roots, leaves, n = 128, 4, 6, 6000
+  the root. Returns (x, unit atoms, codes over them, root directions, leaf directions, root
+  activity (n, roots) as 0/1)."""
+  rng = np.random.default_rng(seed)
   basis = np.linalg.qr(rng.normal(size=(d, roots * (leaves + 1))))[0].T
   root_dirs, leaf_dirs = basis[:roots], basis[roots:].reshape(roots * leaves, d)
   share = rng.uniform(0.0, 0.3, roots * leaves)
@@ -106,6 +104,15 @@ def test_profiles_find_parents_the_atoms_hardly_carry():
       codes[i, path] = rng.lognormal(0.0, 0.1)
       x[i] += rng.lognormal(0.0, 0.1) * root_dirs[root] + codes[i, path] * leaf_dirs[path]
   root_activity = (codes.reshape(n, roots, leaves) > 0).any(-1).astype(np.float64)
+  return x.astype(np.float32), atoms, codes, root_dirs, leaf_dirs, root_activity
+
+
+def test_profiles_find_parents_the_atoms_hardly_carry():
+  """The atoms of `_leaves_with_little_root` share no direction (siblings' cosine below 0.09,
+  under the chance floor). Their row profiles hold the whole path, so grouping the profiles finds
+  the roots; the codes and the reconstruction stay the atoms'."""
+  x, atoms, codes, root_dirs, _, root_activity = _leaves_with_little_root()
+  d, roots = x.shape[1], root_dirs.shape[0]
   usage = (codes > 0).sum(0)
   for grouping in ("mean_shift", "linkage"):
     settings = ancestors.AncestorSettings(grouping=grouping)
@@ -185,3 +192,95 @@ def test_codes_of_the_wrong_width_are_refused():
   amap = ancestors.ancestor_map(np.eye(4, dtype=np.float32), np.ones(4))
   with pytest.raises(DataError, match=r"\(n, 4\)"):
     amap.codes(np.ones((2, 5)))
+
+
+def _independent_magnitudes(seed=0, d=96, roots=4, leaves=6, n=3000):
+  """Rows of one or two paths whose root and leaf have independent magnitudes (as in SAELens's
+  hierarchies), the dictionary of path atoms (root + leaf) / sqrt(2), and the truth: (x, atoms,
+  codes of x over the atoms by least squares on each row's true paths, root activity, leaf
+  activity)."""
+  rng = np.random.default_rng(seed)
+  basis = np.linalg.qr(rng.normal(size=(d, roots * (leaves + 1))))[0].T
+  root_dirs, leaf_dirs = basis[:roots], basis[roots:].reshape(roots * leaves, d)
+  atoms = (np.repeat(root_dirs, leaves, 0) + leaf_dirs) / np.sqrt(2.0)
+  x = np.zeros((n, d))
+  codes = np.zeros((n, roots * leaves))
+  root_activity, leaf_activity = np.zeros((n, roots)), np.zeros((n, roots * leaves))
+  for i in range(n):
+    paths = rng.choice(roots * leaves, size=rng.integers(1, 3), replace=False)
+    for path in paths:
+      a, b = rng.lognormal(0.0, 0.4, size=2)
+      x[i] += a * root_dirs[path // leaves] + b * leaf_dirs[path]
+      root_activity[i, path // leaves] += a
+      leaf_activity[i, path] = b
+    codes[i, paths] = np.linalg.lstsq(atoms[paths].T, x[i], rcond=None)[0].clip(0)
+  return (x.astype(np.float32), atoms.astype(np.float32), codes.astype(np.float32),
+          root_activity, leaf_activity)
+
+
+def test_fitted_codes_give_each_unit_its_own_magnitude():
+  """Spread codes tie a root's magnitude to its leaf's; fitting each row on the units it uses
+  recovers both, on no more units and with no larger error than the spread codes."""
+  x, atoms, codes, root_activity, leaf_activity = _independent_magnitudes()
+  amap = ancestors.ancestor_map(atoms, (codes > 0).sum(0))
+  assert amap.num_ancestors == root_activity.shape[1]
+  spread = amap.codes(codes)
+  fitted = ancestors.support_fit(x, amap.directions, spread, batch_size=512)
+  assert fitted.shape == spread.shape and fitted.dtype == np.float32 and (fitted >= 0).all()
+  assert not (fitted > 0)[spread == 0].any()  # The support can only shrink.
+  err = lambda c: np.linalg.norm(x - c @ amap.directions, axis=1)
+  assert np.all(err(fitted) <= err(spread) + 1e-4)
+  best = lambda truth, c: _corr(truth, c).max(1)
+  assert best(root_activity, spread).max() < 0.97
+  assert best(root_activity, fitted).min() > 0.99
+  assert best(leaf_activity, spread).mean() < 0.97
+  assert best(leaf_activity, fitted).min() > 0.999
+  again = ancestors.support_fit(x.copy(), amap.directions, spread.copy(), batch_size=1000)
+  np.testing.assert_array_equal(fitted, again)  # Whatever the batches.
+
+
+def test_inexact_remainders_are_what_each_atom_carries_beyond_its_ancestors():
+  """With profiles, exact=False takes each atom's own remainder from the atom itself. In
+  `_leaves_with_little_root` the profiles give each atom its root's whole share, which the atoms
+  hardly carry: the exact remainders then point away from the leaves, the inexact ones are the
+  leaves, and the fitted codes reconstruct each row no worse than the spread codes they start
+  from, and the rows better than the atoms' codes do."""
+  x, atoms, codes, _, leaf_dirs, root_activity = _leaves_with_little_root()
+  usage, profiles = (codes > 0).sum(0), ancestors.row_profiles(x, codes)
+  settings = ancestors.AncestorSettings(grouping="linkage")
+  exact = ancestors.ancestor_map(atoms, usage, settings, profiles=profiles)
+  inexact = ancestors.ancestor_map(atoms, usage, settings, profiles=profiles, exact=False)
+  m, roots = atoms.shape[0], root_activity.shape[1]
+  assert exact.num_ancestors == inexact.num_ancestors == roots
+  np.testing.assert_array_equal(exact.weights[:, m:], inexact.weights[:, m:])  # Same sharing.
+  leaf_cos = lambda amap: np.abs(np.sum(amap.directions[:m] * leaf_dirs, axis=1))
+  assert leaf_cos(inexact).min() > 0.975, leaf_cos(inexact)
+  assert leaf_cos(exact).max() < 0.9, leaf_cos(exact)
+  spread = inexact.codes(codes)
+  fitted = ancestors.support_fit(x, inexact.directions, spread)
+  err = lambda recon: np.linalg.norm(x - recon, axis=1)
+  assert np.all(err(fitted @ inexact.directions) <= err(spread @ inexact.directions) + 1e-4)
+  assert np.mean(err(fitted @ inexact.directions)) < np.mean(err(codes @ atoms))
+  assert _corr(root_activity, fitted).max(1).min() > 0.95
+  # Without profiles, exact=False changes nothing.
+  np.testing.assert_array_equal(ancestors.ancestor_map(atoms, usage, exact=False).weights,
+                                ancestors.ancestor_map(atoms, usage).weights)
+
+
+def test_fitted_codes_keep_rows_without_codes_at_zero():
+  directions = np.eye(4, dtype=np.float32)
+  codes = np.array([[0, 0, 0, 0], [1, 0, 2, 0]], np.float32)
+  x = np.array([[5, 5, 5, 5], [3, 1, 4, 1]], np.float32)
+  np.testing.assert_allclose(ancestors.support_fit(x, directions, codes),
+                             [[0, 0, 0, 0], [3, 0, 4, 0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("x,directions,codes,match", [
+    (np.ones((2, 3)), np.ones((4, 3)), np.ones((2, 5)), r"codes \(2, 5\)"),
+    (np.ones((2, 3)), np.ones((4, 2)), np.ones((2, 4)), r"directions \(4, 2\)"),
+    (np.full((2, 3), np.nan), np.ones((4, 3)), np.ones((2, 4)), "NaN"),
+    (np.ones((2, 3)), np.ones((4, 3)), -np.ones((2, 4)), "negative"),
+])
+def test_support_fit_names_bad_inputs(x, directions, codes, match):
+  with pytest.raises(DataError, match=match):
+    ancestors.support_fit(x, directions, codes)

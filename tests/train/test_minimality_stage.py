@@ -206,16 +206,18 @@ def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder(
   assert cos.max(1).min() > 0.98, cos.max(1)  # Tilted a little towards the parts left out.
 
 
-@pytest.mark.parametrize("grouping,parent,ancestor_input", [("mean_shift", 1.0, "atoms"),
-                                                            ("linkage", 0.7, "atoms"),
-                                                            ("mean_shift", 1.0, "profiles")])
+@pytest.mark.parametrize("grouping,parent,ancestor_input,ancestor_codes", [
+    ("mean_shift", 1.0, "atoms", "spread"), ("linkage", 0.7, "atoms", "spread"),
+    ("mean_shift", 1.0, "profiles", "spread"), ("mean_shift", 1.0, "profiles", "fitted")])
 def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, grouping, parent,
-                                                                ancestor_input):
+                                                                ancestor_input, ancestor_codes):
   """SAELens-style hierarchy (a parent fires with exactly one child): where the refined route's
   atoms are the paths (here planted), the stage adds the shared parents as units, saves them with
   the stage, and encode --mode=minimal codes them. With parents of weight 0.7 (siblings' cosine
   0.33) only `minimality.ancestor_grouping = 'linkage'` finds them. Grouped by the atoms' row
-  profiles (`minimality.ancestor_input = 'profiles'`) the stage finds the same parents."""
+  profiles (`minimality.ancestor_input = 'profiles'`) the stage finds the same parents. With
+  `minimality.ancestor_codes = 'fitted'` the codes are re-fitted on each row's units and
+  reconstruct each row no worse than the spread codes they start from."""
   from identi.train import encode_file, runtime  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   d_in, roots, leaves, n = 96, 4, 6, 4096
@@ -233,7 +235,8 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
                         minimality__dictionary="refined", minimality__refine_rounds=2,
                         minimality__polish_rounds=1, minimality__num_samples=n,
                         minimality__ancestor_grouping=grouping,
-                        minimality__ancestor_input=ancestor_input)
+                        minimality__ancestor_input=ancestor_input,
+                        minimality__ancestor_codes=ancestor_codes)
   assert config.minimality.ancestors == "refined"  # The default.
   model = sae_lib.make_sae("batchtopk", d_in, 2 * roots * leaves, k=2)
   variables = jax.tree.map(np.asarray, model.init(jax.random.key(0), x[:1]))
@@ -261,9 +264,13 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
   codes = np.load(tmp_path / "c.npy")
   np.testing.assert_array_equal(codes, minimality.minimal_codes(out, x[:1000], config))
   atom_codes = minimality_infer.codes(x[:1000], amap["atoms"], minimality.settings(config))
-  # The reconstruction is the atoms': the units re-express it.
-  np.testing.assert_allclose(codes @ out["params"]["W_dec"], atom_codes @ amap["atoms"],
-                             atol=1e-4)
+  if ancestor_codes == "spread":  # The reconstruction is the atoms': the units re-express it.
+    np.testing.assert_allclose(codes @ out["params"]["W_dec"], atom_codes @ amap["atoms"],
+                               atol=1e-4)
+  else:  # Re-fitted from the spread codes on their units: no row is reconstructed worse.
+    err = lambda c: np.linalg.norm(x[:1000] - c @ out["params"]["W_dec"][:units], axis=1)
+    assert np.all(err(codes[:, :units]) <= err(atom_codes @ amap["weights"]) + 1e-4)
+    assert not np.array_equal(codes[:, :units], atom_codes @ amap["weights"])
 
   def best(c):  # Each root's best correlation with a unit.
     a, b = z[:1000, :roots] - z[:1000, :roots].mean(0), c - c.mean(0)
