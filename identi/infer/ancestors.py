@@ -69,7 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError, DataError
-from identi.infer.omp import bucket_size, check_positive_int, nnls_slots
+from identi.infer.omp import bucket_size, check_positive_int, support_nnls
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,14 +356,7 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
 @functools.partial(jax.jit, static_argnames=("slots",))
 def _support_fit(x: jax.Array, directions: jax.Array, codes: jax.Array, *,
                  slots: int) -> jax.Array:
-  values, idx = jax.lax.top_k(codes, slots)
-  passive = values > 0
-
-  def one(atoms, row, p, v):  # The codes are a feasible start: > 0 on the support.
-    p, coef = nnls_slots(atoms, row, p, jnp.where(p, v, 0.0))
-    return jnp.where(p, coef, 0.0)
-
-  coef = jax.vmap(one)(directions[idx], x, passive, values)
+  idx, coef = support_nnls(x, directions, codes, slots=slots)
   return jnp.zeros_like(codes).at[jnp.arange(codes.shape[0])[:, None], idx].set(coef)
 
 
@@ -374,7 +367,7 @@ def support_fit(x, directions, codes, *, batch_size: int = 1024) -> np.ndarray:
   `AncestorMap.codes` shares an atom's code out over its units in fixed proportions, so a
   parent's code is tied to its children's; fitting the units a row uses to the row itself gives
   each unit its own magnitude. The fit is the inner loop of Lawson and Hanson's method from those
-  codes (`identi.infer.omp.nnls_slots`): a row's support can only shrink and its error can only
+  codes (`identi.infer.omp.support_nnls`): a row's support can only shrink and its error can only
   fall. Deterministic, whatever `batch_size`; rows without codes stay 0."""
   x = np.asarray(x, np.float32)
   directions = np.asarray(directions, np.float32)

@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError
-from identi.infer.omp import check_positive_int, check_problem, nnls_slots, omp
+from identi.infer.omp import check_positive_int, check_problem, omp, support_nnls
 from identi.infer.refine import atom_usage, refine_dictionary
 
 logger = logging.getLogger(__name__)
@@ -186,16 +186,14 @@ def _support_residuals(x: jax.Array, dictionary: jax.Array, c: jax.Array, t: jax
   """Residual energy per row of x on its support (c > 0, at most `slots` atoms) by NNLS, with
   atom t replaced by `atom`."""
   dictionary = dictionary.at[t].set(atom)
-  values, idx = jax.lax.top_k(c, slots)
-  passive = values > 0
-  atoms = dictionary[idx]
+  # From the old coefficients: a feasible start for any atoms.
+  idx, coef = support_nnls(x, dictionary, c, slots=slots)
 
-  def one(a, xr, p, v):  # From the old coefficients: a feasible start for any atoms.
-    p2, coef = nnls_slots(a, xr, p, jnp.where(p, v, 0.0))
-    r = xr - jnp.matmul(jnp.where(p2, coef, 0.0), a, precision=jax.lax.Precision.HIGHEST)
+  def energy(a, xr, cf):
+    r = xr - jnp.matmul(cf, a, precision=jax.lax.Precision.HIGHEST)
     return jnp.sum(jnp.square(r))
 
-  return jax.vmap(one)(atoms, x, passive, values)
+  return jax.vmap(energy)(dictionary[idx], x, coef)
 
 
 def _rows_using(c: np.ndarray, t: int, s: MinimalitySettings) -> np.ndarray:

@@ -176,6 +176,23 @@ def nnls_slots(atoms: jax.Array, x: jax.Array, passive: jax.Array, coef: jax.Arr
   return passive, coef
 
 
+def support_nnls(x: jax.Array, dictionary: jax.Array, codes: jax.Array, *,
+                 slots: int) -> tuple[jax.Array, jax.Array]:
+  """Each row of x (n, d) fitted by non-negative least squares on the atoms of `dictionary` (m, d)
+  its `codes` (n, m) use (the `slots` largest), from those codes (`nnls_slots`: a feasible start,
+  so a row's support can only shrink and its error can only fall). Returns (idx (n, slots) the
+  atoms, coef (n, slots) their coefficients, 0 where unused or dropped). Traceable; call it
+  inside `jax.jit` with `slots` static."""
+  values, idx = jax.lax.top_k(codes, slots)
+  passive = values > 0
+
+  def one(atoms, row, p, v):
+    p, coef = nnls_slots(atoms, row, p, jnp.where(p, v, 0.0))
+    return jnp.where(p, coef, 0.0)
+
+  return idx, jax.vmap(one)(dictionary[idx], x, passive, values)
+
+
 def _omp_batch(x: jax.Array, dictionary: jax.Array, norms: jax.Array, init_idx: jax.Array,
                init_in: jax.Array, exclude: jax.Array, tol: jax.Array,
                max_atoms: int) -> jax.Array:
