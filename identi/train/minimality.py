@@ -261,8 +261,8 @@ def unit_codes(x_c: np.ndarray, atom_codes: np.ndarray, weights: np.ndarray,
 
 def minimal_codes(variables: dict[str, Any], x, config: ml_collections.ConfigDict) -> np.ndarray:
   """`encode --mode=minimal` of a stage with shared ancestors: the stage's OMP codes of raw rows x
-  over its atoms, mapped onto the units (`unit_codes`); (n, d_sae)
-  float32, 0 for latents without a unit."""
+  over its atoms, mapped onto the units (`unit_codes`); (n, d_sae) float32, 0 for latents
+  without a unit."""
   params, amap = variables["params"], variables[ANCESTORS]
   x_c = (np.asarray(x, np.float32) * float(np.asarray(variables["stats"]["input_scale"]))
          - np.asarray(params["b_dec"], np.float32))
