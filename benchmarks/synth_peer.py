@@ -123,6 +123,9 @@ PROFILES_STAGE = {**STAGE, "minimality.ancestor_grouping": "union",
 #: The same with each row's codes re-fitted on the units it uses and the atoms' own remainders
 #: taken from the atoms (`identi.infer.ancestors.support_fit`).
 FITTED_STAGE = {**PROFILES_STAGE, "minimality.ancestor_codes": "fitted"}
+#: The same with nested atoms' supports and the units' directions fitted to them
+#: (`identi.infer.ancestors.nested_supports`, `identi.infer.refine_on_supports`).
+NESTED_STAGE = {**PROFILES_STAGE, "minimality.ancestor_codes": "nested"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +205,11 @@ METHODS = (
              "identi identifiable, true width, union ancestors of row profiles, fitted codes"
              f"{label}", "identi", "sae_identifiable", mode, width="true",
              overrides=tuple(FITTED_STAGE.items()))
+      for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
+    *[Method(f"identi_identifiable_union_profiles_nested{suffix}",
+             "identi identifiable, true width, union ancestors of row profiles, nested supports"
+             f"{label}", "identi", "sae_identifiable", mode, width="true",
+             overrides=tuple(NESTED_STAGE.items()))
       for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_tree", "OMP over the true tree's paths, then NNLS (hierarchy-aware limit)", "omp",

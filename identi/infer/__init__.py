@@ -25,7 +25,7 @@ import numpy as np
 from identi.errors import ConfigError, DataError
 from identi.infer.fista import fista, lipschitz_constant
 from identi.infer.omp import check_positive_int, omp
-from identi.infer.refine import atom_usage, refine_dictionary
+from identi.infer.refine import atom_usage, refine_dictionary, refine_on_supports
 
 METHODS = ("omp", "fista")
 #: Default FISTA L1 weight relative to the mean norm of the centred scaled inputs.
@@ -194,4 +194,4 @@ def minimal_codes(model, variables: Mapping[str, Any], x, *, method: str = "omp"
 
 
 __all__ = ["DEDUP_COSINE", "METHODS", "atom_usage", "fista", "lipschitz_constant", "minimal_atoms",
-           "minimal_codes", "omp", "refine_dictionary"]
+           "minimal_codes", "omp", "refine_dictionary", "refine_on_supports"]

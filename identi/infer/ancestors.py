@@ -53,6 +53,14 @@ With profiles, `ancestor_map(..., exact=False)` takes each atom's own remainder 
 itself (what it carries of its ancestors removed) rather than from its profile's weights: the
 remainders are nearer the parts, and the fit, not the fixed proportions, reconstructs the rows.
 
+**Nested atoms** (`nested_atoms`, `nested_supports`): where siblings exclude each other, a
+dictionary may learn a parent's path with one "base" child as one broad atom, which fires on every
+row of the parent, and each other child as a narrow atom that fires on top of it and cancels the
+base child. The narrow atoms' rows lie inside the broad atom's. Keeping the broad atom's own unit
+(the base child) off the rows where a narrow atom fires, and fitting the units' directions to
+those supports (`identi.infer.refine_on_supports`), turns the narrow atoms' units into the
+children.
+
 Where the atoms are already the parts (no group of atoms shares a direction), no mode has enough
 members and the map is the identity. docs/decisions.md records the settings' origin and where the
 stage applies the map.
@@ -353,6 +361,65 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
   return AncestorMap(directions, weights.astype(np.float32), int(modes.shape[0]))
 
 
+def nested_atoms(codes, *, share: float = 0.7, ratio: float = 0.7,
+                 min_nested: int = 1) -> np.ndarray:
+  """(k, 2) int32 pairs (broad, narrow) of atoms whose codes (n, m) nest: at least `share` of the
+  rows that use the narrow atom also use the broad one, which fires on at least 1 / `ratio` times
+  as many rows; broad atoms with fewer than `min_nested` narrow ones are left out. Sorted by broad
+  atom, then narrow atom.
+
+  Under a hierarchy whose siblings exclude each other, a dictionary may learn a parent's path
+  together with one of its children (the "base" child) as one broad atom that fires on every row
+  of the parent, and the other children as narrow atoms that fire on top of it and cancel the base
+  child. Reconstruction is the same as with the true parts, and it needs fewer atoms where the
+  base child fires. `nested_supports` then keeps the broad atom's own unit off the rows where a
+  narrow one fires."""
+  codes = np.asarray(codes)
+  if codes.ndim != 2 or not np.all(np.isfinite(codes)):
+    raise DataError(f"nested_atoms got codes of shape {codes.shape}; pass finite (n, m) codes over "
+                    "the atoms, one row per sample")
+  for name, value in (("share", share), ("ratio", ratio)):
+    if not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:
+      raise ConfigError(f"nested_atoms argument {name}={value!r} is invalid: pass a fraction in "
+                        "(0, 1], e.g. 0.7")
+  min_nested = check_positive_int("min_nested", min_nested, "nested_atoms")
+  fires = (codes > 0).astype(np.float32)
+  count = fires.sum(0).astype(np.float64)
+  both = (fires.T @ fires).astype(np.float64)  # [a, b]: rows that use a and b.
+  nested = ((both >= share * count[None, :]) & (count[None, :] > 0)
+            & (count[None, :] <= ratio * count[:, None]))
+  np.fill_diagonal(nested, False)
+  nested &= (nested.sum(1) >= min_nested)[:, None]
+  return np.argwhere(nested).astype(np.int32).reshape(-1, 2)
+
+
+def nested_supports(atom_codes, weights, nested) -> np.ndarray:
+  """Codes (n, m + p) over the units of codes (n, m) over the atoms (`AncestorMap.codes`), with
+  the own unit of each broad atom of `nested` (`nested_atoms` pairs) set to 0 on the rows where
+  one of its narrow atoms fires: there the broad atom stands for the parent's path alone. Pass
+  them to `support_fit` as the units each row may use."""
+  atom_codes = np.asarray(atom_codes, np.float32)
+  weights = np.asarray(weights, np.float32)
+  nested = np.asarray(nested)
+  m = weights.shape[0]
+  if atom_codes.ndim != 2 or atom_codes.shape[1] != m or weights.ndim != 2 \
+      or weights.shape[1] < m:
+    raise DataError(f"nested_supports got codes {atom_codes.shape} and weights {weights.shape}; "
+                    "pass (n, m) codes over the atoms and the map's (m, m + p) weights")
+  if nested.ndim != 2 or nested.shape[1] != 2 or (nested.size and (
+      nested.min() < 0 or nested.max() >= m)):
+    raise DataError(f"nested_supports got nested pairs of shape {nested.shape}; pass the (k, 2) "
+                    f"atom pairs of nested_atoms, indices in [0, {m})")
+  out = atom_codes @ weights
+  if nested.size:
+    link = np.zeros((m, m), np.float32)
+    link[nested[:, 1], nested[:, 0]] = 1.0  # [narrow, broad]
+    covered = ((atom_codes > 0).astype(np.float32) @ link) > 0  # A narrow atom of it fires.
+    own = out[:, :m]
+    own[covered & (atom_codes > 0)] = 0.0
+  return out
+
+
 @functools.partial(jax.jit, static_argnames=("slots",))
 def _support_fit(x: jax.Array, directions: jax.Array, codes: jax.Array, *,
                  slots: int) -> jax.Array:
@@ -394,5 +461,5 @@ def support_fit(x, directions, codes, *, batch_size: int = 1024) -> np.ndarray:
 
 
 __all__ = ["GROUPINGS", "AncestorMap", "AncestorSettings", "ancestor_map", "linkage_modes",
-           "mean_shift_modes", "pure_directions", "row_profiles", "shared_directions",
-           "support_fit", "union_modes"]
+           "mean_shift_modes", "nested_atoms", "nested_supports", "pure_directions",
+           "row_profiles", "shared_directions", "support_fit", "union_modes"]

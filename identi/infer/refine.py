@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError, DataError
+from identi.infer import ancestors
 from identi.infer.omp import check_positive_int, check_problem
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -175,3 +176,38 @@ def refine_dictionary(x: jax.Array, dictionary: jax.Array, *, infer_fn: InferFn,
         dictionary = _replace(x, dictionary, norms, duplicate, np.concatenate(residual_energy),
                               infer_fn)
   return dictionary
+
+
+def refine_on_supports(x, dictionary, supports, *, num_rounds: int, ridge: float = 1e-4,
+                       batch_size: int = 4096) -> np.ndarray:
+  """The method of optimal directions with each sample's atoms fixed: each round fits every row of
+  x (n, d) by non-negative least squares on the atoms its `supports` (n, n_atoms) use
+  (`identi.infer.ancestors.support_fit`), then solves the same ridge normal equations as
+  `refine_dictionary` (row norms kept, unused atoms unchanged). Where a structure decides which
+  atoms a row may use (`identi.infer.ancestors.nested_supports`), this moves the atoms to what
+  that structure explains, which a free pursuit would not. x must already be centred. Returns the
+  float32 (n_atoms, d) dictionary; deterministic."""
+  x, dictionary = check_problem(x, dictionary, None, owner="refine_on_supports")
+  supports = np.asarray(supports, np.float32)
+  if supports.shape != (x.shape[0], dictionary.shape[0]):
+    raise DataError(f"refine_on_supports got supports of shape {supports.shape}; they must be "
+                    f"({x.shape[0]}, {dictionary.shape[0]}), one row of codes per sample")
+  num_rounds = check_positive_int("num_rounds", num_rounds, "refine_on_supports")
+  batch_size = check_positive_int("batch_size", batch_size, "refine_on_supports")
+  if not isinstance(ridge, numbers.Real) or not ridge >= 0.0:
+    raise ConfigError(f"refine_on_supports argument ridge={ridge!r} is invalid: pass a float >= "
+                      "0, e.g. 1e-4")
+  n_atoms = dictionary.shape[0]
+  norms = jnp.linalg.norm(dictionary, axis=-1)
+  rows = np.asarray(x)
+  for _ in range(num_rounds):
+    ctc = jnp.zeros((n_atoms, n_atoms), jnp.float32)
+    ctx = jnp.zeros_like(dictionary)
+    for start in range(0, rows.shape[0], batch_size):
+      chunk = rows[start:start + batch_size]
+      codes = ancestors.support_fit(chunk, np.asarray(dictionary),
+                                    supports[start:start + batch_size])
+      terms = _normal_terms(jnp.asarray(chunk), jnp.asarray(codes))
+      ctc, ctx = ctc + terms[0], ctx + terms[1]
+    dictionary = _update(dictionary, norms, ctc, ctx, jnp.asarray(ridge, jnp.float32))
+  return np.asarray(dictionary, np.float32)

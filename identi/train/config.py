@@ -100,8 +100,12 @@ def default_config() -> ml_collections.ConfigDict:
   # The codes over the units: 'spread' (each atom's code shared out over its units in fixed
   # proportions) or 'fitted' (each row then re-fitted on the units it uses by non-negative least
   # squares, identi.infer.ancestors.support_fit; with profiles, each atom's own remainder is then
-  # taken from the atom itself, ancestor_map(..., exact=False)).
+  # taken from the atom itself, ancestor_map(..., exact=False)) or 'nested' (fitted, where an
+  # atom whose narrower atoms fire inside its rows keeps its own unit off their rows,
+  # identi.infer.ancestors.nested_supports, after unit_rounds rounds of the units' directions
+  # fitted to those supports, identi.infer.refine_on_supports).
   c.minimality.ancestor_codes = "spread"
+  c.minimality.unit_rounds = 3
   # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the
   # final dictionary has d_sae latents whatever the count of concepts (1: train at d_sae).
   c.minimality.expansion = 1
@@ -142,14 +146,14 @@ _CHOICES = {
     "minimality.ancestors": ("never", "refined", "always"),
     "minimality.ancestor_grouping": tuple(ancestors.GROUPINGS),
     "minimality.ancestor_input": ("atoms", "profiles"),
-    "minimality.ancestor_codes": ("spread", "fitted"),
+    "minimality.ancestor_codes": ("spread", "fitted", "nested"),
 }
 _POSITIVE = (
     "sae.d_sae", "sae.k", "sae.bandwidth", "sae.init_threshold", "sae.init_sample_size",
     "train.num_steps", "train.batch_size", "train.learning_rate", "train.log_every_steps",
     "train.dead_window_tokens", "mesh.model", "checkpoint.every_steps", "checkpoint.max_to_keep",
     "eval.batch_size", "data.num_eval", "minimality.num_samples", "minimality.expansion",
-    "minimality.refine_rounds",
+    "minimality.refine_rounds", "minimality.unit_rounds",
 )
 _NON_NEGATIVE = (
     "sae.k_aux", "sae.aux_alpha", "sae.l1_coeff", "sae.l0_coeff", "train.warmup_steps",

@@ -19,7 +19,10 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
    `identi.infer.ancestors.row_profiles`). The units are then those directions (m atoms + p
    ancestors, possibly more than d_sae) and their codes the minimal codes mapped onto them
    (`unit_codes`; with `config.minimality.ancestor_codes = 'fitted'` each row is then re-fitted
-   on the units it uses, and with profiles each atom's own remainder comes from the atom itself);
+   on the units it uses, and with profiles each atom's own remainder comes from the atom itself;
+   'nested' also keeps a broad atom's own unit off the rows where one of its nested atoms fires,
+   `identi.infer.ancestors.nested_atoms`, and first fits the units' directions to those supports
+   for `config.minimality.unit_rounds` rounds, `identi.infer.refine_on_supports`);
    the atoms and the map are kept in the variables' `ANCESTORS` collection. Without shared
    directions the atoms stay the units;
 3. a JumpReLU SAE of max(d_sae, units) latents is built around the units (`final_model`): W_dec's
@@ -54,6 +57,7 @@ from identi import data as data_lib
 from identi import sae as sae_lib
 from identi.errors import CheckpointError
 from identi.infer import ancestors, minimality
+from identi.infer.refine import refine_on_supports
 
 logger = logging.getLogger(__name__)
 
@@ -151,12 +155,20 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
     amap = ancestors.ancestor_map(atoms, np.sum(codes > 0, axis=0), ancestors.AncestorSettings(
         grouping=config.minimality.ancestor_grouping), profiles=profiles,
         exact=config.minimality.ancestor_codes == "spread")
+    step = {"step": "ancestors", "modes": amap.modes, "ancestors": amap.num_ancestors,
+            "atoms": m}
     if amap.num_ancestors:  # Without any, the atoms stay as they are.
       units = amap.directions
-      codes = unit_codes(x_c, codes, amap.weights, units, config)
       extra = {ANCESTORS: {"atoms": atoms, "weights": amap.weights}}
-    report.append({"step": "ancestors", "modes": amap.modes, "ancestors": amap.num_ancestors,
-                   "atoms": m})
+      if config.minimality.ancestor_codes == "nested":
+        nested = ancestors.nested_atoms(codes)
+        units = refine_on_supports(
+            x_c, units, ancestors.nested_supports(codes, amap.weights, nested),
+            num_rounds=config.minimality.unit_rounds)
+        extra[ANCESTORS]["nested"] = nested
+        step["nested_pairs"] = int(nested.shape[0])
+      codes = unit_codes(x_c, codes, extra[ANCESTORS], units, config)
+    report.append(step)
     logger.info("minimality: %d shared ancestors of %d atoms", amap.num_ancestors, m)
   n_units = units.shape[0]
   final = final_model(config, model.d_in, max(config.sae.d_sae, n_units))
@@ -235,6 +247,9 @@ def load(target: str, config: ml_collections.ConfigDict, d_in: int) -> tuple[Any
     expected[ANCESTORS] = {
         "atoms": jax.ShapeDtypeStruct((m, d_in), np.float32),
         "weights": jax.ShapeDtypeStruct((m, np.shape(amap.get("weights", [[]]))[1]), np.float32)}
+    if config.minimality.ancestor_codes == "nested":
+      pairs = np.shape(amap.get("nested", np.zeros((0, 0))))[0]
+      expected[ANCESTORS]["nested"] = jax.ShapeDtypeStruct((pairs, 2), np.int32)
   sae_lib.check_variables_like(variables, expected, target)
   return model, variables
 
@@ -248,13 +263,19 @@ def ancestor_units(variables: dict[str, Any]) -> np.ndarray:
   return np.arange(m, n_units)
 
 
-def unit_codes(x_c: np.ndarray, atom_codes: np.ndarray, weights: np.ndarray,
+def unit_codes(x_c: np.ndarray, atom_codes: np.ndarray, amap: dict[str, Any],
                directions: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
-  """Codes over the units of the stage's codes over its atoms: spread by the map's weights and,
-  with `config.minimality.ancestor_codes = 'fitted'`, re-fitted to the centred rows x_c on the
-  units each row uses (`identi.infer.ancestors.support_fit`)."""
-  codes = np.asarray(atom_codes, np.float32) @ weights
-  if config.minimality.ancestor_codes == "fitted":
+  """Codes over the units of the stage's codes over its atoms: spread by the map's weights
+  (`amap`, the `ANCESTORS` collection) and, with `config.minimality.ancestor_codes = 'fitted'`
+  or 'nested', re-fitted to the centred rows x_c on the units each row uses
+  (`identi.infer.ancestors.support_fit`); with 'nested', a broad atom's own unit is left out
+  where one of its nested atoms fires (`identi.infer.ancestors.nested_supports`)."""
+  weights = np.asarray(amap["weights"], np.float32)
+  if "nested" in amap:
+    codes = ancestors.nested_supports(atom_codes, weights, np.asarray(amap["nested"]))
+  else:
+    codes = np.asarray(atom_codes, np.float32) @ weights
+  if config.minimality.ancestor_codes in ("fitted", "nested"):
     codes = ancestors.support_fit(x_c, directions, codes)
   return codes
 
@@ -267,9 +288,8 @@ def minimal_codes(variables: dict[str, Any], x, config: ml_collections.ConfigDic
   x_c = (np.asarray(x, np.float32) * float(np.asarray(variables["stats"]["input_scale"]))
          - np.asarray(params["b_dec"], np.float32))
   atoms = np.asarray(amap["atoms"], np.float32)
-  weights = np.asarray(amap["weights"], np.float32)
-  directions = np.asarray(params["W_dec"], np.float32)[:weights.shape[1]]
-  units = unit_codes(x_c, minimality.codes(x_c, atoms, settings(config)), weights, directions,
+  directions = np.asarray(params["W_dec"], np.float32)[:np.shape(amap["weights"])[1]]
+  units = unit_codes(x_c, minimality.codes(x_c, atoms, settings(config)), amap, directions,
                      config)
   out = np.zeros((x_c.shape[0], np.shape(params["W_dec"])[0]), np.float32)
   out[:, :units.shape[1]] = units

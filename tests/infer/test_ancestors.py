@@ -284,3 +284,122 @@ def test_fitted_codes_keep_rows_without_codes_at_zero():
 def test_support_fit_names_bad_inputs(x, directions, codes, match):
   with pytest.raises(DataError, match=match):
     ancestors.support_fit(x, directions, codes)
+
+
+def _base_child(seed=0, d=64, parents=3, children=4, n=3000):
+  """Exclusive siblings under parents that never fire alone, children's magnitudes 0.85-1.15 times
+  their parent's; rows hold one or two parents' paths. The dictionary a learner may leave: per
+  parent a broad atom, the parent with its child 0 (the base child), firing on every row of the
+  parent, and a narrow atom per other child, its difference from the base child, firing on top.
+  Returns (rows, codes over the atoms, which atoms are broad, units, the map's weights, the true
+  child directions of the narrow atoms' units, index of the narrow atoms)."""
+  rng = np.random.default_rng(seed)
+  basis = np.linalg.qr(rng.normal(size=(d, parents * (children + 1))))[0].T
+  p_dirs, c_dirs = basis[:parents], basis[parents:].reshape(parents, children, d)
+  per = children  # Atoms per parent: 1 broad + (children - 1) narrow.
+  m = parents * per
+  x = np.zeros((n, d))
+  fires = np.zeros((n, m), bool)
+  for i in range(n):
+    for p in rng.choice(parents, size=rng.integers(1, 3), replace=False):
+      c = rng.integers(children)
+      mp = rng.lognormal(0.0, 0.2)
+      x[i] += mp * p_dirs[p] + mp * rng.uniform(0.85, 1.15) * c_dirs[p, c]
+      fires[i, p * per] = True
+      if c:
+        fires[i, p * per + c] = True
+  codes = fires * rng.uniform(0.5, 1.5, size=fires.shape)
+  broad = np.arange(m) % per == 0
+  # Units: the atoms' own remainders (the base child; the narrow differences), then the parents.
+  own = np.zeros((m, d))
+  weights = np.zeros((m, m + parents))
+  for p in range(parents):
+    own[p * per] = c_dirs[p, 0]
+    weights[p * per, m + p] = 1.0
+    for c in range(1, children):
+      diff = c_dirs[p, c] - c_dirs[p, 0]
+      own[p * per + c] = diff / np.linalg.norm(diff)
+  weights[np.arange(m), np.arange(m)] = 1.0
+  units = np.concatenate([own, p_dirs]).astype(np.float32)
+  narrow = np.flatnonzero(~broad)
+  truth = np.stack([c_dirs[j // per, j % per] for j in narrow])
+  return (x.astype(np.float32), codes.astype(np.float32), broad, units,
+          weights.astype(np.float32), truth, narrow)
+
+
+def test_narrow_atoms_firing_inside_a_broad_atom_are_found():
+  _, codes, broad, _, _, _, narrow = _base_child()
+  pairs = ancestors.nested_atoms(codes)
+  per = 4
+  expected = [[j - j % per, j] for j in narrow]
+  np.testing.assert_array_equal(pairs, expected)
+  assert pairs.dtype == np.int32
+  assert np.all(broad[pairs[:, 0]])
+  # Each broad atom has 3 narrow ones: asking for 4 leaves none.
+  assert ancestors.nested_atoms(codes, min_nested=4).shape == (0, 2)
+  # Independent atoms never nest.
+  rng = np.random.default_rng(1)
+  independent = (rng.random((5000, 6)) < 0.3).astype(np.float32)
+  assert ancestors.nested_atoms(independent).shape == (0, 2)
+
+
+def test_nested_supports_keep_the_broad_atoms_own_unit_off_the_narrow_rows():
+  _, codes, broad, _, weights, _, _ = _base_child()
+  pairs = ancestors.nested_atoms(codes)
+  spread = codes @ weights
+  supports = ancestors.nested_supports(codes, weights, pairs)
+  m = weights.shape[0]
+  covered = np.zeros_like(codes, bool)  # Broad atom fires and one of its narrow atoms too.
+  for b, j in pairs:
+    covered[:, b] |= (codes[:, b] > 0) & (codes[:, j] > 0)
+  np.testing.assert_array_equal(supports[:, :m][covered], 0.0)
+  np.testing.assert_array_equal(supports[:, :m][~covered], spread[:, :m][~covered])
+  np.testing.assert_array_equal(supports[:, m:], spread[:, m:])  # Ancestors untouched.
+  assert covered[:, broad].any() and (supports[:, :m][:, broad] > 0).any()
+  # Without pairs the supports are the spread codes.
+  np.testing.assert_array_equal(
+      ancestors.nested_supports(codes, weights, np.zeros((0, 2), np.int32)), spread)
+
+
+def test_directions_fitted_to_nested_supports_become_the_children():
+  """A narrow atom's unit is its child minus the base child (cosine 0.71 with the child). Fitted
+  to supports that keep the base child off its rows, it becomes the child; fitted to the spread
+  supports, where the base child cancels its difference, it stays where it is."""
+  from identi.infer import refine_on_supports  # pylint: disable=g-import-not-at-top
+  x, codes, _, units, weights, truth, narrow = _base_child()
+  pairs = ancestors.nested_atoms(codes)
+  cos = lambda u: np.abs(np.sum(u[narrow] * truth, axis=1))
+  assert cos(units).max() < 0.72
+  nested = refine_on_supports(x, units, ancestors.nested_supports(codes, weights, pairs),
+                              num_rounds=3, batch_size=1000)
+  spread = refine_on_supports(x, units, codes @ weights, num_rounds=3)
+  assert cos(nested).min() > 0.99, cos(nested)
+  assert cos(spread).max() < 0.8, cos(spread)
+  np.testing.assert_allclose(np.linalg.norm(nested, axis=1), 1.0, rtol=1e-5)
+  again = refine_on_supports(x, units, ancestors.nested_supports(codes, weights, pairs),
+                             num_rounds=3, batch_size=1000)
+  np.testing.assert_array_equal(nested, again)
+
+
+@pytest.mark.parametrize("codes,weights,pairs,match", [
+    (np.ones((2, 3)), np.ones((4, 6)), np.zeros((0, 2)), r"codes \(2, 3\)"),
+    (np.ones((2, 4)), np.ones((4, 6)), np.array([[0, 4]]), "indices in"),
+    (np.ones((2, 4)), np.ones((4, 6)), np.array([0, 1]), r"shape \(2,\)"),
+])
+def test_nested_supports_name_bad_inputs(codes, weights, pairs, match):
+  with pytest.raises(DataError, match=match):
+    ancestors.nested_supports(codes, weights, pairs)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"share": 0.0}, ConfigError, "share"), ({"ratio": 1.5}, ConfigError, "ratio"),
+    ({"min_nested": 0}, ConfigError, "min_nested"),
+])
+def test_nested_atoms_refuse_impossible_settings(kwargs, error, match):
+  with pytest.raises(error, match=match):
+    ancestors.nested_atoms(np.ones((4, 3)), **kwargs)
+
+
+def test_nested_atoms_name_bad_codes():
+  with pytest.raises(DataError, match="finite"):
+    ancestors.nested_atoms(np.full((4, 3), np.nan))

@@ -7,7 +7,7 @@ import pytest
 from helpers import planted_codes
 from identi.errors import ConfigError, DataError
 from identi.infer.omp import omp
-from identi.infer.refine import atom_usage, refine_dictionary
+from identi.infer.refine import atom_usage, refine_dictionary, refine_on_supports
 
 _INFER = functools.partial(omp, max_atoms=6)
 
@@ -127,3 +127,33 @@ def test_bad_input_raises_errors_naming_the_fix():
     refine_dictionary(x, perturbed, infer_fn="omp", num_rounds=1)
   with pytest.raises(ConfigError, match="duplicate_cosine=1.5"):
     refine_dictionary(x, perturbed, infer_fn=_INFER, num_rounds=1, duplicate_cosine=1.5)
+
+
+def test_refining_on_fixed_supports_is_refining_with_their_fit():
+  """With each sample's support that of its planted code, the updates are the method of optimal
+  directions with the fit on those supports: from the perturbed dictionary to the truth."""
+  from identi.infer import ancestors  # pylint: disable=g-import-not-at-top
+  x, true, perturbed = _problem()
+  codes, _ = planted_codes(n=1024, n_atoms=64, d=32, active=3, seed=0)
+  supports = (codes > 0).astype(np.float32)
+  refined = refine_on_supports(x, perturbed, supports, num_rounds=3, batch_size=300)
+  assert refined.dtype == np.float32 and refined.shape == perturbed.shape
+  assert _mean_cosine(refined, true) > 0.99 > _mean_cosine(perturbed, true) + 0.15
+  np.testing.assert_allclose(np.linalg.norm(refined, axis=1), 1.0, rtol=1e-5)
+  # One round by hand: fit on the supports, then least squares; no sample's atoms change.
+  fitted = ancestors.support_fit(x, perturbed, supports)
+  assert not (fitted > 0)[supports == 0].any()
+  once = np.linalg.solve(fitted.T.astype(np.float64) @ fitted, fitted.T.astype(np.float64) @ x)
+  once /= np.linalg.norm(once, axis=1, keepdims=True)
+  one_round = refine_on_supports(x, perturbed, supports, num_rounds=1, ridge=0.0)
+  np.testing.assert_allclose(one_round, once, atol=2e-4)
+
+
+def test_refining_on_supports_names_bad_inputs():
+  x, _, perturbed = _problem(n=16)
+  with pytest.raises(DataError, match=r"supports of shape \(16, 3\)"):
+    refine_on_supports(x, perturbed, np.ones((16, 3)), num_rounds=1)
+  with pytest.raises(ConfigError, match="num_rounds=0"):
+    refine_on_supports(x, perturbed, np.ones((16, 64)), num_rounds=0)
+  with pytest.raises(ConfigError, match="ridge=-1"):
+    refine_on_supports(x, perturbed, np.ones((16, 64)), num_rounds=1, ridge=-1.0)

@@ -137,6 +137,8 @@ def test_a_run_without_its_stage_output_says_how_to_finish(trained, tmp_path):
     ({"minimality__dictionary": "refind"}, "minimality.dictionary"),
     ({"minimality__refine_rounds": 0}, "minimality.refine_rounds"),
     ({"minimality__ancestors": "yes"}, "minimality.ancestors"),
+    ({"minimality__ancestor_codes": "nest"}, "minimality.ancestor_codes"),
+    ({"minimality__unit_rounds": 0}, "minimality.unit_rounds"),
 ])
 def test_impossible_settings_are_refused(overrides, match):
   with pytest.raises(ConfigError, match=match):
@@ -208,7 +210,8 @@ def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder(
 
 @pytest.mark.parametrize("grouping,parent,ancestor_input,ancestor_codes", [
     ("mean_shift", 1.0, "atoms", "spread"), ("linkage", 0.7, "atoms", "spread"),
-    ("mean_shift", 1.0, "profiles", "spread"), ("mean_shift", 1.0, "profiles", "fitted")])
+    ("mean_shift", 1.0, "profiles", "spread"), ("mean_shift", 1.0, "profiles", "fitted"),
+    ("mean_shift", 1.0, "profiles", "nested")])
 def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, grouping, parent,
                                                                 ancestor_input, ancestor_codes):
   """SAELens-style hierarchy (a parent fires with exactly one child): where the refined route's
@@ -217,7 +220,9 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
   0.33) only `minimality.ancestor_grouping = 'linkage'` finds them. Grouped by the atoms' row
   profiles (`minimality.ancestor_input = 'profiles'`) the stage finds the same parents. With
   `minimality.ancestor_codes = 'fitted'` the codes are re-fitted on each row's units and
-  reconstruct each row no worse than the spread codes they start from."""
+  reconstruct each row no worse than the spread codes they start from. With 'nested' the stage
+  also keeps the atoms' nested pairs (none among these paths, whose siblings never co-fire) and
+  fits the units' directions to the supports."""
   from identi.train import encode_file, runtime  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   d_in, roots, leaves, n = 96, 4, 6, 4096
@@ -255,6 +260,10 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(loaded), out)
   amap = out[minimality.ANCESTORS]
   assert amap["weights"].shape == (roots * leaves, units)
+  assert ("nested" in amap) == (ancestor_codes == "nested")
+  if ancestor_codes == "nested":
+    assert amap["nested"].shape == (0, 2) and amap["nested"].dtype == np.int32
+    assert step["nested_pairs"] == 0
   if grouping == "linkage":  # The default grouping finds none of these parents.
     assert ancestors.ancestor_map(amap["atoms"], np.ones(roots * leaves)).num_ancestors == 0
   np.testing.assert_array_equal(minimality.ancestor_units(out),
