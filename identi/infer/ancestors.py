@@ -411,12 +411,10 @@ def nested_supports(atom_codes, weights, nested) -> np.ndarray:
     raise DataError(f"nested_supports got nested pairs of shape {nested.shape}; pass the (k, 2) "
                     f"atom pairs of nested_atoms, indices in [0, {m})")
   out = atom_codes @ weights
-  if nested.size:
-    link = np.zeros((m, m), np.float32)
-    link[nested[:, 1], nested[:, 0]] = 1.0  # [narrow, broad]
-    covered = ((atom_codes > 0).astype(np.float32) @ link) > 0  # A narrow atom of it fires.
-    own = out[:, :m]
-    own[covered & (atom_codes > 0)] = 0.0
+  fires = atom_codes > 0
+  for broad in np.unique(nested[:, 0]):
+    narrow = nested[nested[:, 0] == broad, 1]
+    out[fires[:, narrow].any(axis=1), broad] = 0.0
   return out
 
 

@@ -64,6 +64,26 @@ def _update(dictionary: jax.Array, norms: jax.Array, ctc: jax.Array, ctx: jax.Ar
   return jnp.where(ok, rescaled, dictionary)
 
 
+def _normal_equations(x: jax.Array, dictionary: jax.Array,
+                      chunk_codes: Callable[[int, jax.Array, jax.Array], jax.Array],
+                      batch_size: int, residuals: bool = False
+                      ) -> tuple[jax.Array, jax.Array, list[np.ndarray]]:
+  """C^T C and C^T X over x in chunks of `batch_size`, the codes of the chunk starting at row
+  `start` being chunk_codes(start, chunk, dictionary); with `residuals`, each chunk's residual
+  energies too."""
+  ctc = jnp.zeros((dictionary.shape[0], dictionary.shape[0]), jnp.float32)
+  ctx = jnp.zeros_like(dictionary)
+  residual_energy = []
+  for start in range(0, x.shape[0], batch_size):
+    chunk = x[start:start + batch_size]
+    codes = chunk_codes(start, chunk, dictionary)
+    terms = _normal_terms(chunk, codes)
+    ctc, ctx = ctc + terms[0], ctx + terms[1]
+    if residuals:
+      residual_energy.append(np.asarray(_residual_energy(chunk, codes, dictionary)))
+  return ctc, ctx, residual_energy
+
+
 def _duplicates(dictionary: np.ndarray, energy: np.ndarray, max_cosine: float) -> np.ndarray:
   """Atoms whose cosine with a more-used atom (ties: the lower index) exceeds max_cosine."""
   unit = dictionary / np.maximum(np.linalg.norm(dictionary, axis=1, keepdims=True), 1e-30)
@@ -155,19 +175,11 @@ def refine_dictionary(x: jax.Array, dictionary: jax.Array, *, infer_fn: InferFn,
                                        or not 0.0 < duplicate_cosine <= 1.0):
     raise ConfigError(f"refine_dictionary argument duplicate_cosine={duplicate_cosine!r} is "
                       "invalid: pass a cosine in (0, 1], e.g. 0.9, or None")
-  n_atoms = dictionary.shape[0]
   norms = jnp.linalg.norm(dictionary, axis=-1)
   for _ in range(num_rounds):
-    ctc = jnp.zeros((n_atoms, n_atoms), jnp.float32)
-    ctx = jnp.zeros_like(dictionary)
-    residual_energy = []
-    for start in range(0, x.shape[0], batch_size):
-      chunk = x[start:start + batch_size]
-      codes = _codes(infer_fn, chunk, dictionary, "refine_dictionary")
-      terms = _normal_terms(chunk, codes)
-      ctc, ctx = ctc + terms[0], ctx + terms[1]
-      if duplicate_cosine is not None:
-        residual_energy.append(np.asarray(_residual_energy(chunk, codes, dictionary)))
+    ctc, ctx, residual_energy = _normal_equations(
+        x, dictionary, lambda start, chunk, d: _codes(infer_fn, chunk, d, "refine_dictionary"),
+        batch_size, residuals=duplicate_cosine is not None)
     dictionary = _update(dictionary, norms, ctc, ctx, jnp.asarray(ridge, jnp.float32))
     if duplicate_cosine is not None:
       duplicate = _duplicates(np.asarray(dictionary), np.asarray(jnp.diagonal(ctc)),
@@ -197,17 +209,13 @@ def refine_on_supports(x, dictionary, supports, *, num_rounds: int, ridge: float
   if not isinstance(ridge, numbers.Real) or not ridge >= 0.0:
     raise ConfigError(f"refine_on_supports argument ridge={ridge!r} is invalid: pass a float >= "
                       "0, e.g. 1e-4")
-  n_atoms = dictionary.shape[0]
   norms = jnp.linalg.norm(dictionary, axis=-1)
-  rows = np.asarray(x)
+
+  def fit(start, chunk, d):  # The chunk's non-negative fit on its supports.
+    return jnp.asarray(ancestors.support_fit(np.asarray(chunk), np.asarray(d),
+                                             supports[start:start + chunk.shape[0]]))
+
   for _ in range(num_rounds):
-    ctc = jnp.zeros((n_atoms, n_atoms), jnp.float32)
-    ctx = jnp.zeros_like(dictionary)
-    for start in range(0, rows.shape[0], batch_size):
-      chunk = rows[start:start + batch_size]
-      codes = ancestors.support_fit(chunk, np.asarray(dictionary),
-                                    supports[start:start + batch_size])
-      terms = _normal_terms(jnp.asarray(chunk), jnp.asarray(codes))
-      ctc, ctx = ctc + terms[0], ctx + terms[1]
+    ctc, ctx, _ = _normal_equations(x, dictionary, fit, batch_size)
     dictionary = _update(dictionary, norms, ctc, ctx, jnp.asarray(ridge, jnp.float32))
   return np.asarray(dictionary, np.float32)

@@ -18,8 +18,9 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
    atom; with `config.minimality.ancestor_input = 'profiles'` grouped by the atoms' row profiles,
    `identi.infer.ancestors.row_profiles`). The units are then those directions (m atoms + p
    ancestors, possibly more than d_sae) and their codes the minimal codes mapped onto them
-   (`unit_codes`; with `config.minimality.ancestor_codes = 'fitted'` each row is then re-fitted
-   on the units it uses, and with profiles each atom's own remainder comes from the atom itself;
+   (`unit_supports`, `fit_unit_codes`; with `config.minimality.ancestor_codes = 'fitted'` each
+   row is then re-fitted on the units it uses, and with profiles each atom's own remainder comes
+   from the atom itself;
    'nested' also keeps a broad atom's own unit off the rows where one of its nested atoms fires,
    `identi.infer.ancestors.nested_atoms`, and first fits the units' directions to those supports
    for `config.minimality.unit_rounds` rounds, `identi.infer.refine_on_supports`);
@@ -161,13 +162,13 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
       units = amap.directions
       extra = {ANCESTORS: {"atoms": atoms, "weights": amap.weights}}
       if config.minimality.ancestor_codes == "nested":
-        nested = ancestors.nested_atoms(codes)
-        units = refine_on_supports(
-            x_c, units, ancestors.nested_supports(codes, amap.weights, nested),
-            num_rounds=config.minimality.unit_rounds)
-        extra[ANCESTORS]["nested"] = nested
-        step["nested_pairs"] = int(nested.shape[0])
-      codes = unit_codes(x_c, codes, extra[ANCESTORS], units, config)
+        extra[ANCESTORS]["nested"] = ancestors.nested_atoms(codes)
+        step["nested_pairs"] = int(extra[ANCESTORS]["nested"].shape[0])
+      supports = unit_supports(codes, extra[ANCESTORS])
+      if config.minimality.ancestor_codes == "nested":
+        units = refine_on_supports(x_c, units, supports,
+                                   num_rounds=config.minimality.unit_rounds)
+      codes = fit_unit_codes(x_c, supports, units, config)
     report.append(step)
     logger.info("minimality: %d shared ancestors of %d atoms", amap.num_ancestors, m)
   n_units = units.shape[0]
@@ -263,34 +264,37 @@ def ancestor_units(variables: dict[str, Any]) -> np.ndarray:
   return np.arange(m, n_units)
 
 
-def unit_codes(x_c: np.ndarray, atom_codes: np.ndarray, amap: dict[str, Any],
-               directions: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
-  """Codes over the units of the stage's codes over its atoms: spread by the map's weights
-  (`amap`, the `ANCESTORS` collection) and, with `config.minimality.ancestor_codes = 'fitted'`
-  or 'nested', re-fitted to the centred rows x_c on the units each row uses
-  (`identi.infer.ancestors.support_fit`); with 'nested', a broad atom's own unit is left out
-  where one of its nested atoms fires (`identi.infer.ancestors.nested_supports`)."""
+def unit_supports(atom_codes: np.ndarray, amap: dict[str, Any]) -> np.ndarray:
+  """Codes over the units of the stage's codes over its atoms, spread by the map's weights (`amap`,
+  the `ANCESTORS` collection); with its nested pairs, a broad atom's own unit is left out where
+  one of its nested atoms fires (`identi.infer.ancestors.nested_supports`)."""
   weights = np.asarray(amap["weights"], np.float32)
   if "nested" in amap:
-    codes = ancestors.nested_supports(atom_codes, weights, np.asarray(amap["nested"]))
-  else:
-    codes = np.asarray(atom_codes, np.float32) @ weights
+    return ancestors.nested_supports(atom_codes, weights, np.asarray(amap["nested"]))
+  return np.asarray(atom_codes, np.float32) @ weights
+
+
+def fit_unit_codes(x_c: np.ndarray, supports: np.ndarray, directions: np.ndarray,
+                   config: ml_collections.ConfigDict) -> np.ndarray:
+  """The final codes of `unit_supports`: with `config.minimality.ancestor_codes = 'fitted'` or
+  'nested', re-fitted to the centred rows x_c on the units each row uses
+  (`identi.infer.ancestors.support_fit`); with 'spread', the supports themselves."""
   if config.minimality.ancestor_codes in ("fitted", "nested"):
-    codes = ancestors.support_fit(x_c, directions, codes)
-  return codes
+    return ancestors.support_fit(x_c, directions, supports)
+  return supports
 
 
 def minimal_codes(variables: dict[str, Any], x, config: ml_collections.ConfigDict) -> np.ndarray:
   """`encode --mode=minimal` of a stage with shared ancestors: the stage's OMP codes of raw rows x
-  over its atoms, mapped onto the units (`unit_codes`); (n, d_sae) float32, 0 for latents
-  without a unit."""
+  over its atoms, mapped onto the units (`unit_supports`, `fit_unit_codes`); (n, d_sae) float32,
+  0 for latents without a unit."""
   params, amap = variables["params"], variables[ANCESTORS]
   x_c = (np.asarray(x, np.float32) * float(np.asarray(variables["stats"]["input_scale"]))
          - np.asarray(params["b_dec"], np.float32))
   atoms = np.asarray(amap["atoms"], np.float32)
   directions = np.asarray(params["W_dec"], np.float32)[:np.shape(amap["weights"])[1]]
-  units = unit_codes(x_c, minimality.codes(x_c, atoms, settings(config)), amap, directions,
-                     config)
+  units = fit_unit_codes(x_c, unit_supports(minimality.codes(x_c, atoms, settings(config)), amap),
+                         directions, config)
   out = np.zeros((x_c.shape[0], np.shape(params["W_dec"])[0]), np.float32)
   out[:, :units.shape[1]] = units
   return out
