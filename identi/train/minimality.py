@@ -268,10 +268,8 @@ def unit_supports(atom_codes: np.ndarray, amap: dict[str, Any]) -> np.ndarray:
   """Codes over the units of the stage's codes over its atoms, spread by the map's weights (`amap`,
   the `ANCESTORS` collection); with its nested pairs, a broad atom's own unit is left out where
   one of its nested atoms fires (`identi.infer.ancestors.nested_supports`)."""
-  weights = np.asarray(amap["weights"], np.float32)
-  if "nested" in amap:
-    return ancestors.nested_supports(atom_codes, weights, np.asarray(amap["nested"]))
-  return np.asarray(atom_codes, np.float32) @ weights
+  return ancestors.nested_supports(atom_codes, amap["weights"],
+                                   amap.get("nested", np.zeros((0, 2), np.int32)))
 
 
 def fit_unit_codes(x_c: np.ndarray, supports: np.ndarray, directions: np.ndarray,
