@@ -126,6 +126,10 @@ FITTED_STAGE = {**PROFILES_STAGE, "minimality.ancestor_codes": "fitted"}
 #: The same with nested atoms' supports and the units' directions fitted to them
 #: (`identi.infer.ancestors.nested_supports`, `identi.infer.refine_on_supports`).
 NESTED_STAGE = {**PROFILES_STAGE, "minimality.ancestor_codes": "nested"}
+#: The same with floors on the units' codes: the directions fitted without each round's codes
+#: below a quarter of their unit's typical code, the final codes without those below 0.15 of it
+#: (`identi.infer.ancestors.code_floors`).
+FLOORED_STAGE = {**NESTED_STAGE, "minimality.fit_floor": 0.25, "minimality.code_floor": 0.15}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +214,11 @@ METHODS = (
              "identi identifiable, true width, union ancestors of row profiles, nested supports"
              f"{label}", "identi", "sae_identifiable", mode, width="true",
              overrides=tuple(NESTED_STAGE.items()))
+      for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
+    *[Method(f"identi_identifiable_union_profiles_floored{suffix}",
+             "identi identifiable, true width, union ancestors of row profiles, nested supports, "
+             f"floored codes{label}", "identi", "sae_identifiable", mode, width="true",
+             overrides=tuple(FLOORED_STAGE.items()))
       for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_tree", "OMP over the true tree's paths, then NNLS (hierarchy-aware limit)", "omp",

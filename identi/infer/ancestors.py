@@ -418,6 +418,42 @@ def nested_supports(atom_codes, weights, nested) -> np.ndarray:
   return out
 
 
+def code_floors(codes, fraction: float, *, quantile: float = 0.9) -> np.ndarray:
+  """(u,) float32 floors of codes (n, u): `fraction` times each unit's `quantile` of its positive
+  codes (0 for a unit that never fires).
+
+  A unit's support holds every row where an atom that carries it fires. Where an atom carries a
+  unit it does not share (a false ancestor edge, a sibling's branch), the fit gives that unit a
+  small code on the row, a small part of the unit's typical code, while its true codes are not
+  (docs/decisions.md measures both). `floored_fit` drops the codes below the floors."""
+  codes = np.asarray(codes, np.float32)
+  if codes.ndim != 2 or not np.all(np.isfinite(codes)):
+    raise DataError(f"code_floors got codes of shape {codes.shape}; pass finite (n, u) codes")
+  for name, value in (("fraction", fraction), ("quantile", quantile)):
+    if not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+      raise ConfigError(f"code_floors argument {name}={value!r} is invalid: pass a fraction in "
+                        "[0, 1), e.g. 0.25 (0: no floor)")
+  out = np.zeros(codes.shape[1], np.float32)
+  for j in range(codes.shape[1]):
+    positive = codes[:, j][codes[:, j] > 0]
+    if positive.size:
+      out[j] = fraction * np.quantile(positive, quantile)
+  return out
+
+
+def floored_fit(x, directions, codes, floors, *, batch_size: int = 1024) -> np.ndarray:
+  """Codes (n, u): the fitted `codes` with each code below its unit's floor (`code_floors`)
+  dropped from its row's support, and each row fitted again on the units left (`support_fit`)."""
+  codes = np.asarray(codes, np.float32)
+  floors = np.asarray(floors, np.float32)
+  if codes.ndim != 2 or floors.shape != (codes.shape[1],) or not np.all(np.isfinite(floors)) \
+      or np.any(floors < 0):
+    raise DataError(f"floored_fit got codes {codes.shape} and floors {floors.shape}; pass the "
+                    "(n, u) codes and (u,) non-negative floors of code_floors")
+  kept = np.where(codes >= floors[None, :], codes, 0.0).astype(np.float32)
+  return support_fit(x, directions, kept, batch_size=batch_size)
+
+
 @functools.partial(jax.jit, static_argnames=("slots",))
 def _support_fit(x: jax.Array, directions: jax.Array, codes: jax.Array, *,
                  slots: int) -> jax.Array:
@@ -458,6 +494,6 @@ def support_fit(x, directions, codes, *, batch_size: int = 1024) -> np.ndarray:
   return out
 
 
-__all__ = ["GROUPINGS", "AncestorMap", "AncestorSettings", "ancestor_map", "linkage_modes",
-           "mean_shift_modes", "nested_atoms", "nested_supports", "pure_directions",
-           "row_profiles", "shared_directions", "support_fit", "union_modes"]
+__all__ = ["GROUPINGS", "AncestorMap", "AncestorSettings", "ancestor_map", "code_floors",
+           "floored_fit", "linkage_modes", "mean_shift_modes", "nested_atoms", "nested_supports",
+           "pure_directions", "row_profiles", "shared_directions", "support_fit", "union_modes"]

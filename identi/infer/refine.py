@@ -191,14 +191,17 @@ def refine_dictionary(x: jax.Array, dictionary: jax.Array, *, infer_fn: InferFn,
 
 
 def refine_on_supports(x, dictionary, supports, *, num_rounds: int, ridge: float = 1e-4,
-                       batch_size: int = 4096) -> np.ndarray:
+                       batch_size: int = 4096, floor: float = 0.0) -> np.ndarray:
   """The method of optimal directions with each sample's atoms fixed: each round fits every row of
   x (n, d) by non-negative least squares on the atoms its `supports` (n, n_atoms) use
   (`identi.infer.ancestors.support_fit`), then solves the same ridge normal equations as
   `refine_dictionary` (row norms kept, unused atoms unchanged). Where a structure decides which
   atoms a row may use (`identi.infer.ancestors.nested_supports`), this moves the atoms to what
-  that structure explains, which a free pursuit would not. x must already be centred. Returns the
-  float32 (n_atoms, d) dictionary; deterministic."""
+  that structure explains, which a free pursuit would not. With `floor` > 0 each round's codes
+  below `floor` times their atom's 0.9 quantile are dropped and the rows fitted again
+  (`identi.infer.ancestors.code_floors`, `floored_fit`) before the update: small codes on rows a
+  structure gives an atom by mistake would otherwise pull its direction towards those rows. x
+  must already be centred. Returns the float32 (n_atoms, d) dictionary; deterministic."""
   x, dictionary = check_problem(x, dictionary, None, owner="refine_on_supports")
   supports = np.asarray(supports, np.float32)
   if supports.shape != (x.shape[0], dictionary.shape[0]):
@@ -209,13 +212,18 @@ def refine_on_supports(x, dictionary, supports, *, num_rounds: int, ridge: float
   if not isinstance(ridge, numbers.Real) or not ridge >= 0.0:
     raise ConfigError(f"refine_on_supports argument ridge={ridge!r} is invalid: pass a float >= "
                       "0, e.g. 1e-4")
+  if not isinstance(floor, numbers.Real) or not 0.0 <= floor < 1.0:
+    raise ConfigError(f"refine_on_supports argument floor={floor!r} is invalid: pass a fraction "
+                      "in [0, 1), e.g. 0.25 (0: keep every code)")
   norms = jnp.linalg.norm(dictionary, axis=-1)
-
-  def fit(start, chunk, d):  # The chunk's non-negative fit on its supports.
-    return jnp.asarray(ancestors.support_fit(np.asarray(chunk), np.asarray(d),
-                                             supports[start:start + chunk.shape[0]]))
-
+  rows = np.asarray(x)
   for _ in range(num_rounds):
-    ctc, ctx, _ = _normal_equations(x, dictionary, fit, batch_size)
+    codes = ancestors.support_fit(rows, np.asarray(dictionary), supports)
+    if floor > 0:
+      codes = ancestors.floored_fit(rows, np.asarray(dictionary), codes,
+                                    ancestors.code_floors(codes, floor))
+    ctc, ctx, _ = _normal_equations(
+        x, dictionary, lambda start, chunk, d: jnp.asarray(codes[start:start + chunk.shape[0]]),
+        batch_size)
     dictionary = _update(dictionary, norms, ctc, ctx, jnp.asarray(ridge, jnp.float32))
   return np.asarray(dictionary, np.float32)

@@ -106,6 +106,13 @@ def default_config() -> ml_collections.ConfigDict:
   # fitted to those supports, identi.infer.refine_on_supports).
   c.minimality.ancestor_codes = "spread"
   c.minimality.unit_rounds = 3
+  # Floors on the fitted units' codes, as fractions of each unit's 0.9 quantile of its positive
+  # codes (identi.infer.ancestors.code_floors; 0: none). fit_floor: each of the unit_rounds rounds
+  # ('nested') drops the codes below it before it fits the directions. code_floor: the final codes
+  # ('fitted' or 'nested') drop the codes below it and are fitted again; the floors are saved with
+  # the stage, so encode --mode=minimal drops the same codes.
+  c.minimality.fit_floor = 0.0
+  c.minimality.code_floor = 0.0
   # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the
   # final dictionary has d_sae latents whatever the count of concepts (1: train at d_sae).
   c.minimality.expansion = 1
@@ -245,6 +252,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if flat["train.init_seed"] < -1:
     raise ConfigError(f"config key 'train.init_seed' is {flat['train.init_seed']}; use -1 "
                       "(train.seed) or a seed >= 0")
+  for name in ("minimality.fit_floor", "minimality.code_floor"):
+    if not 0 <= flat[name] < 1:
+      raise ConfigError(f"config key '{name}' is {flat[name]!r}; it must lie in [0, 1), a "
+                        "fraction of each unit's typical code, e.g. 0.25 (0: no floor)")
   if not 0 < flat["minimality.tol"] < 1:
     raise ConfigError(f"config key 'minimality.tol' is {flat['minimality.tol']!r}; it must lie "
                       "in (0, 1), e.g. 1e-3")

@@ -23,7 +23,10 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
    from the atom itself;
    'nested' also keeps a broad atom's own unit off the rows where one of its nested atoms fires,
    `identi.infer.ancestors.nested_atoms`, and first fits the units' directions to those supports
-   for `config.minimality.unit_rounds` rounds, `identi.infer.refine_on_supports`);
+   for `config.minimality.unit_rounds` rounds, `identi.infer.refine_on_supports`, each round
+   without the codes below `config.minimality.fit_floor` of their unit's typical code; with
+   `config.minimality.code_floor` the final codes drop the codes below that floor, saved as
+   `floors`, `identi.infer.ancestors.code_floors`);
    the atoms and the map are kept in the variables' `ANCESTORS` collection. Without shared
    directions the atoms stay the units;
 3. a JumpReLU SAE of max(d_sae, units) latents is built around the units (`final_model`): W_dec's
@@ -167,8 +170,13 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
       supports = unit_supports(codes, extra[ANCESTORS])
       if config.minimality.ancestor_codes == "nested":
         units = refine_on_supports(x_c, units, supports,
-                                   num_rounds=config.minimality.unit_rounds)
+                                   num_rounds=config.minimality.unit_rounds,
+                                   floor=config.minimality.fit_floor)
       codes = fit_unit_codes(x_c, supports, units, config)
+      if _floors_codes(config):  # Floors of the fitted codes, then those codes without them.
+        floors = ancestors.code_floors(codes, config.minimality.code_floor)
+        extra[ANCESTORS]["floors"] = floors
+        codes = ancestors.floored_fit(x_c, units, codes, floors)
     report.append(step)
     logger.info("minimality: %d shared ancestors of %d atoms", amap.num_ancestors, m)
   n_units = units.shape[0]
@@ -251,6 +259,9 @@ def load(target: str, config: ml_collections.ConfigDict, d_in: int) -> tuple[Any
     if config.minimality.ancestor_codes == "nested":
       pairs = np.shape(amap.get("nested", np.zeros((0, 0))))[0]
       expected[ANCESTORS]["nested"] = jax.ShapeDtypeStruct((pairs, 2), np.int32)
+    if _floors_codes(config):
+      expected[ANCESTORS]["floors"] = jax.ShapeDtypeStruct(
+          (np.shape(amap.get("weights", [[]]))[1],), np.float32)
   sae_lib.check_variables_like(variables, expected, target)
   return model, variables
 
@@ -272,13 +283,25 @@ def unit_supports(atom_codes: np.ndarray, amap: dict[str, Any]) -> np.ndarray:
                                    amap.get("nested", np.zeros((0, 2), np.int32)))
 
 
+def _floors_codes(config: ml_collections.ConfigDict) -> bool:
+  """Whether the stage's final codes drop codes below the units' floors."""
+  return (config.minimality.code_floor > 0
+          and config.minimality.ancestor_codes in ("fitted", "nested"))
+
+
 def fit_unit_codes(x_c: np.ndarray, supports: np.ndarray, directions: np.ndarray,
-                   config: ml_collections.ConfigDict) -> np.ndarray:
+                   config: ml_collections.ConfigDict, floors: np.ndarray | None = None
+                   ) -> np.ndarray:
   """The final codes of `unit_supports`: with `config.minimality.ancestor_codes = 'fitted'` or
   'nested', re-fitted to the centred rows x_c on the units each row uses
-  (`identi.infer.ancestors.support_fit`); with 'spread', the supports themselves."""
+  (`identi.infer.ancestors.support_fit`), and with `floors` (the stage's saved `code_floor`s)
+  the codes below them dropped and the rows fitted again (`identi.infer.ancestors.floored_fit`);
+  with 'spread', the supports themselves."""
   if config.minimality.ancestor_codes in ("fitted", "nested"):
-    return ancestors.support_fit(x_c, directions, supports)
+    codes = ancestors.support_fit(x_c, directions, supports)
+    if floors is not None:
+      codes = ancestors.floored_fit(x_c, directions, codes, floors)
+    return codes
   return supports
 
 
@@ -292,7 +315,7 @@ def minimal_codes(variables: dict[str, Any], x, config: ml_collections.ConfigDic
   atoms = np.asarray(amap["atoms"], np.float32)
   directions = np.asarray(params["W_dec"], np.float32)[:np.shape(amap["weights"])[1]]
   units = fit_unit_codes(x_c, unit_supports(minimality.codes(x_c, atoms, settings(config)), amap),
-                         directions, config)
+                         directions, config, amap.get("floors"))
   out = np.zeros((x_c.shape[0], np.shape(params["W_dec"])[0]), np.float32)
   out[:, :units.shape[1]] = units
   return out

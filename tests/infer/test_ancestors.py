@@ -403,3 +403,58 @@ def test_nested_atoms_refuse_impossible_settings(kwargs, error, match):
 def test_nested_atoms_name_bad_codes():
   with pytest.raises(DataError, match="finite"):
     ancestors.nested_atoms(np.full((4, 3), np.nan))
+
+
+def _leaky_rows(n=3000, units=40, d=64, seed=0):
+  """Rows of 3 units each (codes in [1, 2]) plus a leak of 0.05 along 3 other units, and supports
+  that hold both: the fit gives the leaking units small codes on rows that are not theirs."""
+  rng = np.random.default_rng(seed)
+  directions = np.linalg.qr(rng.normal(size=(d, units)))[0].T.astype(np.float32)
+  true = np.zeros((n, units), np.float32)
+  leak = np.zeros((n, units), np.float32)
+  for i in range(n):
+    picked = rng.choice(units, 6, replace=False)
+    true[i, picked[:3]] = rng.uniform(1.0, 2.0, 3)
+    leak[i, picked[3:]] = 0.05
+  x = (true + leak) @ directions
+  return x.astype(np.float32), directions, true, ((true + leak) > 0).astype(np.float32)
+
+
+def test_code_floors_are_a_fraction_of_each_units_typical_code():
+  codes = np.array([[0.0, 1.0, 0.0], [2.0, 3.0, 0.0], [4.0, 0.0, 0.0], [0.0, 5.0, 0.0]],
+                   np.float32)
+  floors = ancestors.code_floors(codes, 0.5, quantile=0.5)
+  np.testing.assert_allclose(floors, [0.5 * 3.0, 0.5 * 3.0, 0.0])  # Medians 3 and 3; never fires.
+  np.testing.assert_allclose(ancestors.code_floors(codes, 0.25),
+                             [0.25 * np.quantile([2, 4], 0.9), 0.25 * np.quantile([1, 3, 5], 0.9),
+                              0.0], rtol=1e-6)
+  np.testing.assert_array_equal(ancestors.code_floors(codes, 0.0), 0.0)
+
+
+def test_floored_fit_drops_the_small_codes_of_units_a_row_does_not_hold():
+  x, directions, true, supports = _leaky_rows()
+  fitted = ancestors.support_fit(x, directions, supports)
+  leaking = (fitted > 0) & (true == 0)
+  assert leaking.sum(1).min() == 3  # Every row's fit keeps its three leaking units,
+  floors = ancestors.code_floors(fitted, 0.25)
+  floored = ancestors.floored_fit(x, directions, fitted, floors)
+  np.testing.assert_array_equal(floored > 0, true > 0)  # which the floors drop, and only those.
+  # The rows are fitted again on the units left: the same as fitting on those supports.
+  np.testing.assert_array_equal(
+      floored, ancestors.support_fit(x, directions, np.where(fitted >= floors, fitted, 0.0)))
+  np.testing.assert_allclose(floored[true > 0], true[true > 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: ancestors.code_floors(np.ones((3, 2)), 1.0), ConfigError, "fraction=1.0"),
+    (lambda: ancestors.code_floors(np.ones((3, 2)), 0.2, quantile=-0.1), ConfigError,
+     "quantile=-0.1"),
+    (lambda: ancestors.code_floors(np.full((3, 2), np.nan), 0.2), DataError, "finite"),
+    (lambda: ancestors.floored_fit(np.ones((3, 4)), np.eye(2, 4), np.ones((3, 2)), np.ones(3)),
+     DataError, r"floors \(3,\)"),
+    (lambda: ancestors.floored_fit(np.ones((3, 4)), np.eye(2, 4), np.ones((3, 2)), -np.ones(2)),
+     DataError, "non-negative"),
+])
+def test_floors_name_bad_inputs(call, error, match):
+  with pytest.raises(error, match=match):
+    call()

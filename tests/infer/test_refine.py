@@ -157,3 +157,24 @@ def test_refining_on_supports_names_bad_inputs():
     refine_on_supports(x, perturbed, np.ones((16, 64)), num_rounds=0)
   with pytest.raises(ConfigError, match="ridge=-1"):
     refine_on_supports(x, perturbed, np.ones((16, 64)), num_rounds=1, ridge=-1.0)
+
+
+def test_refining_on_supports_with_a_floor_fits_the_directions_to_the_floored_codes():
+  from identi.infer import ancestors  # pylint: disable=g-import-not-at-top
+  x, _, perturbed = _problem()
+  codes, _ = planted_codes(n=1024, n_atoms=64, d=32, active=3, seed=0)
+  supports = (codes > 0).astype(np.float32)
+  # One round by hand: fit, drop the codes below 0.3 of their atom's 0.9 quantile, fit again,
+  # then least squares.
+  fitted = ancestors.support_fit(x, perturbed, supports)
+  floored = ancestors.floored_fit(x, perturbed, fitted, ancestors.code_floors(fitted, 0.3))
+  assert (floored > 0).sum() < (fitted > 0).sum()  # The floor drops some codes.
+  once = np.linalg.solve(floored.T.astype(np.float64) @ floored,
+                         floored.T.astype(np.float64) @ x)
+  once /= np.linalg.norm(once, axis=1, keepdims=True)
+  one_round = refine_on_supports(x, perturbed, supports, num_rounds=1, ridge=0.0, floor=0.3)
+  np.testing.assert_allclose(one_round, once, atol=2e-4)
+  assert not np.allclose(one_round, refine_on_supports(x, perturbed, supports, num_rounds=1,
+                                                       ridge=0.0), atol=1e-3)
+  with pytest.raises(ConfigError, match="floor=1.0"):
+    refine_on_supports(x, perturbed, supports, num_rounds=1, floor=1.0)

@@ -139,6 +139,8 @@ def test_a_run_without_its_stage_output_says_how_to_finish(trained, tmp_path):
     ({"minimality__ancestors": "yes"}, "minimality.ancestors"),
     ({"minimality__ancestor_codes": "nest"}, "minimality.ancestor_codes"),
     ({"minimality__unit_rounds": 0}, "minimality.unit_rounds"),
+    ({"minimality__fit_floor": 1.0}, "minimality.fit_floor"),
+    ({"minimality__code_floor": -0.1}, "minimality.code_floor"),
 ])
 def test_impossible_settings_are_refused(overrides, match):
   with pytest.raises(ConfigError, match=match):
@@ -208,12 +210,14 @@ def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder(
   assert cos.max(1).min() > 0.98, cos.max(1)  # Tilted a little towards the parts left out.
 
 
-@pytest.mark.parametrize("grouping,parent,ancestor_input,ancestor_codes", [
-    ("mean_shift", 1.0, "atoms", "spread"), ("linkage", 0.7, "atoms", "spread"),
-    ("mean_shift", 1.0, "profiles", "spread"), ("mean_shift", 1.0, "profiles", "fitted"),
-    ("mean_shift", 1.0, "profiles", "nested")])
+@pytest.mark.parametrize("grouping,parent,ancestor_input,ancestor_codes,floor", [
+    ("mean_shift", 1.0, "atoms", "spread", 0.0), ("linkage", 0.7, "atoms", "spread", 0.0),
+    ("mean_shift", 1.0, "profiles", "spread", 0.0), ("mean_shift", 1.0, "profiles", "fitted", 0.0),
+    ("mean_shift", 1.0, "profiles", "nested", 0.0),
+    ("mean_shift", 1.0, "profiles", "nested", 0.25)])
 def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, grouping, parent,
-                                                                ancestor_input, ancestor_codes):
+                                                                ancestor_input, ancestor_codes,
+                                                                floor):
   """SAELens-style hierarchy (a parent fires with exactly one child): where the refined route's
   atoms are the paths (here planted), the stage adds the shared parents as units, saves them with
   the stage, and encode --mode=minimal codes them. With parents of weight 0.7 (siblings' cosine
@@ -222,7 +226,8 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
   `minimality.ancestor_codes = 'fitted'` the codes are re-fitted on each row's units and
   reconstruct each row no worse than the spread codes they start from. With 'nested' the stage
   also keeps the atoms' nested pairs (none among these paths, whose siblings never co-fire) and
-  fits the units' directions to the supports."""
+  fits the units' directions to the supports; with floors on the codes it saves each unit's floor
+  and codes the same way."""
   from identi.train import encode_file, runtime  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   d_in, roots, leaves, n = 96, 4, 6, 4096
@@ -241,7 +246,8 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
                         minimality__polish_rounds=1, minimality__num_samples=n,
                         minimality__ancestor_grouping=grouping,
                         minimality__ancestor_input=ancestor_input,
-                        minimality__ancestor_codes=ancestor_codes)
+                        minimality__ancestor_codes=ancestor_codes,
+                        minimality__fit_floor=floor, minimality__code_floor=floor)
   assert config.minimality.ancestors == "refined"  # The default.
   model = sae_lib.make_sae("batchtopk", d_in, 2 * roots * leaves, k=2)
   variables = jax.tree.map(np.asarray, model.init(jax.random.key(0), x[:1]))
@@ -264,6 +270,10 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
   if ancestor_codes == "nested":
     assert amap["nested"].shape == (0, 2) and amap["nested"].dtype == np.int32
     assert step["nested_pairs"] == 0
+  assert ("floors" in amap) == (floor > 0)
+  if floor:  # A quarter of each unit's 0.9 quantile of its stage codes: every unit fires.
+    assert amap["floors"].shape == (units,) and amap["floors"].dtype == np.float32
+    assert amap["floors"].min() > 0, amap["floors"]
   if grouping == "linkage":  # The default grouping finds none of these parents.
     assert ancestors.ancestor_map(amap["atoms"], np.ones(roots * leaves)).num_ancestors == 0
   np.testing.assert_array_equal(minimality.ancestor_units(out),
