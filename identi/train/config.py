@@ -256,6 +256,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not 0 <= flat[name] < 1:
       raise ConfigError(f"config key '{name}' is {flat[name]!r}; it must lie in [0, 1), a "
                         "fraction of each unit's typical code, e.g. 0.25 (0: no floor)")
+  if flat["minimality.fit_floor"] > 0 and flat["minimality.ancestor_codes"] != "nested":
+    raise ConfigError(f"config key 'minimality.fit_floor' is {flat['minimality.fit_floor']!r} "
+                      f"but minimality.ancestor_codes is {flat['minimality.ancestor_codes']!r}; "
+                      "only 'nested' fits the units' directions: set it to 'nested' or the floor "
+                      "to 0")
+  if flat["minimality.code_floor"] > 0 and flat["minimality.ancestor_codes"] == "spread":
+    raise ConfigError(f"config key 'minimality.code_floor' is {flat['minimality.code_floor']!r} "
+                      "but minimality.ancestor_codes is 'spread', whose codes are not fitted: "
+                      "set it to 'fitted' or 'nested', or the floor to 0")
   if not 0 < flat["minimality.tol"] < 1:
     raise ConfigError(f"config key 'minimality.tol' is {flat['minimality.tol']!r}; it must lie "
                       "in (0, 1), e.g. 1e-3")

@@ -284,9 +284,9 @@ def unit_supports(atom_codes: np.ndarray, amap: dict[str, Any]) -> np.ndarray:
 
 
 def _floors_codes(config: ml_collections.ConfigDict) -> bool:
-  """Whether the stage's final codes drop codes below the units' floors."""
-  return (config.minimality.code_floor > 0
-          and config.minimality.ancestor_codes in ("fitted", "nested"))
+  """Whether the stage's final codes drop codes below the units' floors (the config allows a
+  floor only on fitted codes, 'fitted' or 'nested')."""
+  return config.minimality.code_floor > 0
 
 
 def fit_unit_codes(x_c: np.ndarray, supports: np.ndarray, directions: np.ndarray,

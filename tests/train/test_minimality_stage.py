@@ -141,6 +141,8 @@ def test_a_run_without_its_stage_output_says_how_to_finish(trained, tmp_path):
     ({"minimality__unit_rounds": 0}, "minimality.unit_rounds"),
     ({"minimality__fit_floor": 1.0}, "minimality.fit_floor"),
     ({"minimality__code_floor": -0.1}, "minimality.code_floor"),
+    ({"minimality__fit_floor": 0.25, "minimality__ancestor_codes": "fitted"}, "only 'nested'"),
+    ({"minimality__code_floor": 0.15}, "not fitted"),
 ])
 def test_impossible_settings_are_refused(overrides, match):
   with pytest.raises(ConfigError, match=match):
