@@ -434,8 +434,8 @@ def code_floors(codes, fraction: float, *, quantile: float = 0.9) -> np.ndarray:
       raise ConfigError(f"code_floors argument {name}={value!r} is invalid: pass a fraction in "
                         "[0, 1), e.g. 0.25 (0: no floor)")
   out = np.zeros(codes.shape[1], np.float32)
-  for j in range(codes.shape[1]):
-    positive = codes[:, j][codes[:, j] > 0]
+  for j, column in enumerate(np.ascontiguousarray(codes.T)):
+    positive = column[column > 0]
     if positive.size:
       out[j] = fraction * np.quantile(positive, quantile)
   return out

@@ -173,7 +173,7 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
                                    num_rounds=config.minimality.unit_rounds,
                                    floor=config.minimality.fit_floor)
       codes = fit_unit_codes(x_c, supports, units, config)
-      if _floors_codes(config):  # Floors of the fitted codes, then those codes without them.
+      if config.minimality.code_floor > 0:  # Floors of the fitted codes, then those without.
         floors = ancestors.code_floors(codes, config.minimality.code_floor)
         extra[ANCESTORS]["floors"] = floors
         codes = ancestors.floored_fit(x_c, units, codes, floors)
@@ -259,7 +259,7 @@ def load(target: str, config: ml_collections.ConfigDict, d_in: int) -> tuple[Any
     if config.minimality.ancestor_codes == "nested":
       pairs = np.shape(amap.get("nested", np.zeros((0, 0))))[0]
       expected[ANCESTORS]["nested"] = jax.ShapeDtypeStruct((pairs, 2), np.int32)
-    if _floors_codes(config):
+    if config.minimality.code_floor > 0:  # Only on fitted codes (`validate_config`).
       expected[ANCESTORS]["floors"] = jax.ShapeDtypeStruct(
           (np.shape(amap.get("weights", [[]]))[1],), np.float32)
   sae_lib.check_variables_like(variables, expected, target)
@@ -283,25 +283,13 @@ def unit_supports(atom_codes: np.ndarray, amap: dict[str, Any]) -> np.ndarray:
                                    amap.get("nested", np.zeros((0, 2), np.int32)))
 
 
-def _floors_codes(config: ml_collections.ConfigDict) -> bool:
-  """Whether the stage's final codes drop codes below the units' floors (the config allows a
-  floor only on fitted codes, 'fitted' or 'nested')."""
-  return config.minimality.code_floor > 0
-
-
 def fit_unit_codes(x_c: np.ndarray, supports: np.ndarray, directions: np.ndarray,
-                   config: ml_collections.ConfigDict, floors: np.ndarray | None = None
-                   ) -> np.ndarray:
+                   config: ml_collections.ConfigDict) -> np.ndarray:
   """The final codes of `unit_supports`: with `config.minimality.ancestor_codes = 'fitted'` or
   'nested', re-fitted to the centred rows x_c on the units each row uses
-  (`identi.infer.ancestors.support_fit`), and with `floors` (the stage's saved `code_floor`s)
-  the codes below them dropped and the rows fitted again (`identi.infer.ancestors.floored_fit`);
-  with 'spread', the supports themselves."""
+  (`identi.infer.ancestors.support_fit`); with 'spread', the supports themselves."""
   if config.minimality.ancestor_codes in ("fitted", "nested"):
-    codes = ancestors.support_fit(x_c, directions, supports)
-    if floors is not None:
-      codes = ancestors.floored_fit(x_c, directions, codes, floors)
-    return codes
+    return ancestors.support_fit(x_c, directions, supports)
   return supports
 
 
@@ -315,7 +303,9 @@ def minimal_codes(variables: dict[str, Any], x, config: ml_collections.ConfigDic
   atoms = np.asarray(amap["atoms"], np.float32)
   directions = np.asarray(params["W_dec"], np.float32)[:np.shape(amap["weights"])[1]]
   units = fit_unit_codes(x_c, unit_supports(minimality.codes(x_c, atoms, settings(config)), amap),
-                         directions, config, amap.get("floors"))
+                         directions, config)
+  if "floors" in amap:  # The stage's `code_floor`, as it dropped its own codes.
+    units = ancestors.floored_fit(x_c, directions, units, amap["floors"])
   out = np.zeros((x_c.shape[0], np.shape(params["W_dec"])[0]), np.float32)
   out[:, :units.shape[1]] = units
   return out
