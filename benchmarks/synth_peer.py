@@ -130,6 +130,9 @@ NESTED_STAGE = {**PROFILES_STAGE, "minimality.ancestor_codes": "nested"}
 #: below a quarter of their unit's typical code, the final codes without those below 0.15 of it
 #: (`identi.infer.ancestors.code_floors`).
 FLOORED_STAGE = {**NESTED_STAGE, "minimality.fit_floor": 0.25, "minimality.code_floor": 0.15}
+#: The same with each atom's ancestors chosen by pursuit above chance rather than by cosine
+#: (`identi.infer.ancestors.choose_ancestors`).
+PURSUIT_STAGE = {**FLOORED_STAGE, "minimality.ancestor_selection": "pursuit"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +222,11 @@ METHODS = (
              "identi identifiable, true width, union ancestors of row profiles, nested supports, "
              f"floored codes{label}", "identi", "sae_identifiable", mode, width="true",
              overrides=tuple(FLOORED_STAGE.items()))
+      for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
+    *[Method(f"identi_identifiable_union_profiles_pursuit{suffix}",
+             "identi identifiable, true width, union ancestors of row profiles chosen by pursuit, "
+             f"nested supports, floored codes{label}", "identi", "sae_identifiable", mode,
+             width="true", overrides=tuple(PURSUIT_STAGE.items()))
       for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_tree", "OMP over the true tree's paths, then NNLS (hierarchy-aware limit)", "omp",

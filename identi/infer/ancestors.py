@@ -33,8 +33,20 @@ between cousins), so the parent is the direction a group of atoms has in common.
    cosine with the current one (at least ``chain_cosine``, at most ``max_chain`` links). A mode
    with less than ``min_pure`` of its norm left is dropped.
 3. **Decomposition.** Each atom u is the non-negative combination of at most ``max_ancestors``
-   pure directions p (those of cosine above ``min_cosine`` with it, by non-negative least
-   squares) plus its own remainder r: u = sum_k w_k p_k + r.
+   pure directions p (by non-negative least squares) plus its own remainder r:
+   u = sum_k w_k p_k + r. Which directions, by ``selection`` (`SELECTIONS`):
+   - ``'cosine'`` (the default): those of highest cosine with the atom, above ``min_cosine``.
+     Two modes of one parent (one from each grouping of ``'union'``, or a parent and its
+     grandparent's chain) both pass, and take the slots of the atom's other ancestors.
+   - ``'pursuit'``: at most ``max_ancestors`` one at a time (orthogonal matching pursuit with
+     non-negative weights), each the direction with the largest projection on what the atom's
+     unit vector keeps after the fit on those already chosen, while that projection is above
+     ``min_cosine`` and above chance (``chance_sigmas`` / sqrt(d)). A second mode of an ancestor
+     already chosen has little left to explain, so the slot goes to the next ancestor. Then the
+     chain of each chosen direction (the larger modes step 2 made it orthogonal to, its own
+     ancestors) joins: an atom under a parent is under the parent's ancestors too, even where
+     its profile holds too little of them to pass the pursuit's bar (row profiles subtract the
+     mean of the other rows, which hold a frequent root almost as often).
 4. **Codes.** Codes c over the atoms become codes over the units [own remainders r / |r|, pure
    directions]: z = c @ weights, with weights[j, j] = |r_j| and weights[j, m + k] = w_jk. The
    reconstruction is the same (z @ directions = c @ atoms), codes stay non-negative, and a
@@ -96,6 +108,7 @@ class AncestorSettings:
   min_cosine: float = 0.15
   grouping: str = "mean_shift"
   gap: float = 0.05
+  selection: str = "cosine"
 
   def validate(self) -> "AncestorSettings":
     if not self.cosines or not all(isinstance(c, numbers.Real) and 0.0 < c < 1.0
@@ -113,6 +126,9 @@ class AncestorSettings:
     if self.grouping not in GROUPINGS:
       raise ConfigError(f"AncestorSettings field 'grouping' is {self.grouping!r}; use one of "
                         f"{sorted(GROUPINGS)}")
+    if self.selection not in SELECTIONS:
+      raise ConfigError(f"AncestorSettings field 'selection' is {self.selection!r}; use one of "
+                        f"{list(SELECTIONS)}")
     for name in ("merge_cosine", "chain_cosine", "min_pure", "min_cosine", "gap"):
       value = getattr(self, name)
       if not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
@@ -227,6 +243,9 @@ def union_modes(unit: np.ndarray, usage: np.ndarray, s: AncestorSettings) -> np.
 #: Step 1's groupings by name (`AncestorSettings.grouping`).
 GROUPINGS = {"mean_shift": mean_shift_modes, "linkage": linkage_modes, "union": union_modes}
 
+#: Step 3's ways to choose an atom's ancestors (`AncestorSettings.selection`).
+SELECTIONS = ("cosine", "pursuit")
+
 
 def shared_directions(unit: np.ndarray, usage: np.ndarray,
                       s: AncestorSettings) -> np.ndarray:
@@ -236,7 +255,14 @@ def shared_directions(unit: np.ndarray, usage: np.ndarray,
 
 def pure_directions(modes: np.ndarray, s: AncestorSettings) -> np.ndarray:
   """Step 2: (p, d) the modes made orthogonal to their chains of larger modes."""
+  return pure_chains(modes, s)[0]
+
+
+def pure_chains(modes: np.ndarray, s: AncestorSettings) -> tuple[np.ndarray, list[list[int]]]:
+  """Step 2 with each pure direction's chain: (p, d) `pure_directions` and, for each, the indices
+  (into those p) of the larger modes it was made orthogonal to, nearest first."""
   pure: list[np.ndarray | None] = []
+  chains: list[list[int]] = []
   for i in range(modes.shape[0]):
     chain, j = [], i
     while len(chain) < s.max_chain:
@@ -253,8 +279,40 @@ def pure_directions(modes: np.ndarray, s: AncestorSettings) -> np.ndarray:
       r -= (r @ pure[k]) * pure[k]
     norm = float(np.linalg.norm(r))
     pure.append(r / norm if norm > s.min_pure else None)
-  kept = [p for p in pure if p is not None]
-  return np.stack(kept) if kept else np.zeros((0, modes.shape[1]))
+    chains.append(chain)
+  kept = [i for i, p in enumerate(pure) if p is not None]
+  position = {i: k for k, i in enumerate(kept)}  # Chains hold only kept modes.
+  return (np.stack([pure[i] for i in kept]) if kept else np.zeros((0, modes.shape[1])),
+          [[position[j] for j in chains[i]] for i in kept])
+
+
+def choose_ancestors(pure: np.ndarray, target: np.ndarray, s: AncestorSettings,
+                     chains: list[list[int]] | None = None) -> np.ndarray:
+  """Step 3's choice: indices of the pure directions (p, d) that decompose the unit vector
+  `target` (d,), by `s.selection` (see the module docstring), in the order chosen. With
+  'pursuit', the `chains` of `pure_chains` (None: no chains) add each chosen direction's chain
+  after the directions the pursuit chose."""
+  from scipy.optimize import nnls  # Imported here: scipy.optimize is slow to import.
+
+  if s.selection == "cosine":
+    cosine = pure @ target
+    candidates = np.argsort(-cosine, kind="stable")[:s.max_ancestors]
+    return candidates[cosine[candidates] > s.min_cosine]
+  floor = max(s.min_cosine, s.chance_sigmas / np.sqrt(pure.shape[1]))
+  chosen: list[int] = []
+  remainder = target
+  while len(chosen) < min(s.max_ancestors, pure.shape[0]):
+    projection = pure @ remainder
+    projection[chosen] = -np.inf
+    best = int(np.argmax(projection))
+    if projection[best] <= floor:
+      break
+    chosen.append(best)
+    w, _ = nnls(pure[chosen].T, target)
+    remainder = target - w @ pure[chosen]
+  for k in list(chosen) if chains is not None else ():
+    chosen += [j for j in chains[k] if j not in chosen]
+  return np.asarray(chosen, np.int64)
 
 
 def row_profiles(x, codes) -> np.ndarray:
@@ -336,16 +394,15 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
     read = np.zeros(atoms.shape, np.float64)
     read[readable] = profiles[readable] / p_norms[readable, None]
   modes = shared_directions(read[readable], usage[readable].astype(np.float64), s)
-  pure = pure_directions(modes, s)
+  pure, chains = pure_chains(modes, s)
   m, p = atoms.shape[0], pure.shape[0]
   weights = np.zeros((m, m + p))
   own = np.zeros(atoms.shape, np.float64)
   for j in np.flatnonzero(alive):
     r = unit[j]
-    cosine = pure @ read[j]
-    candidates = np.argsort(-cosine, kind="stable")[:s.max_ancestors]
-    candidates = candidates[cosine[candidates] > s.min_cosine]
-    if readable[j] and candidates.size:
+    candidates = (choose_ancestors(pure, read[j], s, chains) if readable[j]
+                  else np.zeros(0, np.int64))
+    if candidates.size:
       w, _ = nnls(pure[candidates].T, read[j])
       weights[j, m + candidates] = w
       if not exact and profiles is not None:  # What the atom itself carries of its ancestors.
@@ -494,6 +551,7 @@ def support_fit(x, directions, codes, *, batch_size: int = 1024) -> np.ndarray:
   return out
 
 
-__all__ = ["GROUPINGS", "AncestorMap", "AncestorSettings", "ancestor_map", "code_floors",
-           "floored_fit", "linkage_modes", "mean_shift_modes", "nested_atoms", "nested_supports",
-           "pure_directions", "row_profiles", "shared_directions", "support_fit", "union_modes"]
+__all__ = ["GROUPINGS", "SELECTIONS", "AncestorMap", "AncestorSettings", "ancestor_map",
+           "choose_ancestors", "code_floors", "floored_fit", "linkage_modes", "mean_shift_modes",
+           "nested_atoms", "nested_supports", "pure_chains", "pure_directions", "row_profiles",
+           "shared_directions", "support_fit", "union_modes"]

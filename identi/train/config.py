@@ -97,6 +97,11 @@ def default_config() -> ml_collections.ConfigDict:
   # What the grouping reads for each atom: 'atoms' (its direction) or 'profiles' (the mean of the
   # rows whose codes use it minus the mean of the others, identi.infer.ancestors.row_profiles).
   c.minimality.ancestor_input = "atoms"
+  # How each atom's ancestors are chosen among the shared directions
+  # (identi.infer.ancestors.SELECTIONS): 'cosine' (those of highest cosine with it) or 'pursuit'
+  # (one at a time, each the one that best explains what the atom keeps after those before, while
+  # that is above chance).
+  c.minimality.ancestor_selection = "cosine"
   # The codes over the units: 'spread' (each atom's code shared out over its units in fixed
   # proportions) or 'fitted' (each row then re-fitted on the units it uses by non-negative least
   # squares, identi.infer.ancestors.support_fit; with profiles, each atom's own remainder is then
@@ -153,6 +158,7 @@ _CHOICES = {
     "minimality.ancestors": ("never", "refined", "always"),
     "minimality.ancestor_grouping": tuple(ancestors.GROUPINGS),
     "minimality.ancestor_input": ("atoms", "profiles"),
+    "minimality.ancestor_selection": ancestors.SELECTIONS,
     "minimality.ancestor_codes": ("spread", "fitted", "nested"),
 }
 _POSITIVE = (

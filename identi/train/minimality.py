@@ -157,7 +157,8 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
     profiles = (ancestors.row_profiles(x_c, codes)
                 if config.minimality.ancestor_input == "profiles" else None)
     amap = ancestors.ancestor_map(atoms, np.sum(codes > 0, axis=0), ancestors.AncestorSettings(
-        grouping=config.minimality.ancestor_grouping), profiles=profiles,
+        grouping=config.minimality.ancestor_grouping,
+        selection=config.minimality.ancestor_selection), profiles=profiles,
         exact=config.minimality.ancestor_codes == "spread")
     step = {"step": "ancestors", "modes": amap.modes, "ancestors": amap.num_ancestors,
             "atoms": m}

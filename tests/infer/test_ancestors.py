@@ -182,10 +182,69 @@ def test_bad_inputs_are_named(atoms, usage, match):
 @pytest.mark.parametrize("field,value", [("cosines", ()), ("cosines", (0.5, 1.5)),
                                          ("iterations", 0), ("merge_cosine", 1.0),
                                          ("chance_sigmas", -1.0), ("grouping", "kmeans"),
-                                         ("gap", 0.0)])
+                                         ("gap", 0.0), ("selection", "greedy")])
 def test_impossible_settings_are_refused(field, value):
   with pytest.raises(ConfigError, match=field):
     ancestors.ancestor_map(np.eye(4), np.ones(4), ancestors.AncestorSettings(**{field: value}))
+
+
+def _directions(d=64, seed=0):
+  """Orthonormal e0..e3 and pure directions [p1, p1' (cosine 0.95 with p1), p2, p3]."""
+  e = np.linalg.qr(np.random.default_rng(seed).normal(size=(d, 4)))[0].T
+  pure = np.stack([e[0], 0.95 * e[0] + np.sqrt(1 - 0.95 ** 2) * e[1], e[2], e[3]])
+  return e, pure
+
+
+def test_pursuit_gives_a_second_mode_of_one_ancestor_no_slot():
+  e, pure = _directions()
+  target = 0.8 * e[0] + 0.6 * e[2]  # Ancestors p1 and p2; p1' is a second mode of p1.
+  two = {"max_ancestors": 2}
+  by_cosine = ancestors.choose_ancestors(pure, target, ancestors.AncestorSettings(**two))
+  assert by_cosine.tolist() == [0, 1]  # Cosines 0.80 and 0.76 against p2's 0.60.
+  pursuit = ancestors.AncestorSettings(selection="pursuit", **two)
+  assert ancestors.choose_ancestors(pure, target, pursuit).tolist() == [0, 2]
+
+
+def test_pursuit_stops_below_chance():
+  e, pure = _directions()  # d = 64: chance is 3 / 8 = 0.375.
+  target = 0.9 * e[0] + 0.3 * e[3] + np.sqrt(1 - 0.81 - 0.09) * e[1]
+  by_cosine = ancestors.choose_ancestors(pure, target, ancestors.AncestorSettings())
+  assert 3 in by_cosine.tolist()  # A cosine of 0.3 is above min_cosine = 0.15.
+  chosen = ancestors.choose_ancestors(pure, target, ancestors.AncestorSettings(selection="pursuit"))
+  assert chosen.tolist() == [1]  # p1' (projection 0.95), then nothing above chance is left.
+  # Above chance, the same share is an ancestor.
+  wide = ancestors.AncestorSettings(selection="pursuit", chance_sigmas=2.0)  # 0.25 < 0.3.
+  assert 3 in ancestors.choose_ancestors(pure, target, wide).tolist()
+
+
+def test_pursuit_adds_the_chains_of_the_directions_it_chose():
+  e, _ = _directions()  # d = 64: chance is 0.375.
+  modes = np.stack([e[0], (e[0] + e[1]) / np.sqrt(2), e[2]])  # A root, its child's mode, another.
+  pure, chains = ancestors.pure_chains(modes, ancestors.AncestorSettings())
+  np.testing.assert_allclose(np.abs(pure @ e[:3].T), np.eye(3), atol=1e-6)
+  assert chains == [[], [0], []]  # The child's mode was made orthogonal to the root.
+  np.testing.assert_array_equal(ancestors.pure_directions(modes, ancestors.AncestorSettings()),
+                                pure)
+  target = 0.95 * e[1] + 0.2 * e[0] + np.sqrt(1 - 0.95 ** 2 - 0.2 ** 2) * e[3]
+  s = ancestors.AncestorSettings(selection="pursuit")
+  assert ancestors.choose_ancestors(pure, target, s).tolist() == [1]  # The root is below chance,
+  assert ancestors.choose_ancestors(pure, target, s, chains).tolist() == [1, 0]  # but in the chain.
+  # The cosine selection reads no chains.
+  cosine = ancestors.AncestorSettings()
+  assert ancestors.choose_ancestors(pure, target, cosine, chains).tolist() == [1, 0]
+  assert ancestors.choose_ancestors(pure, 0.95 * e[1] + np.sqrt(1 - 0.95 ** 2) * e[3], cosine,
+                                    chains).tolist() == [1]
+
+
+def test_pursuit_maps_a_dictionary_of_paths_like_the_cosines():
+  atoms, codes, root_activity, root_dirs = _hierarchy()
+  amap = ancestors.ancestor_map(atoms, (codes > 0).sum(0),
+                                ancestors.AncestorSettings(selection="pursuit"))
+  assert amap.num_ancestors == root_dirs.shape[0]
+  # Each path atom keeps exactly its root; codes still reconstruct and find the roots.
+  assert np.all((amap.weights[:, atoms.shape[0]:] > 0).sum(1) == 1)
+  np.testing.assert_allclose(amap.codes(codes) @ amap.directions, codes @ atoms, atol=1e-4)
+  assert _corr(root_activity, amap.codes(codes)).max(1).min() > 0.99
 
 
 def test_codes_of_the_wrong_width_are_refused():
