@@ -32,21 +32,21 @@ between cousins), so the parent is the direction a group of atoms has in common.
    directions of its chain of larger modes, where the next link is the larger mode of highest
    cosine with the current one (at least ``chain_cosine``, at most ``max_chain`` links). A mode
    with less than ``min_pure`` of its norm left is dropped.
-3. **Decomposition.** Each atom u is the non-negative combination of at most ``max_ancestors``
-   pure directions p (by non-negative least squares) plus its own remainder r:
-   u = sum_k w_k p_k + r. Which directions, by ``selection`` (`SELECTIONS`):
-   - ``'cosine'`` (the default): those of highest cosine with the atom, above ``min_cosine``.
-     Two modes of one parent (one from each grouping of ``'union'``, or a parent and its
-     grandparent's chain) both pass, and take the slots of the atom's other ancestors.
+3. **Decomposition.** Each atom u is a non-negative combination of some pure directions p (by
+   non-negative least squares) plus its own remainder r: u = sum_k w_k p_k + r. Which
+   directions, by ``selection`` (`SELECTIONS`):
+   - ``'cosine'`` (the default): the at most ``max_ancestors`` of highest cosine with the atom,
+     above ``min_cosine``. Where the grouping found one ancestor as several nearby modes, they
+     all pass and take the slots of the atom's other ancestors.
    - ``'pursuit'``: at most ``max_ancestors`` one at a time (orthogonal matching pursuit with
      non-negative weights), each the direction with the largest projection on what the atom's
-     unit vector keeps after the fit on those already chosen, while that projection is above
-     ``min_cosine`` and above chance (``chance_sigmas`` / sqrt(d)). A second mode of an ancestor
-     already chosen has little left to explain, so the slot goes to the next ancestor. Then the
-     chain of each chosen direction (the larger modes step 2 made it orthogonal to, its own
-     ancestors) joins: an atom under a parent is under the parent's ancestors too, even where
-     its profile holds too little of them to pass the pursuit's bar (row profiles subtract the
-     mean of the other rows, which hold a frequent root almost as often).
+     unit vector (or unit profile) keeps after the fit on those already chosen, while that
+     projection is above ``min_cosine`` and above chance (``chance_sigmas`` / sqrt(d)). A second
+     mode of an ancestor already chosen has little left to explain, so the slot goes to the next
+     ancestor. Then the chain of each chosen direction (the larger modes step 2 made it
+     orthogonal to, its own ancestors) joins: an atom under a parent is under the parent's
+     ancestors too, even where its profile keeps too little of them to pass the bar (a row
+     profile subtracts the mean of the other rows, which hold a frequent root too).
 4. **Codes.** Codes c over the atoms become codes over the units [own remainders r / |r|, pure
    directions]: z = c @ weights, with weights[j, j] = |r_j| and weights[j, m + k] = w_jk. The
    reconstruction is the same (z @ directions = c @ atoms), codes stay non-negative, and a

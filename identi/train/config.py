@@ -100,7 +100,7 @@ def default_config() -> ml_collections.ConfigDict:
   # How each atom's ancestors are chosen among the shared directions
   # (identi.infer.ancestors.SELECTIONS): 'cosine' (those of highest cosine with it) or 'pursuit'
   # (one at a time, each the one that best explains what the atom keeps after those before, while
-  # that is above chance).
+  # that is above chance; then the ancestors of those chosen).
   c.minimality.ancestor_selection = "cosine"
   # The codes over the units: 'spread' (each atom's code shared out over its units in fixed
   # proportions) or 'fitted' (each row then re-fitted on the units it uses by non-negative least
