@@ -310,8 +310,9 @@ def choose_ancestors(pure: np.ndarray, target: np.ndarray, s: AncestorSettings,
     chosen.append(best)
     w, _ = nnls(pure[chosen].T, target)
     remainder = target - w @ pure[chosen]
-  for k in list(chosen) if chains is not None else ():
-    chosen += [j for j in chains[k] if j not in chosen]
+  if chains is not None:
+    for k in list(chosen):
+      chosen += [j for j in chains[k] if j not in chosen]
   return np.asarray(chosen, np.int64)
 
 

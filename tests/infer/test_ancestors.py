@@ -229,14 +229,15 @@ def test_pursuit_adds_the_chains_of_the_directions_it_chose():
   s = ancestors.AncestorSettings(selection="pursuit")
   assert ancestors.choose_ancestors(pure, target, s).tolist() == [1]  # The root is below chance,
   assert ancestors.choose_ancestors(pure, target, s, chains).tolist() == [1, 0]  # but in the chain.
-  # The cosine selection reads no chains.
+  # The cosine selection reads no chains: it takes the root for its cosine of 0.2 (above
+  # min_cosine), and without that share leaves it out, chains or not.
   cosine = ancestors.AncestorSettings()
   assert ancestors.choose_ancestors(pure, target, cosine, chains).tolist() == [1, 0]
   assert ancestors.choose_ancestors(pure, 0.95 * e[1] + np.sqrt(1 - 0.95 ** 2) * e[3], cosine,
                                     chains).tolist() == [1]
 
 
-def test_pursuit_maps_a_dictionary_of_paths_like_the_cosines():
+def test_pursuit_maps_a_dictionary_of_paths_onto_one_root_each():
   atoms, codes, root_activity, root_dirs = _hierarchy()
   amap = ancestors.ancestor_map(atoms, (codes > 0).sum(0),
                                 ancestors.AncestorSettings(selection="pursuit"))
