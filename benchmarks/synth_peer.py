@@ -133,6 +133,9 @@ FLOORED_STAGE = {**NESTED_STAGE, "minimality.fit_floor": 0.25, "minimality.code_
 #: The same with each atom's ancestors chosen by pursuit above chance rather than by cosine
 #: (`identi.infer.ancestors.choose_ancestors`).
 PURSUIT_STAGE = {**FLOORED_STAGE, "minimality.ancestor_selection": "pursuit"}
+#: The same with each row's atom codes pruned to the atoms the row needs before the map reads them
+#: (`identi.infer.minimality.prune_codes`).
+PRUNED_CODES_STAGE = {**PURSUIT_STAGE, "minimality.prune_codes": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +230,11 @@ METHODS = (
              "identi identifiable, true width, union ancestors of row profiles chosen by pursuit, "
              f"nested supports, floored codes{label}", "identi", "sae_identifiable", mode,
              width="true", overrides=tuple(PURSUIT_STAGE.items()))
+      for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
+    *[Method(f"identi_identifiable_union_profiles_pruned_codes{suffix}",
+             "identi identifiable, true width, union ancestors of row profiles chosen by pursuit, "
+             f"nested supports, floored codes, pruned atom codes{label}", "identi",
+             "sae_identifiable", mode, width="true", overrides=tuple(PRUNED_CODES_STAGE.items()))
       for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_tree", "OMP over the true tree's paths, then NNLS (hierarchy-aware limit)", "omp",

@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from identi.errors import ConfigError
+from identi.errors import ConfigError, DataError
 from identi.infer.omp import check_positive_int, check_problem, omp, support_nnls
 from identi.infer.refine import atom_usage, refine_dictionary
 
@@ -178,6 +178,71 @@ def codes(x: np.ndarray, dictionary: np.ndarray, s: MinimalitySettings, *,
                              tol=s.tol, basis=basis))
          for i in range(0, x.shape[0], s.batch_size)]
   return np.concatenate(out) if out else np.zeros((0, dictionary.shape[0]), np.float32)
+
+
+#: Ridge on the Gram matrix of `prune_codes`' least-squares fits (the atoms have unit norm).
+_PRUNE_RIDGE = 1e-6
+
+
+def prune_codes(x, dictionary, codes, tol: float, *, batch_size: int = 4096) -> np.ndarray:
+  """Each row's codes (n, atoms) over the atoms (atoms, d) without the atoms the row does not
+  need: minimality row by row, the test `drop_unneeded` applies to the whole dictionary.
+
+  Greedy pursuit adds atoms until a row's residual falls below `tol` of its energy, and an atom
+  added early can become superfluous once later ones are in; where atoms are a hierarchy's paths
+  (SAELens's trees), a sibling's path is picked to absorb a deviation of the shared ancestors'
+  magnitudes, and its own part then fires where it is absent. Here the atom whose removal raises
+  the row's least-squares error least is dropped while that rise is below `tol` times the row's
+  energy (one atom at a time, at least one kept); the row is then fitted by non-negative least
+  squares on the atoms it keeps (`identi.infer.ancestors.support_fit`). x must be centred as for
+  `codes`; deterministic, whatever `batch_size`. Returns float32 (n, atoms)."""
+  from identi.infer import ancestors  # Imported here: ancestors is not needed by the rest.
+
+  x, dictionary = check_problem(x, dictionary, None, owner="prune_codes")
+  x, dictionary = np.asarray(x, np.float64), np.asarray(dictionary, np.float64)
+  codes = np.asarray(codes, np.float32)
+  if codes.shape != (x.shape[0], dictionary.shape[0]):
+    raise DataError(f"prune_codes got codes of shape {codes.shape}; they must be "
+                    f"({x.shape[0]}, {dictionary.shape[0]}), one row of codes per sample over "
+                    "the atoms, e.g. codes(x, dictionary, settings)")
+  if not np.all(np.isfinite(codes)) or np.any(codes < 0):
+    raise DataError("prune_codes got NaN, infinite or negative codes; pass non-negative codes, "
+                    "e.g. codes(x, dictionary, settings)")
+  if not isinstance(tol, numbers.Real) or not 0.0 < tol < 1.0:
+    raise ConfigError(f"prune_codes argument tol={tol!r} is invalid: pass the relative residual "
+                      "energy a row may lose, in (0, 1), e.g. 1e-3 (OMP's tol)")
+  batch_size = check_positive_int("batch_size", batch_size, "prune_codes")
+  keep = codes > 0
+  for i in range(0, x.shape[0], batch_size):
+    used = keep[i:i + batch_size]
+    slots = int(np.max(np.sum(used, axis=1), initial=0))
+    if slots < 2:
+      continue
+    idx = np.argsort(~used, axis=1, kind="stable")[:, :slots]  # Each row's atoms first.
+    active = np.take_along_axis(used, idx, axis=1)
+    atoms = dictionary[idx]  # (rows, slots, d)
+    gram = np.einsum("nsd,ntd->nst", atoms, atoms)
+    corr = np.einsum("nsd,nd->ns", atoms, x[i:i + batch_size])
+    budget = tol * np.sum(np.square(x[i:i + batch_size]), axis=1)
+    eye = np.eye(slots)
+    for _ in range(slots - 1):
+      pair = active[:, :, None] & active[:, None, :]
+      # Inactive slots get an identity block, so they fit 0 and leave the others' fit unchanged.
+      g = np.where(pair, gram + _PRUNE_RIDGE * eye, eye)
+      inverse = np.linalg.inv(g)
+      c = np.einsum("nst,nt->ns", inverse, np.where(active, corr, 0.0))
+      rise = np.where(active, np.square(c) / np.diagonal(inverse, axis1=1, axis2=2), np.inf)
+      cheapest = np.argmin(rise, axis=1)
+      rows = np.flatnonzero((rise[np.arange(len(cheapest)), cheapest] < budget)
+                            & (np.sum(active, axis=1) > 1))
+      if rows.size == 0:
+        break
+      active[rows, cheapest[rows]] = False
+    kept = np.zeros_like(used)
+    np.put_along_axis(kept, idx, active, axis=1)
+    keep[i:i + batch_size] = kept
+  return ancestors.support_fit(x.astype(np.float32), dictionary.astype(np.float32),
+                               np.where(keep, codes, 0.0).astype(np.float32))
 
 
 @functools.partial(jax.jit, static_argnames=("slots",))

@@ -118,6 +118,11 @@ def default_config() -> ml_collections.ConfigDict:
   # the stage, so encode --mode=minimal drops the same codes.
   c.minimality.fit_floor = 0.0
   c.minimality.code_floor = 0.0
+  # Where the atoms get shared ancestors: each row's OMP codes over the atoms first lose, one at a
+  # time and cheapest first, the atoms whose removal costs the row less than tol of its energy
+  # (identi.infer.minimality.prune_codes); the map, its supports and encode --mode=minimal read
+  # those codes.
+  c.minimality.prune_codes = False
   # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the
   # final dictionary has d_sae latents whatever the count of concepts (1: train at d_sae).
   c.minimality.expansion = 1
@@ -271,6 +276,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config key 'minimality.code_floor' is {flat['minimality.code_floor']!r} "
                       "but minimality.ancestor_codes is 'spread', whose codes are not fitted: "
                       "set it to 'fitted' or 'nested', or the floor to 0")
+  if flat["minimality.prune_codes"] and flat["minimality.ancestors"] == "never":
+    raise ConfigError("config key 'minimality.prune_codes' is True but minimality.ancestors is "
+                      "'never'; the pruned codes are what the ancestor map reads: set ancestors "
+                      "to 'refined' or 'always', or prune_codes to False")
   if not 0 < flat["minimality.tol"] < 1:
     raise ConfigError(f"config key 'minimality.tol' is {flat['minimality.tol']!r}; it must lie "
                       "in (0, 1), e.g. 1e-3")

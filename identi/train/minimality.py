@@ -27,6 +27,8 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
    without the codes below `config.minimality.fit_floor` of their unit's typical code; with
    `config.minimality.code_floor` the final codes drop the codes below that floor, saved as
    `floors`, `identi.infer.ancestors.code_floors`);
+   with `config.minimality.prune_codes` the map, its supports and the final codes read the OMP
+   codes without the atoms each row does not need, `identi.infer.minimality.prune_codes`;
    the atoms and the map are kept in the variables' `ANCESTORS` collection. Without shared
    directions the atoms stay the units;
 3. a JumpReLU SAE of max(d_sae, units) latents is built around the units (`final_model`): W_dec's
@@ -154,9 +156,10 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
   extra = {}
   units = atoms
   if _applies_ancestors(config, refined):
-    profiles = (ancestors.row_profiles(x_c, codes)
+    atom_codes = atom_codes_of(x_c, atoms, codes, config)
+    profiles = (ancestors.row_profiles(x_c, atom_codes)
                 if config.minimality.ancestor_input == "profiles" else None)
-    amap = ancestors.ancestor_map(atoms, np.sum(codes > 0, axis=0), ancestors.AncestorSettings(
+    amap = ancestors.ancestor_map(atoms, np.sum(atom_codes > 0, axis=0), ancestors.AncestorSettings(
         grouping=config.minimality.ancestor_grouping,
         selection=config.minimality.ancestor_selection), profiles=profiles,
         exact=config.minimality.ancestor_codes == "spread")
@@ -166,9 +169,9 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
       units = amap.directions
       extra = {ANCESTORS: {"atoms": atoms, "weights": amap.weights}}
       if config.minimality.ancestor_codes == "nested":
-        extra[ANCESTORS]["nested"] = ancestors.nested_atoms(codes)
+        extra[ANCESTORS]["nested"] = ancestors.nested_atoms(atom_codes)
         step["nested_pairs"] = int(extra[ANCESTORS]["nested"].shape[0])
-      supports = unit_supports(codes, extra[ANCESTORS])
+      supports = unit_supports(atom_codes, extra[ANCESTORS])
       if config.minimality.ancestor_codes == "nested":
         units = refine_on_supports(x_c, units, supports,
                                    num_rounds=config.minimality.unit_rounds,
@@ -276,6 +279,16 @@ def ancestor_units(variables: dict[str, Any]) -> np.ndarray:
   return np.arange(m, n_units)
 
 
+def atom_codes_of(x_c: np.ndarray, atoms: np.ndarray, codes: np.ndarray,
+                  config: ml_collections.ConfigDict) -> np.ndarray:
+  """The stage's OMP codes over its atoms as the ancestor map reads them: with
+  `config.minimality.prune_codes`, without the atoms each row does not need
+  (`identi.infer.minimality.prune_codes` at the OMP's `tol`); otherwise `codes` themselves."""
+  if config.minimality.prune_codes:
+    return minimality.prune_codes(x_c, atoms, codes, float(config.minimality.tol))
+  return codes
+
+
 def unit_supports(atom_codes: np.ndarray, amap: dict[str, Any]) -> np.ndarray:
   """Codes over the units of the stage's codes over its atoms, spread by the map's weights (`amap`,
   the `ANCESTORS` collection); with its nested pairs, a broad atom's own unit is left out where
@@ -303,8 +316,8 @@ def minimal_codes(variables: dict[str, Any], x, config: ml_collections.ConfigDic
          - np.asarray(params["b_dec"], np.float32))
   atoms = np.asarray(amap["atoms"], np.float32)
   directions = np.asarray(params["W_dec"], np.float32)[:np.shape(amap["weights"])[1]]
-  units = fit_unit_codes(x_c, unit_supports(minimality.codes(x_c, atoms, settings(config)), amap),
-                         directions, config)
+  atom_codes = atom_codes_of(x_c, atoms, minimality.codes(x_c, atoms, settings(config)), config)
+  units = fit_unit_codes(x_c, unit_supports(atom_codes, amap), directions, config)
   if "floors" in amap:  # The stage's `code_floor`, as it dropped its own codes.
     units = ancestors.floored_fit(x_c, directions, units, amap["floors"])
   out = np.zeros((x_c.shape[0], np.shape(params["W_dec"])[0]), np.float32)

@@ -212,14 +212,17 @@ def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder(
   assert cos.max(1).min() > 0.98, cos.max(1)  # Tilted a little towards the parts left out.
 
 
-@pytest.mark.parametrize("grouping,parent,ancestor_input,ancestor_codes,floor", [
-    ("mean_shift", 1.0, "atoms", "spread", 0.0), ("linkage", 0.7, "atoms", "spread", 0.0),
-    ("mean_shift", 1.0, "profiles", "spread", 0.0), ("mean_shift", 1.0, "profiles", "fitted", 0.0),
-    ("mean_shift", 1.0, "profiles", "nested", 0.0),
-    ("mean_shift", 1.0, "profiles", "nested", 0.25)])
+@pytest.mark.parametrize("grouping,parent,ancestor_input,ancestor_codes,floor,prune", [
+    ("mean_shift", 1.0, "atoms", "spread", 0.0, False),
+    ("linkage", 0.7, "atoms", "spread", 0.0, False),
+    ("mean_shift", 1.0, "profiles", "spread", 0.0, False),
+    ("mean_shift", 1.0, "profiles", "fitted", 0.0, False),
+    ("mean_shift", 1.0, "profiles", "nested", 0.0, False),
+    ("mean_shift", 1.0, "profiles", "nested", 0.25, False),
+    ("mean_shift", 1.0, "profiles", "nested", 0.25, True)])
 def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, grouping, parent,
                                                                 ancestor_input, ancestor_codes,
-                                                                floor):
+                                                                floor, prune):
   """SAELens-style hierarchy (a parent fires with exactly one child): where the refined route's
   atoms are the paths (here planted), the stage adds the shared parents as units, saves them with
   the stage, and encode --mode=minimal codes them. With parents of weight 0.7 (siblings' cosine
@@ -229,7 +232,8 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
   reconstruct each row no worse than the spread codes they start from. With 'nested' the stage
   also keeps the atoms' nested pairs (none among these paths, whose siblings never co-fire) and
   fits the units' directions to the supports; with floors on the codes it saves each unit's floor
-  and codes the same way."""
+  and codes the same way. With pruned atom codes (`minimality.prune_codes`) the stage and encode
+  read the same pruned codes, and each row keeps no more atoms than OMP gave it."""
   from identi.train import encode_file, runtime  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   d_in, roots, leaves, n = 96, 4, 6, 4096
@@ -249,7 +253,8 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
                         minimality__ancestor_grouping=grouping,
                         minimality__ancestor_input=ancestor_input,
                         minimality__ancestor_codes=ancestor_codes,
-                        minimality__fit_floor=floor, minimality__code_floor=floor)
+                        minimality__fit_floor=floor, minimality__code_floor=floor,
+                        minimality__prune_codes=prune)
   assert config.minimality.ancestors == "refined"  # The default.
   model = sae_lib.make_sae("batchtopk", d_in, 2 * roots * leaves, k=2)
   variables = jax.tree.map(np.asarray, model.init(jax.random.key(0), x[:1]))
@@ -285,6 +290,10 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
   codes = np.load(tmp_path / "c.npy")
   np.testing.assert_array_equal(codes, minimality.minimal_codes(out, x[:1000], config))
   atom_codes = minimality_infer.codes(x[:1000], amap["atoms"], minimality.settings(config))
+  if prune:  # What the map reads: no row keeps more atoms than OMP gave it.
+    pruned = minimality.atom_codes_of(x[:1000], amap["atoms"], atom_codes, config)
+    assert np.all(np.sum(pruned > 0, 1) <= np.sum(atom_codes > 0, 1))
+    atom_codes = pruned
   if ancestor_codes == "spread":  # The reconstruction is the atoms': the units re-express it.
     np.testing.assert_allclose(codes @ out["params"]["W_dec"], atom_codes @ amap["atoms"],
                                atol=1e-4)
