@@ -164,3 +164,43 @@ def test_refined_dictionary_prunes_a_wide_dictionary_to_the_parts():
   assert after.min() > 0.95 and after.min() > before.min() + 0.15
   with pytest.raises(ConfigError, match="keep=0"):
     minimality.refined_dictionary(x, wide, keep=0, rounds=1)
+
+
+def test_pruned_codes_drop_the_atoms_a_row_does_not_need_one_at_a_time():
+  """A row loses an atom only while the loss is below tol of its energy, the cheapest first, and
+  keeps at least one; the kept atoms are fitted again."""
+  eye = np.eye(8, dtype=np.float32)
+  dictionary = np.stack([eye[0], eye[1], eye[2], eye[3], eye[0]])  # Atom 4 repeats atom 0.
+  x = np.stack([3 * eye[0] + 2 * eye[1] + 0.01 * eye[2],  # Atom 2 adds 1e-4 of 13.
+                eye[3],  # One atom, needed.
+                0.02 * eye[0],  # A tiny row keeps one atom.
+                eye[0] + eye[1]]).astype(np.float32)  # Either copy of atom 0 suffices.
+  codes = np.array([[3, 2, 0.01, 0, 0], [0, 0, 0, 1, 0], [0.02, 1e-3, 0, 0, 0],
+                    [0.5, 1, 0, 0, 0.5]], np.float32)
+  pruned = minimality.prune_codes(x, dictionary, codes, 1e-3)
+  np.testing.assert_allclose(pruned[0], [3, 2, 0, 0, 0], atol=1e-5)
+  np.testing.assert_allclose(pruned[1], [0, 0, 0, 1, 0], atol=1e-6)
+  np.testing.assert_allclose(pruned[2], [0.02, 0, 0, 0, 0], atol=1e-6)
+  # Each copy costs nothing while the other is there; dropping both loses half the row, so
+  # exactly one goes and the row is still reconstructed exactly.
+  assert np.sum(pruned[3] > 0) == 2 and pruned[3, 1] > 0 and pruned[3, 2] == 0, pruned[3]
+  np.testing.assert_allclose(pruned[3] @ dictionary, x[3], atol=1e-5)
+  # A tolerance below the cheapest loss keeps every atom (fitted again on the same supports).
+  kept = minimality.prune_codes(x[:1], dictionary, codes[:1], 1e-6)
+  np.testing.assert_array_equal(kept > 0, codes[:1] > 0)
+  # Row by row: the same whatever the batch.
+  np.testing.assert_array_equal(
+      minimality.prune_codes(x, dictionary, codes, 1e-3, batch_size=1), pruned)
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda x, d, c, t: (x, d, c[:, :3], t), "codes of shape"),
+    (lambda x, d, c, t: (x, d, -c, t), "negative"),
+    (lambda x, d, c, t: (x, d, np.where(c > 0, np.nan, c), t), "NaN"),
+    (lambda x, d, c, t: (x, d, c, 0.0), "tol=0.0"),
+    (lambda x, d, c, t: (x, d, c, 1.5), "tol=1.5")])
+def test_pruned_codes_refuse_bad_input_with_the_fix(change, match):
+  eye = np.eye(4, dtype=np.float32)
+  x, d, c = eye[:2], eye, np.eye(2, 4, dtype=np.float32)
+  with pytest.raises((ConfigError, ValueError), match=match):
+    minimality.prune_codes(*change(x, d, c, 1e-3))

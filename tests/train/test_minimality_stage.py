@@ -143,6 +143,7 @@ def test_a_run_without_its_stage_output_says_how_to_finish(trained, tmp_path):
     ({"minimality__code_floor": -0.1}, "minimality.code_floor"),
     ({"minimality__fit_floor": 0.25, "minimality__ancestor_codes": "fitted"}, "only 'nested'"),
     ({"minimality__code_floor": 0.15}, "not fitted"),
+    ({"minimality__prune_codes": True, "minimality__ancestors": "never"}, "ancestor map reads"),
 ])
 def test_impossible_settings_are_refused(overrides, match):
   with pytest.raises(ConfigError, match=match):
