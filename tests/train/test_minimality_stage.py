@@ -219,7 +219,6 @@ def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder(
     ("mean_shift", 1.0, "profiles", "spread", 0.0, False),
     ("mean_shift", 1.0, "profiles", "fitted", 0.0, False),
     ("mean_shift", 1.0, "profiles", "nested", 0.0, False),
-    ("mean_shift", 1.0, "profiles", "nested", 0.25, False),
     ("mean_shift", 1.0, "profiles", "nested", 0.25, True)])
 def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, grouping, parent,
                                                                 ancestor_input, ancestor_codes,
