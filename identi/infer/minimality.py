@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError, DataError
+from identi.infer import ancestors
 from identi.infer.omp import check_positive_int, check_problem, omp, support_nnls
 from identi.infer.refine import atom_usage, refine_dictionary
 
@@ -196,8 +197,6 @@ def prune_codes(x, dictionary, codes, tol: float, *, batch_size: int = 4096) -> 
   energy (one atom at a time, at least one kept); the row is then fitted by non-negative least
   squares on the atoms it keeps (`identi.infer.ancestors.support_fit`). x must be centred as for
   `codes`; deterministic, whatever `batch_size`. Returns float32 (n, atoms)."""
-  from identi.infer import ancestors  # Imported here: ancestors is not needed by the rest.
-
   x, dictionary = check_problem(x, dictionary, None, owner="prune_codes")
   x, dictionary = np.asarray(x, np.float64), np.asarray(dictionary, np.float64)
   codes = np.asarray(codes, np.float32)

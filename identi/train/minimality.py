@@ -159,10 +159,11 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
     atom_codes = atom_codes_of(x_c, atoms, codes, config)
     profiles = (ancestors.row_profiles(x_c, atom_codes)
                 if config.minimality.ancestor_input == "profiles" else None)
-    amap = ancestors.ancestor_map(atoms, np.sum(atom_codes > 0, axis=0), ancestors.AncestorSettings(
-        grouping=config.minimality.ancestor_grouping,
-        selection=config.minimality.ancestor_selection), profiles=profiles,
-        exact=config.minimality.ancestor_codes == "spread")
+    amap = ancestors.ancestor_map(
+        atoms, np.sum(atom_codes > 0, axis=0),
+        ancestors.AncestorSettings(grouping=config.minimality.ancestor_grouping,
+                                   selection=config.minimality.ancestor_selection),
+        profiles=profiles, exact=config.minimality.ancestor_codes == "spread")
     step = {"step": "ancestors", "modes": amap.modes, "ancestors": amap.num_ancestors,
             "atoms": m}
     if amap.num_ancestors:  # Without any, the atoms stay as they are.
