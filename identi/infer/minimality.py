@@ -224,19 +224,19 @@ def prune_codes(x, dictionary, codes, tol: float, *, batch_size: int = 4096) -> 
     corr = np.einsum("nsd,nd->ns", atoms, x[i:i + batch_size])
     budget = tol * np.sum(np.square(x[i:i + batch_size]), axis=1)
     eye = np.eye(slots)
-    for _ in range(slots - 1):
-      pair = active[:, :, None] & active[:, None, :]
+    live = np.flatnonzero(np.sum(active, axis=1) > 1)  # Rows that may still lose an atom.
+    while live.size:
+      on = active[live]
       # Inactive slots get an identity block, so they fit 0 and leave the others' fit unchanged.
-      g = np.where(pair, gram + _PRUNE_RIDGE * eye, eye)
+      g = np.where(on[:, :, None] & on[:, None, :], gram[live] + _PRUNE_RIDGE * eye, eye)
       inverse = np.linalg.inv(g)
-      c = np.einsum("nst,nt->ns", inverse, np.where(active, corr, 0.0))
-      rise = np.where(active, np.square(c) / np.diagonal(inverse, axis1=1, axis2=2), np.inf)
+      c = np.einsum("nst,nt->ns", inverse, np.where(on, corr[live], 0.0))
+      rise = np.where(on, np.square(c) / np.diagonal(inverse, axis1=1, axis2=2), np.inf)
       cheapest = np.argmin(rise, axis=1)
-      rows = np.flatnonzero((rise[np.arange(len(cheapest)), cheapest] < budget)
-                            & (np.sum(active, axis=1) > 1))
-      if rows.size == 0:
-        break
-      active[rows, cheapest[rows]] = False
+      drop = rise[np.arange(live.size), cheapest] < budget[live]
+      live, cheapest = live[drop], cheapest[drop]
+      active[live, cheapest] = False
+      live = live[np.sum(active[live], axis=1) > 1]
     kept = np.zeros_like(used)
     np.put_along_axis(kept, idx, active, axis=1)
     keep[i:i + batch_size] = kept
