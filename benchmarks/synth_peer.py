@@ -136,6 +136,9 @@ PURSUIT_STAGE = {**FLOORED_STAGE, "minimality.ancestor_selection": "pursuit"}
 #: The same with each row's atom codes pruned to the atoms the row needs before the map reads them
 #: (`identi.infer.minimality.prune_codes`).
 PRUNED_CODES_STAGE = {**PURSUIT_STAGE, "minimality.prune_codes": True}
+#: The same with each atom's pursuit continued on the atom after its profile's
+#: (`identi.infer.ancestors.SELECTIONS`, 'remainder').
+REMAINDER_STAGE = {**PRUNED_CODES_STAGE, "minimality.ancestor_selection": "remainder"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +238,12 @@ METHODS = (
              "identi identifiable, true width, union ancestors of row profiles chosen by pursuit, "
              f"nested supports, floored codes, pruned atom codes{label}", "identi",
              "sae_identifiable", mode, width="true", overrides=tuple(PRUNED_CODES_STAGE.items()))
+      for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
+    *[Method(f"identi_identifiable_union_profiles_remainder{suffix}",
+             "identi identifiable, true width, union ancestors of row profiles chosen by pursuit "
+             f"continued on the atoms, nested supports, floored codes, pruned atom codes{label}",
+             "identi", "sae_identifiable", mode, width="true",
+             overrides=tuple(REMAINDER_STAGE.items()))
       for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_tree", "OMP over the true tree's paths, then NNLS (hierarchy-aware limit)", "omp",

@@ -47,6 +47,14 @@ between cousins), so the parent is the direction a group of atoms has in common.
      orthogonal to, its own ancestors) joins: an atom under a parent is under the parent's
      ancestors too, even where its profile keeps too little of them to pass the bar (a row
      profile subtracts the mean of the other rows, which hold a frequent root too).
+   - ``'remainder'`` (with profiles and ``exact=False`` only): 'pursuit' on the profile, then the
+     same pursuit continued on the atom itself, after the fit on the directions chosen so far: at
+     most ``max_ancestors`` more, each while its projection on what the atom keeps is above the
+     same bar, with its chain. A profile mixes the rows where OMP uses the atom wrongly, and its
+     pursuit may spend a slot on a sibling's direction; the parent it missed then stays in the
+     atom's own remainder, which is then no part (the parent's unit is off on the atom's rows).
+     A direction the profile's fit gives no weight keeps the atom's own weight, so that the atom
+     carries it.
 4. **Codes.** Codes c over the atoms become codes over the units [own remainders r / |r|, pure
    directions]: z = c @ weights, with weights[j, j] = |r_j| and weights[j, m + k] = w_jk. The
    reconstruction is the same (z @ directions = c @ atoms), codes stay non-negative, and a
@@ -244,7 +252,7 @@ def union_modes(unit: np.ndarray, usage: np.ndarray, s: AncestorSettings) -> np.
 GROUPINGS = {"mean_shift": mean_shift_modes, "linkage": linkage_modes, "union": union_modes}
 
 #: Step 3's ways to choose an atom's ancestors (`AncestorSettings.selection`).
-SELECTIONS = ("cosine", "pursuit")
+SELECTIONS = ("cosine", "pursuit", "remainder")
 
 
 def shared_directions(unit: np.ndarray, usage: np.ndarray,
@@ -291,17 +299,30 @@ def choose_ancestors(pure: np.ndarray, target: np.ndarray, s: AncestorSettings,
   """Step 3's choice: indices of the pure directions (p, d) that decompose the unit vector
   `target` (d,), by `s.selection` (see the module docstring), in the order chosen. With
   'pursuit', the `chains` of `pure_chains` (None: no chains) add each chosen direction's chain
-  after the directions the pursuit chose."""
-  from scipy.optimize import nnls  # Imported here: scipy.optimize is slow to import.
-
+  after the directions the pursuit chose; 'remainder' chooses as 'pursuit' does here
+  (`ancestor_map` continues it on the atom)."""
   if s.selection == "cosine":
     cosine = pure @ target
     candidates = np.argsort(-cosine, kind="stable")[:s.max_ancestors]
     return candidates[cosine[candidates] > s.min_cosine]
+  return _pursue(pure, target, [], s, chains)
+
+
+def _pursue(pure: np.ndarray, target: np.ndarray, chosen: list[int], s: AncestorSettings,
+            chains: list[list[int]] | None) -> np.ndarray:
+  """Non-negative orthogonal matching pursuit of the unit vector `target` over the pure
+  directions, after those already `chosen`: at most `s.max_ancestors` more, each while its
+  projection on what the fit leaves is above the floor; then each new one's chain joins."""
+  from scipy.optimize import nnls  # Imported here: scipy.optimize is slow to import.
+
   floor = max(s.min_cosine, s.chance_sigmas / np.sqrt(pure.shape[1]))
-  chosen: list[int] = []
+  chosen = list(chosen)
+  start = len(chosen)
   remainder = target
-  while len(chosen) < min(s.max_ancestors, pure.shape[0]):
+  if chosen:
+    w, _ = nnls(pure[chosen].T, target)
+    remainder = target - w @ pure[chosen]
+  while len(chosen) - start < min(s.max_ancestors, pure.shape[0]):
     projection = pure @ remainder
     projection[chosen] = -np.inf
     best = int(np.argmax(projection))
@@ -311,7 +332,7 @@ def choose_ancestors(pure: np.ndarray, target: np.ndarray, s: AncestorSettings,
     w, _ = nnls(pure[chosen].T, target)
     remainder = target - w @ pure[chosen]
   if chains is not None:
-    for k in list(chosen):
+    for k in chosen[start:]:
       chosen += [j for j in chains[k] if j not in chosen]
   return np.asarray(chosen, np.int64)
 
@@ -358,7 +379,8 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
       itself carries of its ancestors (non-negative least squares of the atom on them) while the
       codes are still shared out by the profiles' weights: the remainders are closer to the
       parts, but codes @ weights no longer reconstruct codes @ atoms, so re-fit the codes to the
-      rows (`support_fit`). Without profiles both give the same map.
+      rows (`support_fit`). Without profiles both give the same map. The selection 'remainder'
+      needs profiles and exact=False.
 
   Returns:
     `AncestorMap`; deterministic given its inputs.
@@ -380,6 +402,10 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
   if np.any(usage < 0):
     raise DataError("ancestor_map usage has negative entries; pass non-negative weights such as "
                     "the number of rows that use each atom")
+  if s.selection == "remainder" and (profiles is None or exact):
+    raise ConfigError("ancestor_map selection 'remainder' continues each profile's pursuit on its "
+                      "atom and weighs what it adds by the atom: pass profiles (row_profiles) and "
+                      "exact=False, or choose selection 'pursuit'")
   norms = np.linalg.norm(atoms.astype(np.float64), axis=1)
   alive = norms > 0
   unit = np.zeros(atoms.shape, np.float64)
@@ -403,11 +429,16 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
     r = unit[j]
     candidates = (choose_ancestors(pure, read[j], s, chains) if readable[j]
                   else np.zeros(0, np.int64))
+    if s.selection == "remainder":
+      candidates = _pursue(pure, unit[j], [int(c) for c in candidates], s, chains)
     if candidates.size:
       w, _ = nnls(pure[candidates].T, read[j])
       weights[j, m + candidates] = w
       if not exact and profiles is not None:  # What the atom itself carries of its ancestors.
         w, _ = nnls(pure[candidates].T, unit[j])
+        if s.selection == "remainder":
+          weights[j, m + candidates] = np.where(weights[j, m + candidates] > 0,
+                                                weights[j, m + candidates], w)
       r = unit[j] - w @ pure[candidates]
     norm = float(np.linalg.norm(r))
     if norm > 1e-6:

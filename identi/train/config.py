@@ -100,7 +100,8 @@ def default_config() -> ml_collections.ConfigDict:
   # How each atom's ancestors are chosen among the shared directions
   # (identi.infer.ancestors.SELECTIONS): 'cosine' (those of highest cosine with it) or 'pursuit'
   # (one at a time, each the one that best explains what the atom keeps after those before, while
-  # that is above chance; then the ancestors of those chosen).
+  # that is above chance; then the ancestors of those chosen) or 'remainder' (the pursuit of the
+  # atom's row profile continued on the atom itself; needs profiles and fitted codes).
   c.minimality.ancestor_selection = "cosine"
   # The codes over the units: 'spread' (each atom's code shared out over its units in fixed
   # proportions) or 'fitted' (each row then re-fitted on the units it uses by non-negative least
@@ -280,6 +281,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("config key 'minimality.prune_codes' is True but minimality.ancestors is "
                       "'never'; the pruned codes are what the ancestor map reads: set ancestors "
                       "to 'refined' or 'always', or prune_codes to False")
+  if flat["minimality.ancestor_selection"] == "remainder" and (
+      flat["minimality.ancestor_input"] != "profiles"
+      or flat["minimality.ancestor_codes"] == "spread"):
+    raise ConfigError("config key 'minimality.ancestor_selection' is 'remainder', which continues "
+                      "each row profile's pursuit on its atom and needs fitted codes: set "
+                      "minimality.ancestor_input to 'profiles' and ancestor_codes to 'fitted' or "
+                      "'nested', or the selection to 'pursuit'")
   if not 0 < flat["minimality.tol"] < 1:
     raise ConfigError(f"config key 'minimality.tol' is {flat['minimality.tol']!r}; it must lie "
                       "in (0, 1), e.g. 1e-3")
