@@ -305,18 +305,22 @@ def choose_ancestors(pure: np.ndarray, target: np.ndarray, s: AncestorSettings,
     cosine = pure @ target
     candidates = np.argsort(-cosine, kind="stable")[:s.max_ancestors]
     return candidates[cosine[candidates] > s.min_cosine]
-  return _pursue(pure, target, [], s, chains)
+  return pursue_ancestors(pure, target, s, chains)
 
 
-def _pursue(pure: np.ndarray, target: np.ndarray, chosen: list[int], s: AncestorSettings,
-            chains: list[list[int]] | None) -> np.ndarray:
-  """Non-negative orthogonal matching pursuit of the unit vector `target` over the pure
-  directions, after those already `chosen`: at most `s.max_ancestors` more, each while its
-  projection on what the fit leaves is above the floor; then each new one's chain joins."""
+def pursue_ancestors(pure: np.ndarray, target: np.ndarray, s: AncestorSettings,
+                     chains: list[list[int]] | None = None, chosen=()) -> np.ndarray:
+  """The pursuit of step 3: indices of pure directions (p, d) for the unit vector `target` (d,),
+  after those already `chosen` (kept first, in order). Non-negative orthogonal matching pursuit:
+  at most `s.max_ancestors` more, each the direction of largest projection on what the fit on
+  all chosen so far leaves of `target`, while that projection is above max(`s.min_cosine`,
+  `s.chance_sigmas` / sqrt(d)); then the `chains` (`pure_chains`) of the new ones join.
+  'remainder' calls it on an atom's profile, then on the atom with the profile's choice as
+  `chosen`."""
   from scipy.optimize import nnls  # Imported here: scipy.optimize is slow to import.
 
   floor = max(s.min_cosine, s.chance_sigmas / np.sqrt(pure.shape[1]))
-  chosen = list(chosen)
+  chosen = [int(c) for c in chosen]
   start = len(chosen)
   remainder = target
   if chosen:
@@ -430,7 +434,7 @@ def ancestor_map(atoms, usage, settings: AncestorSettings | None = None,
     candidates = (choose_ancestors(pure, read[j], s, chains) if readable[j]
                   else np.zeros(0, np.int64))
     if s.selection == "remainder":
-      candidates = _pursue(pure, unit[j], [int(c) for c in candidates], s, chains)
+      candidates = pursue_ancestors(pure, unit[j], s, chains, candidates)
     if candidates.size:
       w, _ = nnls(pure[candidates].T, read[j])
       weights[j, m + candidates] = w
@@ -585,5 +589,5 @@ def support_fit(x, directions, codes, *, batch_size: int = 1024) -> np.ndarray:
 
 __all__ = ["GROUPINGS", "SELECTIONS", "AncestorMap", "AncestorSettings", "ancestor_map",
            "choose_ancestors", "code_floors", "floored_fit", "linkage_modes", "mean_shift_modes",
-           "nested_atoms", "nested_supports", "pure_chains", "pure_directions", "row_profiles",
-           "shared_directions", "support_fit", "union_modes"]
+           "nested_atoms", "nested_supports", "pursue_ancestors", "pure_chains",
+           "pure_directions", "row_profiles", "shared_directions", "support_fit", "union_modes"]

@@ -248,6 +248,63 @@ def test_pursuit_maps_a_dictionary_of_paths_onto_one_root_each():
   assert _corr(root_activity, amap.codes(codes)).max(1).min() > 0.99
 
 
+def test_the_pursuit_continued_on_the_atom_finds_the_parent_its_profile_missed():
+  e = np.linalg.qr(np.random.default_rng(0).normal(size=(64, 5)))[0].T  # d = 64: chance 0.375.
+  pure = e[:3]  # A root, a parent and the parent's sibling.
+  atom = (e[0] + e[1] + e[3]) / np.sqrt(3)  # The path root, parent, leaf e3.
+  # A profile mixed with the sibling's rows: the root, the sibling, too little of the parent.
+  profile = 0.6 * e[0] + 0.5 * e[2] + 0.2 * e[1] + np.sqrt(1 - 0.36 - 0.25 - 0.04) * e[4]
+  pursuit = ancestors.AncestorSettings(selection="pursuit", max_ancestors=2)
+  chosen = ancestors.choose_ancestors(pure, profile, pursuit)
+  assert chosen.tolist() == [0, 2]
+  assert ancestors.pursue_ancestors(pure, profile, pursuit).tolist() == [0, 2]
+  # The atom keeps the parent after the fit on the root and the sibling (projection 0.58).
+  assert ancestors.pursue_ancestors(pure, atom, pursuit, chosen=chosen).tolist() == [0, 2, 1]
+  # 'remainder' chooses on the profile as 'pursuit' does; ancestor_map continues on the atom.
+  remainder = ancestors.AncestorSettings(selection="remainder", max_ancestors=2)
+  assert ancestors.choose_ancestors(pure, profile, remainder).tolist() == [0, 2]
+  # An atom that keeps nothing above chance gains nothing.
+  leaf = (e[0] + e[3]) / np.sqrt(2)
+  assert ancestors.pursue_ancestors(pure, leaf, pursuit, chosen=[0]).tolist() == [0]
+
+
+def test_remainder_gives_an_atom_the_root_its_profile_missed():
+  atoms, codes, _, root_dirs = _hierarchy()
+  leaves = atoms.shape[0] // root_dirs.shape[0]
+  # Atom 0 (root 0) has a profile mixed with another root's rows: root 1 and its own leaf.
+  leaf0 = np.sqrt(2.0) * atoms[0] - root_dirs[0]
+  profiles = atoms.astype(np.float64).copy()
+  profiles[0] = leaf0 + 0.9 * root_dirs[1]
+  usage = (codes > 0).sum(0)
+  maps = {sel: ancestors.ancestor_map(atoms, usage, ancestors.AncestorSettings(selection=sel),
+                                      profiles=profiles, exact=False)
+          for sel in ("pursuit", "remainder")}
+  m = atoms.shape[0]
+  for amap in maps.values():
+    assert amap.num_ancestors == root_dirs.shape[0]
+  root_unit = np.abs(maps["remainder"].directions[m:] @ root_dirs.T).argmax(0)
+  assert sorted(root_unit.tolist()) == list(range(root_dirs.shape[0]))
+  # With the pursuit the profile decides: atom 0 carries root 1 only, and its own unit keeps its
+  # root; continued on the atom it also carries root 0, and its own unit is its leaf.
+  w = {sel: amap.weights[0, m:] for sel, amap in maps.items()}
+  assert w["pursuit"][root_unit[0]] == 0 and w["pursuit"][root_unit[1]] > 0
+  assert w["remainder"][root_unit[0]] > 0
+  assert abs(maps["pursuit"].directions[0] @ root_dirs[0]) > 0.5
+  assert maps["remainder"].directions[0] @ leaf0 > 0.9
+  # The other atoms' choices are the pursuit's: their atoms keep nothing above chance.
+  np.testing.assert_array_equal(maps["remainder"].weights[leaves:] > 0,
+                                maps["pursuit"].weights[leaves:] > 0)
+
+
+def test_remainder_is_refused_without_profiles_or_with_exact_codes():
+  atoms, codes, _, _ = _hierarchy()
+  s = ancestors.AncestorSettings(selection="remainder")
+  with pytest.raises(ConfigError, match="pass profiles"):
+    ancestors.ancestor_map(atoms, (codes > 0).sum(0), s)
+  with pytest.raises(ConfigError, match="exact=False"):
+    ancestors.ancestor_map(atoms, (codes > 0).sum(0), s, profiles=atoms, exact=True)
+
+
 def test_codes_of_the_wrong_width_are_refused():
   amap = ancestors.ancestor_map(np.eye(4, dtype=np.float32), np.ones(4))
   with pytest.raises(DataError, match=r"\(n, 4\)"):

@@ -144,6 +144,9 @@ def test_a_run_without_its_stage_output_says_how_to_finish(trained, tmp_path):
     ({"minimality__fit_floor": 0.25, "minimality__ancestor_codes": "fitted"}, "only 'nested'"),
     ({"minimality__code_floor": 0.15}, "not fitted"),
     ({"minimality__prune_codes": True, "minimality__ancestors": "never"}, "ancestor map reads"),
+    ({"minimality__ancestor_selection": "remainder"}, "ancestor_input to 'profiles'"),
+    ({"minimality__ancestor_selection": "remainder", "minimality__ancestor_input": "profiles"},
+     "ancestor_codes to 'fitted'"),
 ])
 def test_impossible_settings_are_refused(overrides, match):
   with pytest.raises(ConfigError, match=match):
@@ -213,16 +216,16 @@ def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder(
   assert cos.max(1).min() > 0.98, cos.max(1)  # Tilted a little towards the parts left out.
 
 
-@pytest.mark.parametrize("grouping,parent,ancestor_input,ancestor_codes,floor,prune", [
-    ("mean_shift", 1.0, "atoms", "spread", 0.0, False),
-    ("linkage", 0.7, "atoms", "spread", 0.0, False),
-    ("mean_shift", 1.0, "profiles", "spread", 0.0, False),
-    ("mean_shift", 1.0, "profiles", "fitted", 0.0, False),
-    ("mean_shift", 1.0, "profiles", "nested", 0.0, False),
-    ("mean_shift", 1.0, "profiles", "nested", 0.25, True)])
+@pytest.mark.parametrize("grouping,parent,ancestor_input,ancestor_codes,floor,prune,selection", [
+    ("mean_shift", 1.0, "atoms", "spread", 0.0, False, "cosine"),
+    ("linkage", 0.7, "atoms", "spread", 0.0, False, "cosine"),
+    ("mean_shift", 1.0, "profiles", "spread", 0.0, False, "cosine"),
+    ("mean_shift", 1.0, "profiles", "fitted", 0.0, False, "cosine"),
+    ("mean_shift", 1.0, "profiles", "nested", 0.0, False, "cosine"),
+    ("mean_shift", 1.0, "profiles", "nested", 0.25, True, "remainder")])
 def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, grouping, parent,
                                                                 ancestor_input, ancestor_codes,
-                                                                floor, prune):
+                                                                floor, prune, selection):
   """SAELens-style hierarchy (a parent fires with exactly one child): where the refined route's
   atoms are the paths (here planted), the stage adds the shared parents as units, saves them with
   the stage, and encode --mode=minimal codes them. With parents of weight 0.7 (siblings' cosine
@@ -233,7 +236,9 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
   also keeps the atoms' nested pairs (none among these paths, whose siblings never co-fire) and
   fits the units' directions to the supports; with floors on the codes it saves each unit's floor
   and codes the same way. With pruned atom codes (`minimality.prune_codes`) the stage and encode
-  read the same pruned codes, and each row keeps no more atoms than OMP gave it."""
+  read the same pruned codes, and each row keeps no more atoms than OMP gave it; there each
+  atom's ancestors are chosen by the pursuit continued on the atom ('remainder'), and every path
+  keeps its own root."""
   from identi.train import encode_file, runtime  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   d_in, roots, leaves, n = 96, 4, 6, 4096
@@ -254,7 +259,8 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
                         minimality__ancestor_input=ancestor_input,
                         minimality__ancestor_codes=ancestor_codes,
                         minimality__fit_floor=floor, minimality__code_floor=floor,
-                        minimality__prune_codes=prune)
+                        minimality__prune_codes=prune,
+                        minimality__ancestor_selection=selection)
   assert config.minimality.ancestors == "refined"  # The default.
   model = sae_lib.make_sae("batchtopk", d_in, 2 * roots * leaves, k=2)
   variables = jax.tree.map(np.asarray, model.init(jax.random.key(0), x[:1]))
@@ -281,6 +287,12 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
   if floor:  # A quarter of each unit's 0.9 quantile of its stage codes: every unit fires.
     assert amap["floors"].shape == (units,) and amap["floors"].dtype == np.float32
     assert amap["floors"].min() > 0, amap["floors"]
+  if selection == "remainder":  # Each path's atom carries one root unit: its own root's.
+    carried = amap["weights"][:, roots * leaves:] > 0
+    assert np.all(carried.sum(1) == 1), carried.sum(1)
+    root_of = (out["params"]["W_dec"][roots * leaves:units] @ basis[:roots].T).argmax(1)
+    atom_root = (amap["atoms"] @ basis[:roots].T).argmax(1)
+    assert np.all(root_of[carried.argmax(1)] == atom_root)
   if grouping == "linkage":  # The default grouping finds none of these parents.
     assert ancestors.ancestor_map(amap["atoms"], np.ones(roots * leaves)).num_ancestors == 0
   np.testing.assert_array_equal(minimality.ancestor_units(out),
