@@ -52,9 +52,9 @@ between cousins), so the parent is the direction a group of atoms has in common.
      most ``max_ancestors`` more, each while its projection on what the atom keeps is above the
      same bar, with its chain. A profile mixes the rows where OMP uses the atom wrongly, and its
      pursuit may spend a slot on a sibling's direction; the parent it missed then stays in the
-     atom's own remainder, which is then no part (the parent's unit is off on the atom's rows).
-     A direction the profile's fit gives no weight keeps the atom's own weight, so that the atom
-     carries it.
+     atom's own remainder, which is then not a part, and the parent's unit is off on the atom's
+     rows. A direction the profile's fit gives no weight takes the atom's own weight, so that the
+     atom carries it.
 4. **Codes.** Codes c over the atoms become codes over the units [own remainders r / |r|, pure
    directions]: z = c @ weights, with weights[j, j] = |r_j| and weights[j, m + k] = w_jk. The
    reconstruction is the same (z @ directions = c @ atoms), codes stay non-negative, and a
