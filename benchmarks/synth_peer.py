@@ -139,6 +139,9 @@ PRUNED_CODES_STAGE = {**PURSUIT_STAGE, "minimality.prune_codes": True}
 #: The same with each atom's pursuit continued on the atom after its profile's
 #: (`identi.infer.ancestors.SELECTIONS`, 'remainder').
 REMAINDER_STAGE = {**PRUNED_CODES_STAGE, "minimality.ancestor_selection": "remainder"}
+#: The same with duplicate units merged and their directions fitted again
+#: (`identi.infer.ancestors.merge_duplicates`).
+MERGED_STAGE = {**REMAINDER_STAGE, "minimality.merge_units": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,6 +247,13 @@ METHODS = (
              f"continued on the atoms, nested supports, floored codes, pruned atom codes{label}",
              "identi", "sae_identifiable", mode, width="true",
              overrides=tuple(REMAINDER_STAGE.items()))
+      for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
+    *[Method(f"identi_identifiable_union_profiles_merged{suffix}",
+             "identi identifiable, true width, union ancestors of row profiles chosen by pursuit "
+             "continued on the atoms, nested supports, floored codes, pruned atom codes, duplicate "
+             f"units merged{label}",
+             "identi", "sae_identifiable", mode, width="true",
+             overrides=tuple(MERGED_STAGE.items()))
       for suffix, label, mode in (("", "", "encoder"), ("_minimal", ", minimal codes", "minimal"))],
     Method("omp_true", "OMP, true dictionary (limit)", "omp", "true"),
     Method("omp_tree", "OMP over the true tree's paths, then NNLS (hierarchy-aware limit)", "omp",

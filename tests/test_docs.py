@@ -666,7 +666,9 @@ TABLES = [
                          ("synth_peer_seed2_pruned_codes",
                           "synth_peer_seed2_pruned_codes_same_features"),
                          ("synth_peer_remainder", "synth_peer_remainder_same_features"),
-                         ("synth_peer_seed2_remainder", "synth_peer_seed2_remainder_same_features"))
+                         ("synth_peer_seed2_remainder", "synth_peer_seed2_remainder_same_features"),
+                         ("synth_peer_merged", "synth_peer_merged_same_features"),
+                         ("synth_peer_seed2_merged", "synth_peer_seed2_merged_same_features"))
       for table_id, build in ((name, synth_peer), (same, synth_peer_same_features))],
     Table("find_functions", page("find"), fig("find", "results.json"), find_functions),
     Table("find_units", page("find"), fig("find", "results.json"), find_units),

@@ -511,6 +511,53 @@ def nested_supports(atom_codes, weights, nested) -> np.ndarray:
   return out
 
 
+def merge_duplicates(directions, weights, usage, max_cosine: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Units (u, d) without duplicates: ``(directions, weights, owner)`` with each unit whose
+  direction lies within `max_cosine` of a more used unit merged into it.
+
+  Units are visited from most to least used (`usage` (u,), e.g. how many rows' supports hold each
+  unit; ties to the lower index); a unit whose cosine with a unit already kept exceeds
+  `max_cosine` joins the kept unit of highest cosine, as `identi.infer.minimal_atoms` keeps one
+  atom of near-duplicates. A unit that joins gives its column of the map's `weights` (m, u) to
+  the unit it joins and its direction becomes 0 (a latent that never fires); owner[i] is the unit
+  that unit i's rows now use (i itself where it is kept). Two units in one direction are one
+  concept whose activity they split: an atom whose ancestors missed a root keeps the root in its
+  own remainder, and several such atoms give the root as many copies. Merging changes what the
+  units reconstruct, so re-fit the codes (`support_fit`); deterministic."""
+  directions = np.asarray(directions, np.float32)
+  weights = np.asarray(weights, np.float32)
+  usage = np.asarray(usage)
+  u = directions.shape[0]
+  if directions.ndim != 2 or weights.ndim != 2 or weights.shape[1] != u or usage.shape != (u,):
+    raise DataError(f"merge_duplicates got directions {directions.shape}, weights "
+                    f"{weights.shape} and usage {usage.shape}; pass (u, d) unit directions, the "
+                    "(m, u) weights of their map and one usage per unit")
+  if not isinstance(max_cosine, numbers.Real) or not 0.0 < max_cosine < 1.0:
+    raise ConfigError(f"merge_duplicates max_cosine={max_cosine!r} is invalid: pass a cosine in "
+                      "(0, 1), e.g. 0.9")
+  norms = np.linalg.norm(directions.astype(np.float64), axis=1)
+  unit = directions / np.maximum(norms, 1e-12)[:, None]
+  owner = np.arange(u)
+  kept: list[int] = []
+  for i in np.argsort(-usage, kind="stable"):
+    if norms[i] == 0:
+      continue
+    if kept:
+      cosine = unit[kept] @ unit[i]
+      best = int(np.argmax(cosine))
+      if cosine[best] > max_cosine:
+        owner[i] = kept[best]
+        continue
+    kept.append(int(i))
+  merged = np.flatnonzero(owner != np.arange(u))
+  weights, directions = weights.copy(), directions.copy()
+  np.add.at(weights.T, owner[merged], weights[:, merged].T)
+  weights[:, merged] = 0.0
+  directions[merged] = 0.0
+  return directions, weights, owner
+
+
 def code_floors(codes, fraction: float, *, quantile: float = 0.9) -> np.ndarray:
   """(u,) float32 floors of codes (n, u): `fraction` times each unit's `quantile` of its positive
   codes (0 for a unit that never fires).
@@ -589,5 +636,5 @@ def support_fit(x, directions, codes, *, batch_size: int = 1024) -> np.ndarray:
 
 __all__ = ["GROUPINGS", "SELECTIONS", "AncestorMap", "AncestorSettings", "ancestor_map",
            "choose_ancestors", "code_floors", "floored_fit", "linkage_modes", "mean_shift_modes",
-           "nested_atoms", "nested_supports", "pursue_ancestors", "pure_chains",
-           "pure_directions", "row_profiles", "shared_directions", "support_fit", "union_modes"]
+           "merge_duplicates", "nested_atoms", "nested_supports", "pursue_ancestors",
+           "pure_chains", "pure_directions", "row_profiles", "shared_directions", "support_fit", "union_modes"]

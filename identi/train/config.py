@@ -124,6 +124,11 @@ def default_config() -> ml_collections.ConfigDict:
   # (identi.infer.minimality.prune_codes); the map, its supports and encode --mode=minimal read
   # those codes.
   c.minimality.prune_codes = False
+  # With shared ancestors and fitted codes: units whose directions lie within the refinement's
+  # duplicate cosine (identi.infer.minimality.DUPLICATE_COSINE) of a more used unit merge into it
+  # (identi.infer.ancestors.merge_duplicates); 'nested' then fits the units' directions again for
+  # unit_rounds rounds.
+  c.minimality.merge_units = False
   # The SAE trains with expansion x d_sae latents; the stage keeps at most d_sae atoms, so the
   # final dictionary has d_sae latents whatever the count of concepts (1: train at d_sae).
   c.minimality.expansion = 1
@@ -288,6 +293,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                       "each row profile's pursuit on its atom and needs fitted codes: set "
                       "minimality.ancestor_input to 'profiles' and ancestor_codes to 'fitted' or "
                       "'nested', or the selection to 'pursuit'")
+  if flat["minimality.merge_units"] and (flat["minimality.ancestors"] == "never"
+                                         or flat["minimality.ancestor_codes"] == "spread"):
+    raise ConfigError("config key 'minimality.merge_units' is True, which merges the shared "
+                      "ancestors' duplicate units and re-fits their codes: set "
+                      "minimality.ancestors to 'refined' or 'always' and ancestor_codes to "
+                      "'fitted' or 'nested', or merge_units to False")
   if not 0 < flat["minimality.tol"] < 1:
     raise ConfigError(f"config key 'minimality.tol' is {flat['minimality.tol']!r}; it must lie "
                       "in (0, 1), e.g. 1e-3")

@@ -29,6 +29,9 @@ After the SAE's training steps, `identi.train.train_and_evaluate` calls `run_sta
    `floors`, `identi.infer.ancestors.code_floors`);
    with `config.minimality.prune_codes` the map, its supports and the final codes read the OMP
    codes without the atoms each row does not need, `identi.infer.minimality.prune_codes`;
+   with `config.minimality.merge_units` units within the refinement's duplicate cosine of a more
+   used unit merge into it, `identi.infer.ancestors.merge_duplicates`, and 'nested' fits the
+   directions to the merged supports again;
    the atoms and the map are kept in the variables' `ANCESTORS` collection. Without shared
    directions the atoms stay the units;
 3. a JumpReLU SAE of max(d_sae, units) latents is built around the units (`final_model`): W_dec's
@@ -177,6 +180,16 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
         units = refine_on_supports(x_c, units, supports,
                                    num_rounds=config.minimality.unit_rounds,
                                    floor=config.minimality.fit_floor)
+      if config.minimality.merge_units:  # One unit per direction, then the directions again.
+        units, extra[ANCESTORS]["weights"], owner = ancestors.merge_duplicates(
+            units, extra[ANCESTORS]["weights"], np.sum(supports > 0, axis=0),
+            minimality.DUPLICATE_COSINE)
+        step["merged_units"] = int(np.sum(owner != np.arange(owner.size)))
+        supports = unit_supports(atom_codes, extra[ANCESTORS])
+        if config.minimality.ancestor_codes == "nested":
+          units = refine_on_supports(x_c, units, supports,
+                                     num_rounds=config.minimality.unit_rounds,
+                                     floor=config.minimality.fit_floor)
       codes = fit_unit_codes(x_c, supports, units, config)
       if config.minimality.code_floor > 0:  # Floors of the fitted codes, then those without.
         floors = ancestors.code_floors(codes, config.minimality.code_floor)

@@ -43,6 +43,26 @@ def test_benchmark_imports_no_torch():
 
 
 #: Run in a subprocess like REFINEMENT_CHECK below (absl flags).
+CONFIGS_CHECK = """
+from benchmarks import synth_peer
+from identi.train.config import validate_config
+for m in synth_peer.METHODS:
+  if m.side == "identi":
+    validate_config(synth_peer.identi_config(m.name, synth_peer.PRESETS["quick"], "rows",
+                                             m.width, m.overrides))
+print(sum(m.side == "identi" for m in synth_peer.METHODS))
+"""
+
+
+def test_every_identi_row_has_a_valid_config():
+  """A row's overrides name real keys in a possible combination, before anything trains."""
+  proc = subprocess.run([sys.executable, "-c", CONFIGS_CHECK], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert int(proc.stdout.split()[-1]) >= 30
+
+
+#: Run in a subprocess like REFINEMENT_CHECK below (absl flags).
 SAME_FEATURES_CHECK = """
 import json
 import numpy as np

@@ -305,6 +305,70 @@ def test_remainder_is_refused_without_profiles_or_with_exact_codes():
     ancestors.ancestor_map(atoms, (codes > 0).sum(0), s, profiles=atoms, exact=True)
 
 
+def test_merging_a_duplicate_unit_gives_the_root_its_whole_activity():
+  """Three path atoms (root + leaf) carry the root's unit; a fourth atom is the root alone, and its
+  own unit is the root again (cosine 0.95). Fitted codes split the root's activity between the two
+  units; merged, the more used unit codes the root on every row."""
+  rng = np.random.default_rng(0)
+  d, n = 32, 4000
+  basis = np.linalg.qr(rng.normal(size=(d, 4)))[0].T.astype(np.float32)  # root, 3 leaves.
+  root, leaves = basis[0], basis[1:]
+  noise = rng.normal(size=d).astype(np.float32)
+  noise -= (noise @ root) * root
+  twin = 0.95 * root + np.sqrt(1 - 0.95 ** 2) * noise / np.linalg.norm(noise)
+  directions = np.concatenate([leaves, twin[None], root[None]]).astype(np.float32)
+  weights = np.zeros((4, 5), np.float32)
+  weights[np.arange(3), np.arange(3)] = 1.0
+  weights[:3, 4] = 1.0
+  weights[3, 3] = 1.0
+  atom = rng.integers(0, 4, n)  # Which atom each row uses; atom 3: the root alone.
+  a_root, a_leaf = rng.lognormal(0.0, 0.3, n), rng.lognormal(0.0, 0.3, n)
+  x = a_root[:, None] * root + np.where(atom[:, None] < 3, a_leaf[:, None], 0.0) * np.concatenate(
+      [leaves, np.zeros((1, d), np.float32)])[atom]
+  atom_codes = np.eye(4, dtype=np.float32)[atom]
+  supports = atom_codes @ weights
+  usage = (supports > 0).sum(0)
+  merged_dirs, merged_weights, owner = ancestors.merge_duplicates(directions, weights, usage, 0.9)
+  assert owner.tolist() == [0, 1, 2, 4, 4]
+  assert not merged_dirs[3].any() and np.array_equal(merged_dirs[4], directions[4])
+  np.testing.assert_array_equal(merged_weights[:, 4], np.ones(4))
+  assert not merged_weights[:, 3].any()
+  np.testing.assert_array_equal(merged_weights[:, :3], weights[:, :3])
+  before = ancestors.support_fit(x, directions, supports)
+  after = ancestors.support_fit(x, merged_dirs, atom_codes @ merged_weights)
+  assert not after[:, 3].any()
+  assert np.corrcoef(before[:, 4], a_root)[0, 1] < 0.9
+  assert np.corrcoef(after[:, 4], a_root)[0, 1] > 0.99
+  assert np.abs(after @ merged_dirs - x).max() < 1e-3  # The root's twin was not needed.
+
+
+def test_merging_joins_each_unit_to_a_kept_unit_not_along_a_chain():
+  """a-b and b-c lie within the cosine, a-c does not: b joins a (more used), c stays, although b
+  lies near it, so merges never chain across distinct directions."""
+  a = np.array([1.0, 0.0, 0.0], np.float32)
+  c = np.array([np.cos(0.7), np.sin(0.7), 0.0], np.float32)
+  b = np.array([np.cos(0.35), np.sin(0.35), 0.0], np.float32)
+  assert a @ b > 0.9 and b @ c > 0.9 and a @ c < 0.9
+  directions = np.stack([a, b, c])
+  weights = np.eye(3, dtype=np.float32)
+  _, merged, owner = ancestors.merge_duplicates(directions, weights, np.array([9, 5, 2]), 0.9)
+  assert owner.tolist() == [0, 0, 2]
+  np.testing.assert_array_equal(merged, [[1, 0, 0], [1, 0, 0], [0, 0, 1]])
+  # Ties of usage go to the lower index; zero directions are never kept.
+  _, _, owner = ancestors.merge_duplicates(np.stack([b, a, 0 * a]), weights, np.ones(3), 0.9)
+  assert owner.tolist() == [0, 0, 2]
+
+
+def test_merging_refuses_mismatched_shapes_and_cosines():
+  directions, weights = np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32)
+  with pytest.raises(DataError, match=r"\(m, u\) weights"):
+    ancestors.merge_duplicates(directions, weights[:, :2], np.ones(3), 0.9)
+  with pytest.raises(DataError, match="one usage per unit"):
+    ancestors.merge_duplicates(directions, weights, np.ones(2), 0.9)
+  with pytest.raises(ConfigError, match=r"in \(0, 1\)"):
+    ancestors.merge_duplicates(directions, weights, np.ones(3), 1.0)
+
+
 def test_codes_of_the_wrong_width_are_refused():
   amap = ancestors.ancestor_map(np.eye(4, dtype=np.float32), np.ones(4))
   with pytest.raises(DataError, match=r"\(n, 4\)"):

@@ -147,6 +147,9 @@ def test_a_run_without_its_stage_output_says_how_to_finish(trained, tmp_path):
     ({"minimality__ancestor_selection": "remainder"}, "ancestor_input to 'profiles'"),
     ({"minimality__ancestor_selection": "remainder", "minimality__ancestor_input": "profiles"},
      "ancestor_codes to 'fitted'"),
+    ({"minimality__merge_units": True}, "merge_units' is True"),
+    ({"minimality__merge_units": True, "minimality__ancestor_codes": "fitted",
+      "minimality__ancestors": "never"}, "ancestors to 'refined'"),
 ])
 def test_impossible_settings_are_refused(overrides, match):
   with pytest.raises(ConfigError, match=match):
@@ -216,16 +219,17 @@ def test_a_minimal_dictionary_wider_than_d_sae_gives_way_to_the_refined_decoder(
   assert cos.max(1).min() > 0.98, cos.max(1)  # Tilted a little towards the parts left out.
 
 
-@pytest.mark.parametrize("grouping,parent,ancestor_input,ancestor_codes,floor,prune,selection", [
-    ("mean_shift", 1.0, "atoms", "spread", 0.0, False, "cosine"),
-    ("linkage", 0.7, "atoms", "spread", 0.0, False, "cosine"),
-    ("mean_shift", 1.0, "profiles", "spread", 0.0, False, "cosine"),
-    ("mean_shift", 1.0, "profiles", "fitted", 0.0, False, "cosine"),
-    ("mean_shift", 1.0, "profiles", "nested", 0.0, False, "cosine"),
-    ("mean_shift", 1.0, "profiles", "nested", 0.25, True, "remainder")])
+@pytest.mark.parametrize(
+    "grouping,parent,ancestor_input,ancestor_codes,floor,prune,selection,merge", [
+        ("mean_shift", 1.0, "atoms", "spread", 0.0, False, "cosine", False),
+        ("linkage", 0.7, "atoms", "spread", 0.0, False, "cosine", False),
+        ("mean_shift", 1.0, "profiles", "spread", 0.0, False, "cosine", False),
+        ("mean_shift", 1.0, "profiles", "fitted", 0.0, False, "cosine", False),
+        ("mean_shift", 1.0, "profiles", "nested", 0.0, False, "cosine", False),
+        ("mean_shift", 1.0, "profiles", "nested", 0.25, True, "remainder", True)])
 def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, grouping, parent,
                                                                 ancestor_input, ancestor_codes,
-                                                                floor, prune, selection):
+                                                                floor, prune, selection, merge):
   """SAELens-style hierarchy (a parent fires with exactly one child): where the refined route's
   atoms are the paths (here planted), the stage adds the shared parents as units, saves them with
   the stage, and encode --mode=minimal codes them. With parents of weight 0.7 (siblings' cosine
@@ -238,7 +242,8 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
   and codes the same way. With pruned atom codes (`minimality.prune_codes`) the stage and encode
   read the same pruned codes, and each row keeps no more atoms than OMP gave it; there each
   atom's ancestors are chosen by the pursuit continued on the atom ('remainder'), and every path
-  keeps its own root."""
+  keeps its own root; with duplicate units merged (`minimality.merge_units`) none of these units
+  lies near another, so none merges."""
   from identi.train import encode_file, runtime  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   d_in, roots, leaves, n = 96, 4, 6, 4096
@@ -260,7 +265,8 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
                         minimality__ancestor_codes=ancestor_codes,
                         minimality__fit_floor=floor, minimality__code_floor=floor,
                         minimality__prune_codes=prune,
-                        minimality__ancestor_selection=selection)
+                        minimality__ancestor_selection=selection,
+                        minimality__merge_units=merge)
   assert config.minimality.ancestors == "refined"  # The default.
   model = sae_lib.make_sae("batchtopk", d_in, 2 * roots * leaves, k=2)
   variables = jax.tree.map(np.asarray, model.init(jax.random.key(0), x[:1]))
@@ -284,6 +290,7 @@ def test_a_dictionary_of_tree_paths_gains_its_parents_as_units(tmp_path, groupin
     assert amap["nested"].shape == (0, 2) and amap["nested"].dtype == np.int32
     assert step["nested_pairs"] == 0
   assert ("floors" in amap) == (floor > 0)
+  assert step.get("merged_units") == (0 if merge else None), step
   if floor:  # A quarter of each unit's 0.9 quantile of its stage codes: every unit fires.
     assert amap["floors"].shape == (units,) and amap["floors"].dtype == np.float32
     assert amap["floors"].min() > 0, amap["floors"]
