@@ -637,4 +637,5 @@ def support_fit(x, directions, codes, *, batch_size: int = 1024) -> np.ndarray:
 __all__ = ["GROUPINGS", "SELECTIONS", "AncestorMap", "AncestorSettings", "ancestor_map",
            "choose_ancestors", "code_floors", "floored_fit", "linkage_modes", "mean_shift_modes",
            "merge_duplicates", "nested_atoms", "nested_supports", "pursue_ancestors",
-           "pure_chains", "pure_directions", "row_profiles", "shared_directions", "support_fit", "union_modes"]
+           "pure_chains", "pure_directions", "row_profiles", "shared_directions", "support_fit",
+           "union_modes"]

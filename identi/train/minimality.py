@@ -130,6 +130,16 @@ def _applies_ancestors(config: ml_collections.ConfigDict, refined: bool) -> bool
   return mode == "always" or (mode == "refined" and refined)
 
 
+def _fit_directions(x_c: np.ndarray, units: np.ndarray, supports: np.ndarray,
+                    config: ml_collections.ConfigDict) -> np.ndarray:
+  """With 'nested' codes, the units' directions fitted to their supports
+  (`config.minimality.unit_rounds` rounds of `refine_on_supports`); otherwise the units."""
+  if config.minimality.ancestor_codes != "nested":
+    return units
+  return refine_on_supports(x_c, units, supports, num_rounds=config.minimality.unit_rounds,
+                            floor=config.minimality.fit_floor)
+
+
 def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
                       config: ml_collections.ConfigDict) -> tuple[dict[str, Any], list[dict]]:
   """The SAE's variables rebuilt around the minimal dictionary of raw rows x (see module doc).
@@ -176,20 +186,14 @@ def minimal_variables(model, variables: dict[str, Any], x: np.ndarray,
         extra[ANCESTORS]["nested"] = ancestors.nested_atoms(atom_codes)
         step["nested_pairs"] = int(extra[ANCESTORS]["nested"].shape[0])
       supports = unit_supports(atom_codes, extra[ANCESTORS])
-      if config.minimality.ancestor_codes == "nested":
-        units = refine_on_supports(x_c, units, supports,
-                                   num_rounds=config.minimality.unit_rounds,
-                                   floor=config.minimality.fit_floor)
+      units = _fit_directions(x_c, units, supports, config)
       if config.minimality.merge_units:  # One unit per direction, then the directions again.
         units, extra[ANCESTORS]["weights"], owner = ancestors.merge_duplicates(
             units, extra[ANCESTORS]["weights"], np.sum(supports > 0, axis=0),
             minimality.DUPLICATE_COSINE)
         step["merged_units"] = int(np.sum(owner != np.arange(owner.size)))
         supports = unit_supports(atom_codes, extra[ANCESTORS])
-        if config.minimality.ancestor_codes == "nested":
-          units = refine_on_supports(x_c, units, supports,
-                                     num_rounds=config.minimality.unit_rounds,
-                                     floor=config.minimality.fit_floor)
+        units = _fit_directions(x_c, units, supports, config)
       codes = fit_unit_codes(x_c, supports, units, config)
       if config.minimality.code_floor > 0:  # Floors of the fitted codes, then those without.
         floors = ancestors.code_floors(codes, config.minimality.code_floor)
