@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError, DataError
+from identi.infer.duplicates import distinct_atoms
 from identi.infer.fista import fista, lipschitz_constant
 from identi.infer.omp import check_positive_int, omp
 from identi.infer.refine import atom_usage, refine_dictionary, refine_on_supports
@@ -70,31 +71,6 @@ def _encode_all(model, variables, x: np.ndarray, batch_size: int) -> np.ndarray:
                          for chunk, n in _chunks(x, batch_size)])
 
 
-def _dedup(dictionary: np.ndarray, energy: np.ndarray, max_cosine: float,
-           block: int = 2048) -> np.ndarray:
-  """Greedy suppression: atoms by decreasing energy, each dropped if a kept one is too similar."""
-  norms = np.linalg.norm(dictionary, axis=1, keepdims=True)
-  unit = dictionary / np.maximum(norms, 1e-12)
-  order = np.argsort(-energy, kind="stable")
-  unit = unit[order]
-  rank_pairs = []  # (lower rank j, higher rank i) with cosine > max_cosine and j < i.
-  for start in range(0, unit.shape[0], block):
-    cos = unit[start:start + block] @ unit.T
-    rows, cols = np.nonzero(cos > max_cosine)
-    rows = rows + start
-    mask = cols < rows
-    rank_pairs.append(np.stack([cols[mask], rows[mask]], axis=1))
-  pairs = np.concatenate(rank_pairs)
-  pairs = pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))]
-  kept = np.ones(unit.shape[0], bool)
-  for j, i in pairs:  # Sorted by i: every j < i is final when i is visited.
-    if kept[j]:
-      kept[i] = False
-  mask = np.zeros(unit.shape[0], bool)
-  mask[order[kept]] = True
-  return mask
-
-
 def minimal_atoms(model, variables: Mapping[str, Any], x, *,
                   max_cosine: float = DEDUP_COSINE, batch_size: int = 4096) -> np.ndarray:
   """Bool (d_sae,) mask of a minimal dictionary: the SAE's atoms without near-duplicates.
@@ -116,7 +92,8 @@ def minimal_atoms(model, variables: Mapping[str, Any], x, *,
   enc = _encode_all(model, variables, x, batch_size)
   energy = np.mean(enc.astype(np.float64) ** 2, axis=0) * np.sum(dictionary ** 2, axis=1)
   # Zero rows (latents without an atom, e.g. after the minimality stage) are never kept.
-  return _dedup(dictionary, energy, float(max_cosine)) & (np.sum(dictionary ** 2, axis=1) > 0)
+  alive = np.sum(dictionary ** 2, axis=1) > 0
+  return distinct_atoms(dictionary, energy, float(max_cosine)) & alive
 
 
 def minimal_codes(model, variables: Mapping[str, Any], x, *, method: str = "omp",

@@ -97,6 +97,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from identi.errors import ConfigError, DataError
+from identi.infer.duplicates import distinct_atoms
 from identi.infer.omp import bucket_size, check_positive_int, support_nnls
 
 
@@ -518,9 +519,10 @@ def merge_duplicates(directions, weights, usage, max_cosine: float
 
   Units are visited from most to least used (`usage` (u,), e.g. how many rows' supports hold each
   unit; ties to the lower index); a unit whose cosine with a unit already kept exceeds
-  `max_cosine` joins the kept unit of highest cosine, as `identi.infer.minimal_atoms` keeps one
-  atom of near-duplicates. A unit that joins gives its column of the map's `weights` (m, u) to
-  the unit it joins and its direction becomes 0 (a latent that never fires); owner[i] is the unit
+  `max_cosine` joins the kept unit of highest cosine among those (the units kept are those of
+  `identi.infer.duplicates.distinct_atoms`, as in `identi.infer.minimal_atoms`). A unit that
+  joins gives its column of the map's `weights` (m, u) to the unit it joins and its direction
+  becomes 0 (a latent that never fires); owner[i] is the unit
   that unit i's rows now use (i itself where it is kept). Two units in one direction are one
   concept whose activity they split: an atom whose ancestors missed a root keeps the root in its
   own remainder, and several such atoms give the root as many copies. Merging changes what the
@@ -536,21 +538,20 @@ def merge_duplicates(directions, weights, usage, max_cosine: float
   if not isinstance(max_cosine, numbers.Real) or not 0.0 < max_cosine < 1.0:
     raise ConfigError(f"merge_duplicates max_cosine={max_cosine!r} is invalid: pass a cosine in "
                       "(0, 1), e.g. 0.9")
-  norms = np.linalg.norm(directions.astype(np.float64), axis=1)
-  unit = directions / np.maximum(norms, 1e-12)[:, None]
+  unit = directions.astype(np.float64)
+  norms = np.linalg.norm(unit, axis=1)
+  unit /= np.maximum(norms, 1e-12)[:, None]
+  order = np.argsort(-usage, kind="stable")
+  rank = np.empty(u, np.int64)
+  rank[order] = np.arange(u)
+  keep = distinct_atoms(unit, usage, float(max_cosine))
+  kept = order[keep[order]]  # In the order they were visited.
+  merged = np.flatnonzero(~keep & (norms > 0))
   owner = np.arange(u)
-  kept: list[int] = []
-  for i in np.argsort(-usage, kind="stable"):
-    if norms[i] == 0:
-      continue
-    if kept:
-      cosine = unit[kept] @ unit[i]
-      best = int(np.argmax(cosine))
-      if cosine[best] > max_cosine:
-        owner[i] = kept[best]
-        continue
-    kept.append(int(i))
-  merged = np.flatnonzero(owner != np.arange(u))
+  if merged.size:  # Each joins the kept unit of highest cosine among those visited before it.
+    cosine = unit[merged] @ unit[kept].T
+    cosine[rank[kept][None, :] > rank[merged][:, None]] = -np.inf
+    owner[merged] = kept[np.argmax(cosine, axis=1)]
   weights, directions = weights.copy(), directions.copy()
   np.add.at(weights.T, owner[merged], weights[:, merged].T)
   weights[:, merged] = 0.0
