@@ -346,8 +346,8 @@ class PromptedScenesUNet(scenes_unet.ScenesUNet):
     edges = graph_lib.load_graph(workdir)["edges"]
     world = scenes_lib.sample_scenes(jax.random.key(u.seed), self.scenes, u.pool)
     sizes = self.scenes.config.level_sizes
-    targets = [(1, j) for j in range(sizes[1])] + [(l, j) for l in range(2, len(sizes))
-                                                   for j in range(sizes[l])]
+    targets = [(l, j) for l in range(1, len(sizes))
+               for j in range(scenes_unet.edited_targets(sizes[l], config.steer.targets))]
     records, examples = [], {}
     progress = capture_lib.Progress(len(targets) * len(CONDITIONS), "target x condition",
                                     stage="removal")

@@ -87,7 +87,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.graph.level_timesteps = (3, 2, 1)
   c.steer = ml_collections.ConfigDict({
       "samples_per_edit": 256, "pool": 4096, "t_max": 0.6, "inject_strength": 6.0,
-      "remove_strength": 3.0, "flat_timestep": 1, "seed": 2})
+      "remove_strength": 3.0, "flat_timestep": 1, "seed": 2,
+      # The first this many concepts of each edited level are the targets (0 = all of them).
+      "targets": 0})
   return c
 
 
@@ -103,6 +105,7 @@ def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collection
   config.data.num_eval = 96
   config.steer.samples_per_edit = 8
   config.steer.pool = 96
+  config.steer.targets = 2
   return config
 
 
@@ -144,6 +147,15 @@ def check_values(config: ml_collections.ConfigDict) -> None:
   for name in ("inject_strength", "remove_strength", "samples_per_edit", "pool"):
     if not s[name] > 0:
       raise ConfigError(f"config key 'steer.{name}' is {s[name]!r}; it must be > 0")
+  if not s.targets >= 0:
+    raise ConfigError(f"config key 'steer.targets' is {s.targets!r}; give how many concepts of "
+                      "each level to edit, or 0 for all of them")
+
+
+def edited_targets(level_size: int, targets: int) -> int:
+  """How many concepts of a level of `level_size` the steering edits: the first `targets` (the
+  config's ``steer.targets``), or all of them for 0."""
+  return min(level_size, targets) if targets else level_size
 
 
 def step_indices(timesteps, num_steps: int) -> list[int]:
@@ -595,8 +607,8 @@ class ScenesUNet:
     return result
 
   def run_steering(self, workdir: str) -> dict[str, Any]:
-    """Every edit type in both modes over >= steer.samples_per_edit samples; writes
-    steering.json."""
+    """Every edit type in both modes over >= steer.samples_per_edit samples, spread over the
+    edited level's concepts (the first ``steer.targets``; 0 = all); writes steering.json."""
     config = self.config
     self.run_capture(workdir)
     st = Steerer(self, workdir)
@@ -609,7 +621,7 @@ class ScenesUNet:
     results, examples = [], {}
     for edit in EDITS:
       level = 0 if edit == "inject_part" else 1
-      n_targets = self.scenes.config.level_sizes[level]
+      n_targets = edited_targets(self.scenes.config.level_sizes[level], c.targets)
       per_target = -(-c.samples_per_edit // n_targets)
       for mode in MODES:
         scores, used = [], 0

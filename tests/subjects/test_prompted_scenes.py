@@ -62,7 +62,11 @@ def test_every_target_condition_and_method_is_scored(prompted_run):
     if row["method"] == "none" and row["samples"]:
       # Scored over the samples whose unedited image shows the target: no edit removes nothing.
       assert row["removal"] == 0.0 and row["unchanged"] == 1.0
-  assert len(result["targets"]) == 8 * 2 * 4
+  # The smoke config edits the first steer.targets = 2 concepts of each level (of 6 objects and
+  # 2 scenes): every condition and method of each.
+  edited = {(r["level"], r["target"]) for r in result["targets"]}
+  assert edited == {("object", 0), ("object", 1), ("scene", 0), ("scene", 1)}
+  assert len(result["targets"]) == len(edited) * 2 * 4
   for stem in ("unlearning_grid", "unlearning_tradeoff"):
     assert os.path.exists(os.path.join(prompted_run.workdir, f"{stem}.png"))
 

@@ -96,6 +96,7 @@ def test_bad_configs_name_the_key(tmp_path):
                              ("data__num_eval", 10_000, "data.num_eval"),
                              ("steer__t_max", 0.0, "steer.t_max"),
                              ("steer__remove_strength", -1.0, "steer.remove_strength"),
+                             ("steer__targets", -1, "steer.targets"),
                              ("subject__kind", "scenez", "subject.kind")):
     with pytest.raises(ConfigError, match=needle):
       capture_lib.run(smoke_config("scenes_concepts", **{key: value}), str(tmp_path))
@@ -109,6 +110,12 @@ def test_missing_capture_and_missing_checkpoint_are_clear(tmp_path):
     capture_lib.run(config, str(tmp_path / "w"))
 
 
+def test_edited_targets_are_the_first_of_a_level_or_all():
+  assert scenes_unet.edited_targets(18, 0) == 18
+  assert scenes_unet.edited_targets(18, 2) == 2
+  assert scenes_unet.edited_targets(2, 5) == 2
+
+
 def test_initial_noise_depends_on_the_sample_index_only():
   a = scenes_unet.initial_noise(3, np.array([0, 5, 7]), (4, 4, 1))
   b = scenes_unet.initial_noise(3, np.array([7]), (4, 4, 1))
@@ -120,6 +127,8 @@ def test_every_edit_and_mode_is_scored(scenes_run):
   rows = {(r["edit"], r["mode"]): r for r in scenes_run.steering["rows"]}
   assert set(rows) == {(e, m) for e in scenes_unet.EDITS for m in scenes_unet.MODES}
   assert all(r["samples"] >= 1 for r in rows.values())
+  # The smoke config edits 2 concepts of each level, each on up to 8 / 2 samples.
+  assert all(r["samples"] <= 2 * 4 for r in rows.values())
   # Edits do something: injected parts appear more often than they were present before.
   assert rows[("inject_part", "hierarchical")]["success"] > 0.0
   with open(os.path.join(scenes_run.workdir, STEERING_FILE)) as f:
