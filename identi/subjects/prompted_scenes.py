@@ -14,8 +14,8 @@ classifier-free guidance at ``prompt.guidance``.
    (``graph.sign_aware``, `identi.experiments.graph`), so units that code a concept's absence are
    linked through their negation.
 3. Concept removal under prompting (`run_steering`, writes ``unlearning.json``). For each object
-   and each scene type (the *target*) and two prompt conditions, ``unlearn.samples`` prompts made
-   from world samples that contain the target:
+   and each scene type (the *target*; the first ``steer.targets`` of each level, 0 = all) and two
+   prompt conditions, ``unlearn.samples`` prompts made from world samples that contain the target:
 
    - ``named``: the prompt names the target (an object: every present object is named; a scene
      type: the prompt names only the scene types);
